@@ -1,0 +1,41 @@
+/**
+ * deno-vmm: a virtual machine monitor for Linux KVM whose vCPU scheduler is a plugin.
+ *
+ * Each vCPU's emulation thread (EMT) runs in its own Deno Worker and drives KVM through FFI
+ * and a small C halt/wake shim (`ffi/shim.c`, compiled on first use).
+ *
+ * ```ts
+ * import { Vmm } from "./mod.ts";
+ *
+ * const vmm = await Vmm.create();
+ * const vm = await vmm.createVm({ name: "a", vcpus: 2, cmdline: "workload=hello" });
+ * await vm.start();
+ * const exit = await vm.wait(); // { kind: "exit", status: 0 }
+ * console.log(vm.consoleText());
+ * await vmm.close();
+ * ```
+ *
+ * Run as a program it is the CLI: `deno run -A mod.ts run --vm name=a,vcpus=2`.
+ *
+ * @module
+ */
+export { Vmm, type VmmOptions } from "./src/vmm.ts";
+export {
+  type ConsoleLine,
+  Vm,
+  type VmExit,
+  type VcpuCounters,
+  type VmState,
+} from "./src/vm/vm.ts";
+export { ConfigError, type VmConfig } from "./src/vm/config.ts";
+export { ElfError } from "./src/vm/elf.ts";
+export type { GuestStats, VcpuStats } from "./src/vm/stats.ts";
+export type { EmtCounters } from "./src/emt/shim_layout.ts";
+export type { UnhandledAccessPolicy, VcpuFault } from "./src/emt/protocol.ts";
+export { KvmUnavailableError } from "./src/kvm/kvm.ts";
+export { ShimBuildError } from "./ffi/shim.ts";
+
+if (import.meta.main) {
+  const { main } = await import("./src/cli/main.ts");
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,47 @@
+/**
+ * The command line: `deno run -A mod.ts <command> [options]`.
+ *
+ * @module
+ */
+import { ConfigError } from "../vm/config.ts";
+import { ElfError } from "../vm/elf.ts";
+import { runCommand } from "./run.ts";
+import { EXIT_USAGE, UsageError } from "./usage.ts";
+
+/** Top-level help. */
+export const MAIN_HELP = `deno-vmm: a KVM virtual machine monitor whose vCPU scheduler is a plugin.
+
+Usage: deno run -A mod.ts <command> [options]
+
+Commands:
+  run       boot VMs and print their consoles    (run --help)
+
+Every command takes --help.
+`;
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  run: runCommand,
+};
+
+/** Runs the CLI with `args`; returns the exit status (2 for usage and config errors). */
+export async function main(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  if (command === undefined || command === "-h" || command === "--help" || command === "help") {
+    console.log(MAIN_HELP);
+    return command === undefined ? EXIT_USAGE : 0;
+  }
+  const run = COMMANDS[command];
+  if (!run) {
+    console.error(`deno-vmm: unknown command '${command}'\n\n${MAIN_HELP}`);
+    return EXIT_USAGE;
+  }
+  try {
+    return await run(rest);
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    const usage = e instanceof UsageError || e instanceof ConfigError ||
+      e instanceof ElfError || (err.code?.startsWith("ERR_PARSE_ARGS") ?? false);
+    console.error(`deno-vmm ${command}: ${err.message}`);
+    return usage ? EXIT_USAGE : 1;
+  }
+}

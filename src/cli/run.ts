@@ -1,0 +1,121 @@
+/**
+ * `deno run -A mod.ts run`: boot VMs from `--vm` specs or a `--config` file, print their
+ * consoles prefixed with the VM name, and exit with their status.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { ConfigError, type VmConfig } from "../vm/config.ts";
+import type { Vm, VmExit } from "../vm/vm.ts";
+import { Vmm } from "../vmm.ts";
+import { parseVmSpec } from "./vm_spec.ts";
+import { UsageError } from "./usage.ts";
+
+/** Help text of `run`. */
+export const RUN_HELP = `Usage: deno run -A mod.ts run [options]
+
+Boot one or more VMs and print their consoles, each line prefixed with its VM's name.
+Exits 0 when every VM's guest exited with status 0, 1 otherwise, 2 for bad usage.
+
+Options:
+  --vm SPEC           a VM, as comma-separated key=value pairs (repeatable):
+                        name=NAME        (default vm0, vm1, ...)
+                        vcpus=N          (default 1)
+                        memory=MIB       (default 64)
+                        kernel=PATH|URL  (default guests/build/kernel.elf)
+                        cmdline=TEXT     (default workload=hello; may contain '=' and spaces)
+                        unhandled=ignore|stop  (unclaimed port/MMIO accesses)
+                        haltpoll=US      (halt polling before sleeping, default 0)
+  --config FILE       a JSON file: {"vms": [{"name": "a", "vcpus": 2, "cmdline": "..."}]}
+  --timeout SECONDS   stop every VM still running after this long
+  -q, --quiet         do not print console lines (only the summary)
+  -h, --help          this text
+
+Example:
+  deno run -A mod.ts run --vm name=a,vcpus=2,cmdline=workload=hello
+`;
+
+/** Reads `{ "vms": [...] }` (or a bare array) from a JSON file. */
+export async function readVmsConfig(path: string): Promise<VmConfig[]> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    throw new ConfigError("--config", `cannot read ${path}: ${(e as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(path, `not valid JSON: ${(e as Error).message}`);
+  }
+  const vms = Array.isArray(data) ? data : (data as { vms?: unknown })?.vms;
+  if (!Array.isArray(vms) || vms.length === 0) {
+    throw new ConfigError(path, `expected {"vms": [ ... ]} with at least one VM`);
+  }
+  return vms as VmConfig[];
+}
+
+function describe(exit: VmExit): string {
+  if (exit.kind === "exit") return `exit status ${exit.status}`;
+  if (exit.kind === "fault") return `fault: ${exit.fault?.message}`;
+  return "stopped";
+}
+
+/** Runs the `run` command; returns the process exit status. */
+export async function runCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      vm: { type: "string", multiple: true },
+      config: { type: "string" },
+      timeout: { type: "string" },
+      quiet: { type: "boolean", short: "q" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    console.log(RUN_HELP);
+    return 0;
+  }
+  const configs: VmConfig[] = [];
+  if (values.config) configs.push(...await readVmsConfig(values.config));
+  (values.vm ?? []).forEach((spec, i) => configs.push(parseVmSpec(spec, configs.length + i)));
+  if (configs.length === 0) throw new UsageError("no VM given: use --vm SPEC or --config FILE");
+  let timeoutMs: number | undefined;
+  if (values.timeout !== undefined) {
+    const t = Number(values.timeout);
+    if (!(t > 0)) throw new UsageError(`--timeout must be a positive number of seconds`);
+    timeoutMs = t * 1000;
+  }
+  const enc = new TextEncoder();
+  const vmm = await Vmm.create({
+    onConsole: values.quiet
+      ? undefined
+      : (l) => Deno.stdout.writeSync(enc.encode(`[${l.vm}] ${l.line}\n`)),
+    onLog: (m) => Deno.stderr.writeSync(enc.encode(`${m}\n`)),
+  });
+  try {
+    const vms: Vm[] = [];
+    for (const c of configs) vms.push(await vmm.createVm(c));
+    const started = performance.now();
+    await Promise.all(vms.map((vm) => vm.start()));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(() => vms.forEach((vm) => vm.stop()), timeoutMs);
+    }
+    const exits = await Promise.all(vms.map((vm) => vm.wait()));
+    clearTimeout(timer);
+    const secs = ((performance.now() - started) / 1000).toFixed(2);
+    let ok = true;
+    exits.forEach((exit, i) => {
+      console.error(`vm ${vms[i].name}: ${describe(exit)} (${secs} s)`);
+      if (exit.kind !== "exit" || exit.status !== 0) ok = false;
+    });
+    return ok ? 0 : 1;
+  } finally {
+    await vmm.close();
+  }
+}

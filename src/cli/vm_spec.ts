@@ -1,0 +1,53 @@
+/**
+ * Parsing `--vm name=a,vcpus=2,cmdline=workload=hello` into a VM configuration.
+ *
+ * @module
+ */
+import type { VmConfig } from "../vm/config.ts";
+import { UsageError } from "./usage.ts";
+
+/** `--vm` keys and the VmConfig fields they set. */
+const KEYS: Record<string, keyof VmConfig> = {
+  name: "name",
+  vcpus: "vcpus",
+  memory: "memoryMiB",
+  mem: "memoryMiB",
+  kernel: "kernel",
+  cmdline: "cmdline",
+  unhandled: "unhandled",
+  haltpoll: "haltPollUs",
+};
+const NUMERIC = new Set<keyof VmConfig>(["vcpus", "memoryMiB", "haltPollUs"]);
+
+/**
+ * Parses one `--vm` value. Values may contain `=` (`cmdline=workload=spin seconds=1`) and
+ * commas, as long as a comma is not followed by a known `key=`.
+ */
+export function parseVmSpec(spec: string, index: number): VmConfig {
+  const keyAlt = Object.keys(KEYS).join("|");
+  const parts = spec.split(new RegExp(`,(?=(?:${keyAlt})=)`));
+  const config: Record<string, unknown> = {};
+  for (const part of parts) {
+    const eq = part.indexOf("=");
+    if (eq <= 0) throw new UsageError(`--vm '${spec}': '${part}' is not key=value`);
+    const key = part.slice(0, eq);
+    const value = part.slice(eq + 1);
+    const field = KEYS[key];
+    if (!field) {
+      throw new UsageError(
+        `--vm '${spec}': unknown key '${key}' (known: ${Object.keys(KEYS).join(", ")})`,
+      );
+    }
+    if (NUMERIC.has(field)) {
+      const n = Number(value);
+      if (value.trim() === "" || !Number.isFinite(n)) {
+        throw new UsageError(`--vm '${spec}': ${key} must be a number, got '${value}'`);
+      }
+      config[field] = n;
+    } else {
+      config[field] = value;
+    }
+  }
+  config.name ??= `vm${index}`;
+  return config as unknown as VmConfig;
+}

@@ -1,0 +1,388 @@
+/**
+ * The emulation thread (EMT) of one vCPU: its run loop, exit dispatch to the devices it
+ * emulates, and interrupt injection. Runs inside its own Worker (`emt_worker.ts`); the loop
+ * is synchronous and only leaves through the VM's stop flag.
+ *
+ * Interrupts without KVM's in-kernel irqchip (KVM API documentation, KVM_INTERRUPT and
+ * `request_interrupt_window`): a deliverable vector is injected with KVM_INTERRUPT when the
+ * last exit said `ready_for_interrupt_injection` and `if_flag`; otherwise the EMT sets
+ * `request_interrupt_window` and KVM exits with KVM_EXIT_IRQ_WINDOW_OPEN as soon as the guest
+ * can take it. A guest HLT reaches us as KVM_EXIT_HLT; with nothing deliverable the EMT
+ * blocks in the shim's `halt` until an interrupt is posted or its LAPIC timer is due.
+ *
+ * @module
+ */
+import { exitReasonName, KVM_EXIT, KVM_EXIT_IO_OUT, KVM_INTERNAL_ERROR } from "../kvm/constants.ts";
+import { KVM_RUN } from "../kvm/structs.ts";
+import { VcpuFd } from "../kvm/kvm.ts";
+import { munmap } from "../kvm/libc.ts";
+import { DELIVERY, type Ipi, LAPIC_BASE, LAPIC_SIZE, LocalApic } from "../devices/lapic.ts";
+import { COM1_BASE, Uart16550 } from "../devices/uart.ts";
+import { DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE, DebugExit } from "../devices/debug_exit.ts";
+import { setSipiState } from "../vm/cpu_setup.ts";
+import type { ShimLibrary } from "../../ffi/shim.ts";
+import { Mailboxes } from "./mailbox.ts";
+import { EMT_BLOCK_SIZE, HALT_KIND, RUN_RESULT } from "./shim_layout.ts";
+import type { EmtInit, EmtMessage, VcpuFault } from "./protocol.ts";
+
+/** Port the `portio` benchmark workload writes; accepted and ignored. */
+export const BENCH_PORT = 0xf0;
+/** At most this many unhandled-access lines are logged per vCPU. */
+const UNHANDLED_LOG_LIMIT = 20;
+
+/** One vCPU's emulation thread state and loop. */
+export class Emt {
+  #init: EmtInit;
+  #shim: ShimLibrary["symbols"];
+  #post: (m: EmtMessage) => void;
+  #vcpu: VcpuFd;
+  #runPtr: Deno.PointerObject;
+  #run: DataView;
+  #runBytes: Uint8Array;
+  #self: Deno.PointerObject;
+  #peers: Deno.PointerObject[];
+  #mail: Mailboxes;
+  #lapic: LocalApic;
+  #uart: Uart16550;
+  #debugExit: DebugExit;
+  #waitingForSipi: boolean;
+  #halted = false;
+  #haltedIf = true;
+  /** An interrupt was queued with KVM_INTERRUPT and has not been through KVM_RUN yet. */
+  #injectQueued = false;
+  #unhandledLogged = 0;
+  #stopping = false;
+
+  /**
+   * @param init the start message from the main thread
+   * @param shim the opened shim
+   * @param post sends a message to the main thread
+   */
+  constructor(init: EmtInit, shim: ShimLibrary, post: (m: EmtMessage) => void) {
+    this.#init = init;
+    this.#shim = shim.symbols;
+    this.#post = post;
+    this.#vcpu = new VcpuFd(init.vcpuFd, init.vcpu);
+    this.#runPtr = this.#vcpu.mapRun(init.runMmapSize);
+    const runBuf = Deno.UnsafePointerView.getArrayBuffer(this.#runPtr, init.runMmapSize);
+    this.#run = new DataView(runBuf);
+    this.#runBytes = new Uint8Array(runBuf);
+    const base = Deno.UnsafePointer.of(init.emtBlocks)!;
+    this.#peers = Array.from(
+      { length: init.vcpus },
+      (_, i) => Deno.UnsafePointer.offset(base, i * EMT_BLOCK_SIZE)!,
+    );
+    this.#self = this.#peers[init.vcpu];
+    const global = Deno.UnsafePointer.of(init.globalBlock);
+    const r = this.#shim.shim_attach(this.#self, global, init.vcpuFd, this.#runPtr);
+    if (r < 0) throw new Error(`shim_attach failed: errno ${-r}`);
+    this.#mail = new Mailboxes(init.mailboxes, init.vcpus);
+    this.#lapic = new LocalApic(init.vcpu, {
+      now: () => this.#shim.shim_now_f64(),
+      sendIpi: (ipi) => this.#sendIpi(ipi),
+    });
+    this.#uart = new Uart16550((line) =>
+      this.#post({ type: "console", vcpu: init.vcpu, line, time: Date.now() })
+    );
+    this.#debugExit = new DebugExit((status) => this.#exitVm(status));
+    this.#waitingForSipi = init.start.kind === "wait-for-sipi";
+  }
+
+  /** Runs the vCPU until the VM stops. Never throws: faults are reported and stop the VM. */
+  run(): void {
+    try {
+      this.#loop();
+    } catch (e) {
+      this.#fault("EMT error", `${(e as Error).stack ?? e}`);
+    }
+    this.#uart.flush();
+  }
+
+  /** Releases the shim binding and the `kvm_run` mapping (the fd is closed by the owner). */
+  close(): void {
+    this.#shim.shim_detach(this.#self);
+    munmap(this.#runPtr, this.#init.runMmapSize);
+  }
+
+  #loop(): void {
+    const shim = this.#shim;
+    const lapic = this.#lapic;
+    const mail = this.#mail;
+    const me = this.#init.vcpu;
+    const self = this.#self;
+    const run = this.#run;
+    for (;;) {
+      if (mail.stopRequested || this.#stopping) return;
+      if (mail.hasPending(me)) this.#takeMail();
+      if (this.#waitingForSipi) {
+        shim.shim_halt(self, 0, HALT_KIND.guest, 0);
+        continue;
+      }
+      const timerDeadline = lapic.timerDeadline;
+      if (timerDeadline !== 0 && shim.shim_now_f64() >= timerDeadline) {
+        lapic.checkTimer(shim.shim_now_f64());
+      }
+      if (this.#halted) {
+        // HLT resumes only for an interrupt the CPU would take (IF set), INIT or stop.
+        if (!this.#haltedIf || lapic.deliverable() < 0) {
+          shim.shim_halt(self, this.#haltedIf ? lapic.timerDeadline : 0, HALT_KIND.guest, this.#init.haltPollNs);
+          continue;
+        }
+        this.#halted = false;
+      }
+      this.#injectInterrupt();
+      const result = shim.shim_run(self, lapic.timerDeadline);
+      if (result === RUN_RESULT.poked || result === RUN_RESULT.deadline) continue;
+      this.#injectQueued = false;
+      switch (result) {
+        case KVM_EXIT.IO:
+          this.#handleIo();
+          break;
+        case KVM_EXIT.MMIO:
+          this.#handleMmio();
+          break;
+        case KVM_EXIT.HLT:
+          if (lapic.deliverable() < 0 || run.getUint8(KVM_RUN.if_flag) === 0) {
+            this.#halted = true;
+            this.#haltedIf = run.getUint8(KVM_RUN.if_flag) !== 0;
+          }
+          break;
+        case KVM_EXIT.IRQ_WINDOW_OPEN:
+        case KVM_EXIT.INTR:
+          break;
+        case KVM_EXIT.SHUTDOWN:
+          this.#fault("triple fault", "the guest triple-faulted (KVM_EXIT_SHUTDOWN)");
+          return;
+        case KVM_EXIT.INTERNAL_ERROR:
+          this.#internalError();
+          return;
+        case KVM_EXIT.FAIL_ENTRY:
+          this.#fault(
+            "entry failure",
+            `KVM_EXIT_FAIL_ENTRY, hardware reason 0x${
+              run.getBigUint64(KVM_RUN.fail_entry_reason, true).toString(16)
+            }`,
+          );
+          return;
+        default:
+          if (result < 0) {
+            this.#fault("KVM_RUN failed", `KVM_RUN returned errno ${-result}`);
+          } else {
+            this.#fault("unexpected exit", `unexpected KVM exit ${exitReasonName(result)}`);
+          }
+          return;
+      }
+    }
+  }
+
+  #takeMail(): void {
+    const d = this.#mail.drain(this.#init.vcpu);
+    if (d.init) {
+      // INIT: the APIC resets and the processor waits for a SIPI (SDM 8.4.1).
+      this.#lapic.reset();
+      this.#waitingForSipi = true;
+      this.#halted = false;
+      this.#injectQueued = false;
+    }
+    if (d.sipi >= 0 && this.#waitingForSipi) {
+      setSipiState(this.#vcpu, d.sipi);
+      this.#waitingForSipi = false;
+    }
+    for (const v of d.vectors) this.#lapic.acceptFixed(v);
+  }
+
+  #injectInterrupt(): void {
+    const v = this.#lapic.deliverable();
+    const run = this.#run;
+    if (v < 0 || this.#injectQueued) {
+      run.setUint8(KVM_RUN.request_interrupt_window, 0);
+      return;
+    }
+    if (run.getUint8(KVM_RUN.ready_for_interrupt_injection) && run.getUint8(KVM_RUN.if_flag)) {
+      this.#vcpu.interrupt(v);
+      this.#lapic.acknowledge(v);
+      this.#injectQueued = true;
+      run.setUint8(KVM_RUN.request_interrupt_window, 0);
+    } else {
+      run.setUint8(KVM_RUN.request_interrupt_window, 1);
+    }
+  }
+
+  #handleIo(): void {
+    const run = this.#run;
+    const out = run.getUint8(KVM_RUN.io_direction) === KVM_EXIT_IO_OUT;
+    const size = run.getUint8(KVM_RUN.io_size);
+    const port = run.getUint16(KVM_RUN.io_port, true);
+    const count = run.getUint32(KVM_RUN.io_count, true);
+    let off = Number(run.getBigUint64(KVM_RUN.io_data_offset, true));
+    for (let i = 0; i < count; i++, off += size) {
+      if (out) {
+        const value = size === 1
+          ? run.getUint8(off)
+          : size === 2
+          ? run.getUint16(off, true)
+          : run.getUint32(off, true);
+        this.#portOut(port, size, value);
+      } else {
+        const value = this.#portIn(port, size);
+        if (size === 1) run.setUint8(off, value);
+        else if (size === 2) run.setUint16(off, value, true);
+        else run.setUint32(off, value, true);
+      }
+    }
+  }
+
+  #portOut(port: number, size: number, value: number): void {
+    if (port === BENCH_PORT) return;
+    if (port >= COM1_BASE && port < COM1_BASE + 8) {
+      this.#uart.write(port - COM1_BASE, value & 0xff);
+    } else if (port >= DEBUG_EXIT_PORT && port < DEBUG_EXIT_PORT + DEBUG_EXIT_SIZE) {
+      this.#debugExit.write(value);
+    } else {
+      this.#unhandled(`port write 0x${port.toString(16)} size ${size} value 0x${value.toString(16)}`);
+    }
+  }
+
+  #portIn(port: number, size: number): number {
+    if (port >= COM1_BASE && port < COM1_BASE + 8) return this.#uart.read(port - COM1_BASE);
+    this.#unhandled(`port read 0x${port.toString(16)} size ${size}`);
+    return size === 1 ? 0xff : size === 2 ? 0xffff : 0xffffffff; // floating bus
+  }
+
+  #handleMmio(): void {
+    const run = this.#run;
+    const addr = Number(run.getBigUint64(KVM_RUN.mmio_phys_addr, true));
+    const len = run.getUint32(KVM_RUN.mmio_len, true);
+    const write = run.getUint8(KVM_RUN.mmio_is_write) !== 0;
+    if (addr >= LAPIC_BASE && addr < LAPIC_BASE + LAPIC_SIZE && len === 4) {
+      const offset = addr - LAPIC_BASE;
+      if (write) {
+        this.#lapic.write(offset, run.getUint32(KVM_RUN.mmio_data, true));
+        if ((offset & 0xff0) === 0xd0) this.#mail.publishLdr(this.#init.vcpu, this.#lapic.ldr);
+      } else {
+        run.setUint32(KVM_RUN.mmio_data, this.#lapic.read(offset), true);
+      }
+      return;
+    }
+    let detail = `MMIO ${write ? "write" : "read"} 0x${addr.toString(16)} size ${len}`;
+    if (write) {
+      const bytes = Array.from(this.#runBytes.subarray(KVM_RUN.mmio_data, KVM_RUN.mmio_data + len));
+      detail += ` data ${bytes.map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+    } else {
+      this.#runBytes.fill(0xff, KVM_RUN.mmio_data, KVM_RUN.mmio_data + 8);
+    }
+    this.#unhandled(detail);
+  }
+
+  #unhandled(what: string): void {
+    if (this.#init.unhandled === "stop") {
+      this.#fault("unhandled access", `unhandled ${what}`);
+      return;
+    }
+    if (this.#unhandledLogged < UNHANDLED_LOG_LIMIT) {
+      this.#unhandledLogged++;
+      this.#post({
+        type: "log",
+        vcpu: this.#init.vcpu,
+        message: `vm ${this.#init.vmName} vcpu ${this.#init.vcpu}: unhandled ${what} at rip ` +
+          `${this.#rip()} (ignored${
+            this.#unhandledLogged === UNHANDLED_LOG_LIMIT ? "; further ones not logged" : ""
+          })`,
+      });
+    }
+  }
+
+  #sendIpi(ipi: Ipi): void {
+    const me = this.#init.vcpu;
+    const n = this.#init.vcpus;
+    let targets: number[];
+    if (ipi.shorthand === 1) targets = [me];
+    else if (ipi.shorthand === 2) targets = Array.from({ length: n }, (_, i) => i);
+    else if (ipi.shorthand === 3) targets = Array.from({ length: n }, (_, i) => i).filter((i) => i !== me);
+    else if (ipi.logical) {
+      targets = [];
+      for (let i = 0; i < n; i++) if ((this.#mail.ldr(i) >>> 24) & ipi.destination) targets.push(i);
+    } else if (ipi.destination === 0xff) targets = Array.from({ length: n }, (_, i) => i);
+    else targets = ipi.destination < n ? [ipi.destination] : [];
+    if (ipi.mode === DELIVERY.LOWEST) targets = targets.slice(0, 1);
+    for (const t of targets) {
+      switch (ipi.mode) {
+        case DELIVERY.FIXED:
+        case DELIVERY.LOWEST:
+          if (t === me) {
+            this.#lapic.acceptFixed(ipi.vector);
+            continue;
+          }
+          this.#mail.postFixed(t, ipi.vector);
+          break;
+        case DELIVERY.INIT:
+          if (t === me) continue; // a self-INIT would reset the sender mid-instruction; ignored
+          this.#mail.postInit(t);
+          break;
+        case DELIVERY.SIPI:
+          if (t === me) continue;
+          this.#mail.postSipi(t, ipi.vector);
+          break;
+        default:
+          this.#post({
+            type: "log",
+            vcpu: me,
+            message: `vm ${this.#init.vmName} vcpu ${me}: IPI delivery mode ${ipi.mode} ` +
+              `is not emulated (ignored)`,
+          });
+          continue;
+      }
+      this.#shim.shim_wake(this.#peers[t]);
+      this.#shim.shim_poke(this.#peers[t]);
+    }
+  }
+
+  #exitVm(status: number): void {
+    this.#post({ type: "exit", vcpu: this.#init.vcpu, status });
+    this.#stopVm();
+  }
+
+  /** Stops every EMT of this VM (this one at the top of its loop). */
+  #stopVm(): void {
+    this.#stopping = true;
+    this.#mail.requestStop();
+    for (let i = 0; i < this.#peers.length; i++) {
+      if (i === this.#init.vcpu) continue;
+      this.#shim.shim_wake(this.#peers[i]);
+      this.#shim.shim_poke(this.#peers[i]);
+    }
+  }
+
+  #rip(): string {
+    try {
+      return `0x${this.#vcpu.getRegs().rip.toString(16)}`;
+    } catch {
+      return "unknown";
+    }
+  }
+
+  #internalError(): void {
+    const run = this.#run;
+    const sub = run.getUint32(KVM_RUN.internal_suberror, true);
+    const ndata = Math.min(16, run.getUint32(KVM_RUN.internal_ndata, true));
+    const data = Array.from(
+      { length: ndata },
+      (_, i) => `0x${run.getBigUint64(KVM_RUN.internal_data + 8 * i, true).toString(16)}`,
+    );
+    const reason = sub === KVM_INTERNAL_ERROR.EMULATION
+      ? "KVM emulation failure"
+      : `KVM internal error (suberror ${sub})`;
+    this.#fault(reason, `${reason}${data.length ? ` (data ${data.join(" ")})` : ""}`);
+  }
+
+  #fault(reason: string, detail: string): void {
+    const rip = this.#rip();
+    const fault: VcpuFault = {
+      reason,
+      rip,
+      message: `vm ${this.#init.vmName} vcpu ${this.#init.vcpu}: ${reason} at rip ${rip}: ${detail}`,
+    };
+    this.#post({ type: "fault", vcpu: this.#init.vcpu, fault });
+    this.#stopVm();
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * VM configuration: the options a user gives, their defaults, and validation that names
+ * the offending field before anything is created.
+ *
+ * @module
+ */
+import type { UnhandledAccessPolicy } from "../emt/protocol.ts";
+import { MIN_MEMORY } from "./pvh.ts";
+
+/** Most vCPUs one VM may have (APIC ids must fit xAPIC physical mode, 0..254). */
+export const MAX_VCPUS = 64;
+
+/** What a user gives to create a VM. */
+export interface VmConfig {
+  /** Unique name; prefixes its console lines. Letters, digits, `-`, `_`, `.`. */
+  name: string;
+  /** vCPUs (default 1). */
+  vcpus?: number;
+  /** Guest RAM in MiB (default 64). */
+  memoryMiB?: number;
+  /** Kernel image: a path, or a `file:`/`http(s):` URL (default: our guest kernel). */
+  kernel?: string | URL;
+  /** Kernel command line (default `workload=hello`). `ncpus` and `tsc_khz` are appended. */
+  cmdline?: string;
+  /** Unhandled port / MMIO accesses: `"ignore"` (logged, default) or `"stop"` the VM. */
+  unhandled?: UnhandledAccessPolicy;
+  /** Halt polling in microseconds before an EMT sleeps (default 0). */
+  haltPollUs?: number;
+}
+
+/** A {@linkcode VmConfig} with every default applied. */
+export interface ResolvedVmConfig {
+  /** Name. */
+  name: string;
+  /** vCPUs. */
+  vcpus: number;
+  /** RAM in bytes. */
+  memoryBytes: number;
+  /** Kernel location. */
+  kernel: URL;
+  /** Command line as given. */
+  cmdline: string;
+  /** Unhandled-access policy. */
+  unhandled: UnhandledAccessPolicy;
+  /** Halt polling, ns. */
+  haltPollNs: number;
+}
+
+/** A configuration error; `field` names what is wrong. */
+export class ConfigError extends Error {
+  /** The offending field, e.g. `vms[1].vcpus`. */
+  readonly field: string;
+  /**
+   * @param field the offending field
+   * @param message what is wrong with it
+   */
+  constructor(field: string, message: string) {
+    super(`${field}: ${message}`);
+    this.name = "ConfigError";
+    this.field = field;
+  }
+}
+
+/** The guest kernel `deno task build` produces. */
+export const DEFAULT_KERNEL = new URL("../../guests/build/kernel.elf", import.meta.url);
+
+const KNOWN_KEYS = new Set([
+  "name",
+  "vcpus",
+  "memoryMiB",
+  "kernel",
+  "cmdline",
+  "unhandled",
+  "haltPollUs",
+]);
+
+function integer(
+  field: string,
+  value: unknown,
+  min: number,
+  max: number,
+  fallback: number,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value)) {
+    throw new ConfigError(field, `must be an integer, got ${JSON.stringify(value)}`);
+  }
+  if (value < min || value > max) {
+    throw new ConfigError(field, `must be between ${min} and ${max}, got ${value}`);
+  }
+  return value;
+}
+
+/** Turns a path or URL string into a URL, relative paths against the working directory. */
+export function toUrl(location: string | URL): URL {
+  if (location instanceof URL) return location;
+  if (/^(file|https?):\/\//.test(location)) return new URL(location);
+  const abs = location.startsWith("/") ? location : `${Deno.cwd()}/${location}`;
+  return new URL(`file://${abs.split("/").map(encodeURIComponent).join("/")}`);
+}
+
+/**
+ * Validates `config` (as given by code or parsed from JSON) and applies the defaults.
+ * `where` prefixes field names in errors (e.g. `vms[2]`).
+ */
+export function resolveVmConfig(config: unknown, where = "vm"): ResolvedVmConfig {
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    throw new ConfigError(where, "must be an object");
+  }
+  const c = config as Record<string, unknown>;
+  for (const key of Object.keys(c)) {
+    if (!KNOWN_KEYS.has(key)) {
+      throw new ConfigError(
+        `${where}.${key}`,
+        `unknown option (known: ${[...KNOWN_KEYS].join(", ")})`,
+      );
+    }
+  }
+  if (typeof c.name !== "string" || !/^[A-Za-z0-9_.-]{1,64}$/.test(c.name)) {
+    throw new ConfigError(
+      `${where}.name`,
+      `must be 1-64 letters, digits, '-', '_' or '.', got ${JSON.stringify(c.name)}`,
+    );
+  }
+  const vcpus = integer(`${where}.vcpus`, c.vcpus, 1, MAX_VCPUS, 1);
+  const minMiB = MIN_MEMORY >> 20;
+  const memoryMiB = integer(`${where}.memoryMiB`, c.memoryMiB, minMiB, 1 << 20, 64);
+  let kernel = DEFAULT_KERNEL;
+  if (c.kernel !== undefined) {
+    if (typeof c.kernel !== "string" && !(c.kernel instanceof URL)) {
+      throw new ConfigError(`${where}.kernel`, "must be a path or URL");
+    }
+    kernel = toUrl(c.kernel);
+  }
+  if (c.cmdline !== undefined && typeof c.cmdline !== "string") {
+    throw new ConfigError(`${where}.cmdline`, "must be a string");
+  }
+  const unhandled = c.unhandled ?? "ignore";
+  if (unhandled !== "ignore" && unhandled !== "stop") {
+    throw new ConfigError(`${where}.unhandled`, `must be "ignore" or "stop"`);
+  }
+  const haltPollUs = integer(`${where}.haltPollUs`, c.haltPollUs, 0, 10_000, 0);
+  return {
+    name: c.name,
+    vcpus,
+    memoryBytes: memoryMiB * 1024 * 1024,
+    kernel,
+    cmdline: (c.cmdline as string | undefined) ?? "workload=hello",
+    unhandled,
+    haltPollNs: haltPollUs * 1000,
+  };
+}
+
+/** Loads a kernel image from a file or http(s) URL; errors name the location. */
+export async function readKernel(url: URL): Promise<Uint8Array> {
+  if (url.protocol === "file:") {
+    try {
+      return await Deno.readFile(url);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        const hint = url.href === DEFAULT_KERNEL.href ? " (build it with `deno task build`)" : "";
+        throw new ConfigError("kernel", `${decodeURIComponent(url.pathname)} not found${hint}`);
+      }
+      throw new ConfigError("kernel", `cannot read ${url.pathname}: ${(e as Error).message}`);
+    }
+  }
+  const res = await fetch(url);
+  if (!res.ok) throw new ConfigError("kernel", `GET ${url.href}: HTTP ${res.status}`);
+  return new Uint8Array(await res.arrayBuffer());
+}

@@ -1,0 +1,109 @@
+/**
+ * The VMM: one KVM system handle, the built shim, and the VMs created through it.
+ *
+ * @module
+ */
+import { buildShim, openShim, type ShimLibrary } from "../ffi/shim.ts";
+import { type CpuidEntry, Kvm } from "./kvm/kvm.ts";
+import { GLOBAL_BLOCK_SIZE, GLOBAL_WORD } from "./emt/shim_layout.ts";
+import { ConfigError, readKernel, resolveVmConfig, type VmConfig } from "./vm/config.ts";
+import { type ConsoleLine, Vm } from "./vm/vm.ts";
+
+/** Options of {@linkcode Vmm.create}. */
+export interface VmmOptions {
+  /** Path of the KVM device (default `/dev/kvm`). */
+  kvmPath?: string;
+  /** Receives every console line of every VM (default: none; each VM keeps its own log). */
+  onConsole?: (line: ConsoleLine) => void;
+  /** Receives EMT diagnostics (unhandled accesses, faults). */
+  onLog?: (message: string) => void;
+}
+
+/** A virtual machine monitor: create VMs, run them, close everything. */
+export class Vmm {
+  #kvm: Kvm;
+  #shim: ShimLibrary;
+  #shimPath: string;
+  #globalBlock = new SharedArrayBuffer(GLOBAL_BLOCK_SIZE);
+  #cpuid: CpuidEntry[];
+  #vms = new Map<string, Vm>();
+  #options: VmmOptions;
+  #closed = false;
+
+  private constructor(kvm: Kvm, shimPath: string, options: VmmOptions) {
+    this.#kvm = kvm;
+    this.#shimPath = shimPath;
+    this.#shim = openShim(shimPath);
+    this.#cpuid = kvm.supportedCpuid();
+    this.#options = options;
+  }
+
+  /**
+   * Opens KVM and builds (or finds in the cache) the C shim. Throws a clear error when
+   * `/dev/kvm` or a C compiler is missing.
+   */
+  static async create(options: VmmOptions = {}): Promise<Vmm> {
+    const kvm = Kvm.open(options.kvmPath);
+    try {
+      return new Vmm(kvm, await buildShim(), options);
+    } catch (e) {
+      kvm.close();
+      throw e;
+    }
+  }
+
+  /** The VMs, by name. */
+  get vms(): ReadonlyMap<string, Vm> {
+    return this.#vms;
+  }
+
+  /**
+   * Creates a VM (memory, vCPUs, kernel loaded) without starting it. Throws
+   * `ConfigError` naming the bad field, or `ElfError` for an unusable kernel.
+   */
+  async createVm(config: VmConfig): Promise<Vm> {
+    if (this.#closed) throw new Error("this Vmm is closed");
+    const resolved = resolveVmConfig(config);
+    if (this.#vms.has(resolved.name)) {
+      throw new ConfigError("name", `a VM named '${resolved.name}' already exists`);
+    }
+    const image = await readKernel(resolved.kernel);
+    const vm = new Vm(
+      {
+        kvm: this.#kvm,
+        shim: this.#shim,
+        shimPath: this.#shimPath,
+        globalBlock: this.#globalBlock,
+        cpuid: this.#cpuid,
+        onConsole: this.#options.onConsole,
+        onLog: this.#options.onLog,
+      },
+      resolved,
+      image,
+    );
+    this.#vms.set(resolved.name, vm);
+    return vm;
+  }
+
+  /** The most EMTs that were ever in guest mode at once, across all VMs. */
+  get guestModeHighWater(): number {
+    return Atomics.load(new Int32Array(this.#globalBlock), GLOBAL_WORD.highWater);
+  }
+
+  /** Closes one VM and forgets it. */
+  async closeVm(name: string): Promise<void> {
+    const vm = this.#vms.get(name);
+    if (!vm) return;
+    await vm.close();
+    this.#vms.delete(name);
+  }
+
+  /** Stops and closes every VM, then releases KVM and the shim. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#vms.values()].map((vm) => vm.close()));
+    this.#vms.clear();
+    this.#kvm.close();
+  }
+}

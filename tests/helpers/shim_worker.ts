@@ -1,0 +1,48 @@
+/// <reference lib="deno.worker" />
+/**
+ * Test helper worker for tests/shim_test.ts: runs shim calls on a thread of its own.
+ * Commands arrive as one message; results go back as one message.
+ */
+import { openShim } from "../../ffi/shim.ts";
+import { HALT_RESULT } from "../../src/emt/shim_layout.ts";
+import { mmap } from "../../src/kvm/libc.ts";
+
+type Command =
+  | { op: "halt-races"; shimPath: string; block: SharedArrayBuffer; sync: SharedArrayBuffer; rounds: number }
+  | {
+    op: "run-until-poked";
+    shimPath: string;
+    block: SharedArrayBuffer;
+    sync: SharedArrayBuffer;
+    vcpuFd: number;
+    runSize: number;
+    deadline: number;
+  };
+
+self.onmessage = (ev: MessageEvent<Command>) => {
+  const cmd = ev.data;
+  const shim = openShim(cmd.shimPath).symbols;
+  const e = Deno.UnsafePointer.of(cmd.block);
+  const sync = new Int32Array(cmd.sync);
+  if (cmd.op === "halt-races") {
+    shim.shim_attach(e, null, -1, null);
+    let timeouts = 0;
+    for (let i = 0; i < cmd.rounds; i++) {
+      // A missed wake would leave this halt to its 2 s deadline: a timeout.
+      const r = shim.shim_halt(e, shim.shim_now_f64() + 2e9, 0, 0);
+      if (r !== HALT_RESULT.woken) timeouts++;
+      Atomics.add(sync, 0, 1);
+      Atomics.notify(sync, 0);
+    }
+    shim.shim_detach(e);
+    self.postMessage({ timeouts });
+  } else {
+    const run = mmap(cmd.runSize, { fd: cmd.vcpuFd, shared: true });
+    shim.shim_attach(e, null, cmd.vcpuFd, run);
+    Atomics.store(sync, 0, 1);
+    const result = shim.shim_run(e, cmd.deadline);
+    const returnedAt = shim.shim_now_f64();
+    shim.shim_detach(e);
+    self.postMessage({ result, returnedAt });
+  }
+};
