@@ -20,14 +20,8 @@
  * @module
  */
 export { Vmm, type VmmOptions } from "./src/vmm.ts";
-export {
-  type ConsoleLine,
-  Vm,
-  type VmExit,
-  type VcpuCounters,
-  type VmState,
-} from "./src/vm/vm.ts";
-export { ConfigError, type VmConfig } from "./src/vm/config.ts";
+export { type ConsoleLine, type VcpuCounters, Vm, type VmExit, type VmState } from "./src/vm/vm.ts";
+export { ConfigError, type ResolvedVmConfig, type VmConfig } from "./src/vm/config.ts";
 export { ElfError } from "./src/vm/elf.ts";
 export type { GuestStats, VcpuStats } from "./src/vm/stats.ts";
 export type { EmtCounters } from "./src/emt/shim_layout.ts";

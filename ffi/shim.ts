@@ -40,7 +40,10 @@ export type ShimLibrary = Deno.DynamicLibrary<typeof SHIM_SYMBOLS>;
 
 /** Raised when the shim cannot be built or loaded; the message says what to install. */
 export class ShimBuildError extends Error {
-  /** @param message what went wrong and what to do about it */
+  /**
+   * Creates the error.
+   * @param message what went wrong and what to do about it
+   */
   constructor(message: string) {
     super(message);
     this.name = "ShimBuildError";

@@ -75,16 +75,21 @@ Deno.test("kvm struct layouts match <linux/kvm.h>", async () => {
 #include <stddef.h>
 #include <linux/kvm.h>
 int main(void) {
-${checks.map(([name, expr]) => `  printf("%s %lu\\n", "${name}", (unsigned long)(${expr}));`).join("\n")}
+${
+    checks.map(([name, expr]) => `  printf("%s %lu\\n", "${name}", (unsigned long)(${expr}));`)
+      .join("\n")
+  }
 ${ioctls.map(([name]) => `  printf("%s %lu\\n", "${name}", (unsigned long)(${name}));`).join("\n")}
   return 0;
 }
 `;
   const out = await compileAndRun(program);
-  const actual = new Map(out.trim().split("\n").map((l) => {
-    const i = l.lastIndexOf(" ");
-    return [l.slice(0, i), BigInt(l.slice(i + 1))] as const;
-  }));
+  const actual = new Map(
+    out.trim().split("\n").map((l) => {
+      const i = l.lastIndexOf(" ");
+      return [l.slice(0, i), BigInt(l.slice(i + 1))] as const;
+    }),
+  );
   for (const [name, , expected] of checks) {
     assertEquals(Number(actual.get(name)), expected, name);
   }

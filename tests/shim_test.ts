@@ -73,7 +73,9 @@ Deno.test("a wake that races ahead of halt is never lost (1,000 races)", async (
   worker.postMessage({ op: "halt-races", shimPath, block, sync, rounds });
   const e = Deno.UnsafePointer.of(block);
   // Wait for the worker to attach (its tid appears), then race.
-  while (Atomics.load(new Int32Array(block), EMT_WORD.tid) === 0) await new Promise((r) => setTimeout(r, 1));
+  while (Atomics.load(new Int32Array(block), EMT_WORD.tid) === 0) {
+    await new Promise((r) => setTimeout(r, 1));
+  }
   for (let i = 0; i < rounds; i++) {
     // Odd rounds: wake at once, usually before the worker is back in halt (racing ahead);
     // even rounds: give it a moment to publish HALTED first.

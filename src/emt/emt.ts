@@ -125,7 +125,12 @@ export class Emt {
       if (this.#halted) {
         // HLT resumes only for an interrupt the CPU would take (IF set), INIT or stop.
         if (!this.#haltedIf || lapic.deliverable() < 0) {
-          shim.shim_halt(self, this.#haltedIf ? lapic.timerDeadline : 0, HALT_KIND.guest, this.#init.haltPollNs);
+          shim.shim_halt(
+            self,
+            this.#haltedIf ? lapic.timerDeadline : 0,
+            HALT_KIND.guest,
+            this.#init.haltPollNs,
+          );
           continue;
         }
         this.#halted = false;
@@ -239,7 +244,9 @@ export class Emt {
     } else if (port >= DEBUG_EXIT_PORT && port < DEBUG_EXIT_PORT + DEBUG_EXIT_SIZE) {
       this.#debugExit.write(value);
     } else {
-      this.#unhandled(`port write 0x${port.toString(16)} size ${size} value 0x${value.toString(16)}`);
+      this.#unhandled(
+        `port write 0x${port.toString(16)} size ${size} value 0x${value.toString(16)}`,
+      );
     }
   }
 
@@ -298,8 +305,9 @@ export class Emt {
     let targets: number[];
     if (ipi.shorthand === 1) targets = [me];
     else if (ipi.shorthand === 2) targets = Array.from({ length: n }, (_, i) => i);
-    else if (ipi.shorthand === 3) targets = Array.from({ length: n }, (_, i) => i).filter((i) => i !== me);
-    else if (ipi.logical) {
+    else if (ipi.shorthand === 3) {
+      targets = Array.from({ length: n }, (_, i) => i).filter((i) => i !== me);
+    } else if (ipi.logical) {
       targets = [];
       for (let i = 0; i < n; i++) if ((this.#mail.ldr(i) >>> 24) & ipi.destination) targets.push(i);
     } else if (ipi.destination === 0xff) targets = Array.from({ length: n }, (_, i) => i);
@@ -380,7 +388,8 @@ export class Emt {
     const fault: VcpuFault = {
       reason,
       rip,
-      message: `vm ${this.#init.vmName} vcpu ${this.#init.vcpu}: ${reason} at rip ${rip}: ${detail}`,
+      message:
+        `vm ${this.#init.vmName} vcpu ${this.#init.vcpu}: ${reason} at rip ${rip}: ${detail}`,
     };
     this.#post({ type: "fault", vcpu: this.#init.vcpu, fault });
     this.#stopVm();

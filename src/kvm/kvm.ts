@@ -129,7 +129,10 @@ function ioctlVal(fd: number, req: bigint, value: bigint | number, name: string)
 
 /** Raised when KVM is missing or unusable; the message says what to enable. */
 export class KvmUnavailableError extends Error {
-  /** @param message what is wrong and what to do */
+  /**
+   * Creates the error.
+   * @param message what is wrong and what to do
+   */
   constructor(message: string) {
     super(message);
     this.name = "KvmUnavailableError";
@@ -350,7 +353,9 @@ export class VcpuFd {
   setRegs(regs: Regs): void {
     const buf = new Uint8Array(KVM_REGS_SIZE);
     const dv = new DataView(buf.buffer);
-    KVM_REGS_FIELDS.forEach((name, i) => dv.setBigUint64(i * 8, BigInt.asUintN(64, regs[name]), true));
+    KVM_REGS_FIELDS.forEach((name, i) =>
+      dv.setBigUint64(i * 8, BigInt.asUintN(64, regs[name]), true)
+    );
     ioctlPtr(this.fd, KVM.SET_REGS, buf, "KVM_SET_REGS");
   }
 

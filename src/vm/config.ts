@@ -51,6 +51,7 @@ export class ConfigError extends Error {
   /** The offending field, e.g. `vms[1].vcpus`. */
   readonly field: string;
   /**
+   * Creates the error.
    * @param field the offending field
    * @param message what is wrong with it
    */

@@ -58,7 +58,12 @@ export function setPvhEntryState(vcpu: VcpuFd, entry: number, startInfo: number)
   const code = flatSegment(0x10, 0xb); // execute/read, accessed
   const data = flatSegment(0x18, 0x3); // read/write, accessed
   s.cs = code;
-  s.ds = s.es = s.fs = s.gs = s.ss = data;
+  s.ds =
+    s.es =
+    s.fs =
+    s.gs =
+    s.ss =
+      data;
   s.tr = { ...flatSegment(0x20, 0xb), limit: 0x67, s: 0, db: 0, g: 0 }; // busy 32-bit TSS
   s.cr0 = 0x11n; // PE | ET
   s.cr4 = 0n;

@@ -33,7 +33,10 @@ export interface ElfImage {
 
 /** A kernel image the loader cannot use; the message says why. */
 export class ElfError extends Error {
-  /** @param message what is wrong with the image */
+  /**
+   * Creates the error.
+   * @param message what is wrong with the image
+   */
   constructor(message: string) {
     super(message);
     this.name = "ElfError";

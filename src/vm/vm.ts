@@ -6,8 +6,8 @@
  */
 import type { Kvm, VcpuFd, VmFd } from "../kvm/kvm.ts";
 import type { ShimLibrary } from "../../ffi/shim.ts";
-import { Mailboxes, mailboxBytes } from "../emt/mailbox.ts";
-import { EMT_BLOCK_SIZE, type EmtCounters, readCounters } from "../emt/shim_layout.ts";
+import { mailboxBytes, Mailboxes } from "../emt/mailbox.ts";
+import { EMT_BLOCK_SIZE, EMT_WORD, type EmtCounters, readCounters } from "../emt/shim_layout.ts";
 import type { EmtInit, EmtMessage, VcpuFault } from "../emt/protocol.ts";
 import { cpuidFor, setPvhEntryState } from "./cpu_setup.ts";
 import { GuestMemory } from "./memory.ts";
@@ -94,7 +94,7 @@ export class Vm {
   #resolveWorkersDone!: () => void;
 
   /**
-   * Creates the KVM VM, its memory and vCPUs, and loads the kernel. Prefer `Vmm.createVm`.
+   * Creates the KVM VM, its memory and vCPUs, and loads the kernel. Use `Vmm.createVm`.
    * @param host the VMM's shared pieces
    * @param config the validated configuration
    * @param image the kernel image bytes
@@ -312,6 +312,15 @@ export class Vm {
       vcpu: i,
       ...readCounters(this.#emtBlocks, i * EMT_BLOCK_SIZE),
     }));
+  }
+
+  /** Host thread id of each vCPU's EMT (0 before it started or after it stopped). */
+  emtThreadIds(): number[] {
+    const words = new Int32Array(this.#emtBlocks);
+    return Array.from(
+      { length: this.config.vcpus },
+      (_, i) => Atomics.load(words, (i * EMT_BLOCK_SIZE) / 4 + EMT_WORD.tid),
+    );
   }
 
   /** Console text so far, one line per entry, without prefixes. */

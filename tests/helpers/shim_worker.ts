@@ -8,7 +8,13 @@ import { HALT_RESULT } from "../../src/emt/shim_layout.ts";
 import { mmap } from "../../src/kvm/libc.ts";
 
 type Command =
-  | { op: "halt-races"; shimPath: string; block: SharedArrayBuffer; sync: SharedArrayBuffer; rounds: number }
+  | {
+    op: "halt-races";
+    shimPath: string;
+    block: SharedArrayBuffer;
+    sync: SharedArrayBuffer;
+    rounds: number;
+  }
   | {
     op: "run-until-poked";
     shimPath: string;

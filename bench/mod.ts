@@ -1,0 +1,42 @@
+/**
+ * `deno task bench`: every benchmark, each against a baseline measured in the same run.
+ * Prints a table and writes `bench/results/latest.json`.
+ */
+import { benchExits } from "./exits.ts";
+import { benchStartup, memoryPerWorker } from "./startup.ts";
+import { fmt } from "./stats.ts";
+
+const results: Record<string, unknown> = { date: new Date().toISOString() };
+
+console.log("== exits/s: portio (ring-3 port writes), guest-counted, median of 5 x 1 s");
+const exits = await benchExits(5, 1);
+results.exits = exits;
+for (const [k, v] of Object.entries(exits.rates)) {
+  console.log(`  ${k.padEnd(9)} ${fmt(v, 0)} writes/s`);
+}
+console.log(`  deno-vmm / C loop = ${fmt(exits.vsC, 3)}  (goal >= 0.97)`);
+console.log(`  deno-vmm / QEMU   = ${fmt(exits.vsQemu, 3)}  (goal >= 1)`);
+
+console.log("== VM start to first console line (hello, 1 vCPU), median of 10");
+const startup = await benchStartup(10);
+results.startup = startup;
+console.log(
+  `  deno-vmm ${fmt(startup.denoVmmMs, 1)} ms (goal <= 100), C loop ${
+    fmt(startup.cLoopMs, 1)
+  } ms, ratio ${fmt(startup.ratio, 2)}`,
+);
+
+console.log("== memory (PSS) per vCPU worker, 8 vCPUs");
+const mem = await memoryPerWorker(8);
+results.memory = mem;
+console.log(
+  `  ${fmt(mem.perVcpuMb, 2)} MB per vCPU, bare Deno Worker ${fmt(mem.bareWorkerMb, 2)} MB, ratio ${
+    fmt(mem.perVcpuMb / mem.bareWorkerMb, 2)
+  }`,
+);
+
+await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });
+await Deno.writeTextFile(
+  new URL("./results/latest.json", import.meta.url),
+  JSON.stringify(results, null, 2) + "\n",
+);

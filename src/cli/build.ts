@@ -1,0 +1,36 @@
+/**
+ * `deno task build`: compiles the C shim into its cache and the guest kernel with make.
+ *
+ * @module
+ */
+import { buildShim } from "../../ffi/shim.ts";
+
+const root = new URL("../../", import.meta.url).pathname;
+
+async function make(dir: string): Promise<void> {
+  let out: Deno.CommandStatus;
+  try {
+    out = await new Deno.Command("make", {
+      args: ["-C", `${root}${dir}`],
+      stdout: "inherit",
+      stderr: "inherit",
+    })
+      .spawn().status;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Error("'make' was not found: install it (Debian/Ubuntu: apt-get install make gcc)");
+    }
+    throw e;
+  }
+  if (!out.success) throw new Error(`make -C ${dir} failed`);
+}
+
+if (import.meta.main) {
+  try {
+    console.log(`shim: ${await buildShim()}`);
+    await make("guests");
+  } catch (e) {
+    console.error(`build: ${(e as Error).message}`);
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,85 @@
+/** The CLI: happy path, help, and every kind of bad input with a clear message and exit 2. */
+import { deepStrictEqual as assertEquals, match, ok as assert } from "node:assert/strict";
+import { runCli } from "./helpers/cli.ts";
+import { KERNEL, requireKernel } from "./helpers/vmm.ts";
+
+Deno.test("cli run boots hello on 2 vCPUs and prints prefixed console lines", async () => {
+  await requireKernel();
+  const r = await runCli(["run", "--vm", `name=a,vcpus=2,kernel=${KERNEL},cmdline=workload=hello`]);
+  assertEquals(r.code, 0, r.stderr);
+  match(r.stdout, /^\[a\] hello from vcpu 0 of 2$/m);
+  match(r.stdout, /^\[a\] hello from vcpu 1 of 2$/m);
+  match(r.stderr, /vm a: exit status 0/);
+});
+
+Deno.test("cli --config runs the VMs of a JSON file", async () => {
+  await requireKernel();
+  const file = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify({
+      vms: [{ name: "c1", kernel: KERNEL }, { name: "c2", vcpus: 2, kernel: KERNEL }],
+    }),
+  );
+  const r = await runCli(["run", "--config", file]);
+  await Deno.remove(file);
+  assertEquals(r.code, 0, r.stderr);
+  match(r.stdout, /^\[c1\] hello from vcpu 0 of 1$/m);
+  match(r.stdout, /^\[c2\] hello from vcpu 1 of 2$/m);
+});
+
+Deno.test("--help on every command", async () => {
+  for (const args of [["--help"], ["run", "--help"]]) {
+    const r = await runCli(args);
+    assertEquals(r.code, 0);
+    match(r.stdout, /Usage: deno run -A mod.ts/);
+  }
+});
+
+const notElf = await Deno.makeTempFile();
+await Deno.writeTextFile(notElf, "this is not a kernel\n");
+
+const badInputs: Array<[string, string[], RegExp]> = [
+  [
+    "missing kernel",
+    ["--vm", "name=a,kernel=/nonexistent/kernel.elf"],
+    /kernel: \/nonexistent\/kernel.elf not found/,
+  ],
+  ["not an ELF", ["--vm", `name=a,kernel=${notElf}`], /is not an ELF file/],
+  ["no PVH note", ["--vm", "name=a,kernel=/bin/true"], /no PVH entry note/],
+  [
+    "0 vCPUs",
+    ["--vm", `name=a,vcpus=0,kernel=${KERNEL}`],
+    /vm.vcpus: must be between 1 and 64, got 0/,
+  ],
+  [
+    "too little memory",
+    ["--vm", `name=a,memory=1,kernel=${KERNEL}`],
+    /vm.memoryMiB: must be between 2 and/,
+  ],
+  ["unknown flag", ["--frobnicate"], /Unknown option '--frobnicate'/],
+  ["unknown --vm key", ["--vm", "name=a,cpus=2"], /unknown key 'cpus'/],
+  ["non-numeric vcpus", ["--vm", "name=a,vcpus=two"], /vcpus must be a number/],
+  [
+    "duplicate VM name",
+    ["--vm", `name=a,kernel=${KERNEL}`, "--vm", `name=a,kernel=${KERNEL}`],
+    /a VM named 'a' already exists/,
+  ],
+  ["bad config file", ["--config", "/nonexistent.json"], /cannot read \/nonexistent.json/],
+  ["no VM", [], /no VM given/],
+];
+
+for (const [what, args, message] of badInputs) {
+  Deno.test(`bad input: ${what} is a clear error with exit code 2`, async () => {
+    const r = await runCli(["run", ...args]);
+    assertEquals(r.code, 2, `exit ${r.code}; stderr: ${r.stderr}`);
+    match(r.stderr, message);
+    assert(!r.stderr.includes("    at "), `a stack trace instead of a message:\n${r.stderr}`);
+  });
+}
+
+Deno.test("bad input: unknown command exits 2", async () => {
+  const r = await runCli(["frobnicate"]);
+  assertEquals(r.code, 2);
+  match(r.stderr, /unknown command 'frobnicate'/);
+});

@@ -1,0 +1,56 @@
+/** Test helpers for booting our guest kernel. */
+import { type VmConfig, Vmm } from "../../mod.ts";
+import type { Vm, VmExit } from "../../mod.ts";
+
+/** The guest kernel `deno task build` makes. */
+export const KERNEL = new URL("../../guests/build/kernel.elf", import.meta.url).pathname;
+
+/** Throws unless the guest kernel was built. */
+export async function requireKernel(): Promise<void> {
+  try {
+    await Deno.stat(KERNEL);
+  } catch {
+    throw new Error(`${KERNEL} is missing: run 'deno task build' first`);
+  }
+}
+
+/** Boots one VM to its end, with a safety timeout; returns the VM (closed VMM) and its exit. */
+export async function bootToExit(
+  config: VmConfig,
+  timeoutMs = 20_000,
+): Promise<{ exit: VmExit; console: string[]; log: string[]; vm: Vm }> {
+  await requireKernel();
+  const vmm = await Vmm.create();
+  try {
+    const vm = await vmm.createVm({ kernel: KERNEL, ...config });
+    await vm.start();
+    const timer = setTimeout(() => vm.stop(), timeoutMs);
+    const exit = await vm.wait();
+    clearTimeout(timer);
+    return { exit, console: vm.console.map((l) => l.line), log: [...vm.log], vm };
+  } finally {
+    await vmm.close();
+  }
+}
+
+/** utime + stime of a thread of this process, in ns (clock ticks of 10 ms). */
+export function threadCpuNs(tid: number): number {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/self/task/${tid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // fields[11] is utime, fields[12] stime (field 14 and 15 of proc(5), 0-based after comm)
+    return (Number(fields[11]) + Number(fields[12])) * 1e7;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Entries of a /proc/self directory (fd, task). */
+export function procEntries(dir: "fd" | "task"): string[] {
+  return [...Deno.readDirSync(`/proc/self/${dir}`)].map((e) => e.name).sort();
+}
+
+/** Sleeps `ms`. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

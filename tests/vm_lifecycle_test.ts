@@ -1,0 +1,94 @@
+/** Several VMs at once, stopping one, and releasing everything on close. */
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { KERNEL, procEntries, requireKernel, sleep } from "./helpers/vmm.ts";
+import { Vmm } from "../mod.ts";
+
+Deno.test("two VMs at once keep separate consoles", async () => {
+  await requireKernel();
+  const vmm = await Vmm.create();
+  try {
+    const a = await vmm.createVm({
+      name: "a",
+      vcpus: 2,
+      kernel: KERNEL,
+      cmdline: "workload=hello",
+    });
+    const b = await vmm.createVm({
+      name: "b",
+      vcpus: 1,
+      kernel: KERNEL,
+      cmdline: "workload=hello",
+    });
+    await Promise.all([a.start(), b.start()]);
+    const [ea, eb] = await Promise.all([a.wait(), b.wait()]);
+    assertEquals(ea, { kind: "exit", status: 0 });
+    assertEquals(eb, { kind: "exit", status: 0 });
+    assert(a.console.every((l) => l.vm === "a"));
+    assert(b.console.every((l) => l.vm === "b"));
+    assert(a.consoleText().includes("hello from vcpu 1 of 2"));
+    assert(b.consoleText().includes("hello from vcpu 0 of 1"));
+    assert(!b.consoleText().includes("of 2"), "b's console has a's lines");
+  } finally {
+    await vmm.close();
+  }
+});
+
+Deno.test("stopping one VM leaves the other running", async () => {
+  await requireKernel();
+  const vmm = await Vmm.create();
+  try {
+    const a = await vmm.createVm({ name: "a", kernel: KERNEL, cmdline: "workload=spin seconds=0" });
+    const b = await vmm.createVm({ name: "b", kernel: KERNEL, cmdline: "workload=spin seconds=0" });
+    await Promise.all([a.start(), b.start()]);
+    await sleep(300);
+    const exitA = await a.stop();
+    assertEquals(exitA.kind, "stopped");
+    assertEquals(a.state, "ended");
+    assertEquals(b.state, "running");
+    const before = b.stats()!.vcpus[0].iterations;
+    await sleep(200);
+    const after = b.stats()!.vcpus[0].iterations;
+    assert(after > before, `b's spin counter did not move after a stopped (${before} -> ${after})`);
+  } finally {
+    await vmm.close();
+  }
+});
+
+Deno.test("after close no fd, thread or worker is left", async () => {
+  await requireKernel();
+  // Warm up: the first Worker and FFI use start runtime threads that stay for the process.
+  {
+    const vmm = await Vmm.create();
+    const vm = await vmm.createVm({ name: "warm", vcpus: 2, kernel: KERNEL });
+    await vm.start();
+    await vm.wait();
+    await vmm.close();
+  }
+  await sleep(200);
+  const fds = procEntries("fd");
+  const tasks = procEntries("task").length;
+  const vmm = await Vmm.create();
+  const vms = [];
+  for (const name of ["x", "y"]) {
+    const vm = await vmm.createVm({
+      name,
+      vcpus: 2,
+      kernel: KERNEL,
+      cmdline: "workload=spin seconds=0",
+    });
+    await vm.start();
+    vms.push(vm);
+  }
+  await sleep(100);
+  assert(procEntries("task").length >= tasks + 4, "four EMT threads while running");
+  await vmm.close();
+  for (const vm of vms) assertEquals(vm.state, "closed");
+  // Worker threads exit asynchronously after terminate().
+  let leftTasks = procEntries("task").length;
+  for (let i = 0; i < 50 && leftTasks > tasks; i++) {
+    await sleep(20);
+    leftTasks = procEntries("task").length;
+  }
+  assertEquals(procEntries("fd"), fds, "file descriptors left open");
+  assertEquals(leftTasks, tasks, "threads left running");
+});
