@@ -21,11 +21,10 @@ const NUMERIC = new Set<keyof VmConfig>(["vcpus", "memoryMiB", "haltPollUs"]);
 
 /**
  * Parses one `--vm` value. Values may contain `=` (`cmdline=workload=spin seconds=1`) and
- * commas, as long as a comma is not followed by a known `key=`.
+ * commas, as long as a comma is not followed by `word=` (which starts the next pair).
  */
 export function parseVmSpec(spec: string, index: number): VmConfig {
-  const keyAlt = Object.keys(KEYS).join("|");
-  const parts = spec.split(new RegExp(`,(?=(?:${keyAlt})=)`));
+  const parts = spec.split(/,(?=[A-Za-z_]+=)/);
   const config: Record<string, unknown> = {};
   for (const part of parts) {
     const eq = part.indexOf("=");
