@@ -5,6 +5,7 @@
  */
 import { ConfigError } from "../vm/config.ts";
 import { ElfError } from "../vm/elf.ts";
+import { demoCommand } from "./demo.ts";
 import { runCommand } from "./run.ts";
 import { EXIT_USAGE, UsageError } from "./usage.ts";
 
@@ -15,12 +16,14 @@ Usage: deno run -A mod.ts <command> [options]
 
 Commands:
   run       boot VMs and print their consoles    (run --help)
+  demo      three VMs side by side, then what every vCPU did
 
 Every command takes --help.
 `;
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   run: runCommand,
+  demo: demoCommand,
 };
 
 /** Runs the CLI with `args`; returns the exit status (2 for usage and config errors). */
