@@ -28,6 +28,18 @@ export type { EmtCounters } from "./src/emt/shim_layout.ts";
 export type { UnhandledAccessPolicy, VcpuFault } from "./src/emt/protocol.ts";
 export { KvmUnavailableError } from "./src/kvm/kvm.ts";
 export { ShimBuildError } from "./ffi/shim.ts";
+export {
+  defineScheduler,
+  type DescheduleReason,
+  type PickDecision,
+  type PolicyEvent,
+  type SchedContext,
+  type SchedParams,
+  type SchedulerPlugin,
+  type SlotId,
+  type VcpuId,
+  type VcpuInfo,
+} from "./src/sched/contract.ts";
 
 if (import.meta.main) {
   const { main } = await import("./src/cli/main.ts");

@@ -1,0 +1,126 @@
+/**
+ * The scheduler plugin contract: what a policy module implements and what the trusted core
+ * tells it. A plugin's default export is a {@linkcode SchedulerPlugin}; it runs in a Worker with
+ * every Deno permission denied, so it may only compute. The core calls it from one thread, in
+ * order, and validates every decision it returns.
+ *
+ * Times are nanoseconds on one monotonic clock (`now`), the same clock the shim's counters use;
+ * in the simulator it is the virtual clock.
+ *
+ * @module
+ */
+
+/** A vCPU's identity in the scheduler: unique across all VMs of one VMM for its lifetime. */
+export type VcpuId = number;
+
+/** A slot (a pCPU the core hands out): `0 .. slots - 1`. */
+export type SlotId = number;
+
+/** Plugin parameters: from `--sched-param k=v` or the config file, and from `setParams`. */
+export type SchedParams = Record<string, number | string | boolean>;
+
+/** What the core tells a plugin about a vCPU when it joins (and again on a hot-swap). */
+export interface VcpuInfo {
+  /** The vCPU's scheduler id. */
+  id: VcpuId;
+  /** Name of its VM. */
+  vm: string;
+  /** Index of the vCPU inside its VM (its APIC id). */
+  index: number;
+  /** vCPUs in its VM. */
+  vmVcpus: number;
+  /** Per-VM scheduling parameters from the config (weight, cap, period, budget, ...). */
+  params: SchedParams;
+  /**
+   * Its state when the plugin is told about it: `runnable` (wants a slot), `running` (holds
+   * `slot`; only on a hot-swap) or `halted`.
+   */
+  state: "runnable" | "running" | "halted";
+  /** The slot it holds when `state` is `running`. */
+  slot?: SlotId;
+}
+
+/** Why a still-runnable vCPU left its slot ({@linkcode SchedulerPlugin.onDeschedule}). */
+export type DescheduleReason = "slice" | "preempt" | "yield";
+
+/** What `pickNext` returns: run `vcpu` on the slot for at most `sliceNs`. */
+export interface PickDecision {
+  /** A runnable vCPU that is not running anywhere. */
+  vcpu: VcpuId;
+  /** The slice; `0 < sliceNs <= ctx.maxSliceNs`. The core enforces it with the run deadline. */
+  sliceNs: number;
+}
+
+/** A policy event a plugin reports for the trace (boost start/end, priority, credit...). */
+export interface PolicyEvent {
+  /** Short event name, e.g. `"boost"`, `"credit"`, `"prio"`. */
+  kind: string;
+  /** The vCPU it concerns, if any. */
+  vcpu?: VcpuId;
+  /** A number that goes with it (credit left, new priority...). */
+  value?: number;
+  /** Free text. */
+  detail?: string;
+}
+
+/** What `init` receives. */
+export interface SchedContext {
+  /** How many slots the core hands out. */
+  slots: number;
+  /** Plugin parameters (`--sched-param`, config file). */
+  params: SchedParams;
+  /** Largest slice the core accepts from `pickNext`. */
+  maxSliceNs: number;
+  /** The core's context-switch rate limit (Xen's ratelimit); informative. */
+  ratelimitNs: number;
+  /** Reports a policy event into the trace; cheap, batched with the reply. */
+  report(event: PolicyEvent): void;
+}
+
+/**
+ * A scheduling policy. Every hook runs in the sandbox Worker and must return within the
+ * core's budget (default 20 ms per batch of calls, the watchdog's limit); throwing, answering
+ * late or returning an invalid decision ejects the plugin and the built-in round-robin takes
+ * over.
+ */
+export interface SchedulerPlugin {
+  /** Name shown in traces and reports. */
+  name?: string;
+  /** Called once before anything else. */
+  init?(ctx: SchedContext): void;
+  /** A vCPU joins (VM created, or the plugin hot-swapped in: then every vCPU is told). */
+  addVcpu?(info: VcpuInfo): void;
+  /** A vCPU leaves (its VM stopped); it is neither running nor runnable any more. */
+  removeVcpu?(id: VcpuId): void;
+  /**
+   * `slot` is free: who runs there next. Return a runnable vCPU that is not running and its
+   * slice, or `null` to leave the slot idle until the next event.
+   */
+  pickNext(slot: SlotId, now: number): PickDecision | null;
+  /** The running or runnable vCPU halted (guest HLT with nothing pending); `ranNs` since its grant. */
+  onHalt(vcpu: VcpuId, now: number, ranNs: number): void;
+  /**
+   * A halted vCPU has an interrupt and is runnable again. Return a slot to preempt (its
+   * vCPU is descheduled with reason `"preempt"` and `pickNext` is called for it), or nothing.
+   */
+  onWake(vcpu: VcpuId, now: number): SlotId | void | null;
+  /** A still-runnable vCPU left `slot` after running `ranNs`. */
+  onDeschedule?(
+    vcpu: VcpuId,
+    slot: SlotId,
+    ranNs: number,
+    reason: DescheduleReason,
+    now: number,
+  ): void;
+  /** Period of `onTick` in ns (Xen credit: 10 ms); read once after `init`. */
+  tickNs?: number;
+  /** Periodic accounting; return slots to reschedule (their vCPUs are preempted). */
+  onTick?(now: number): SlotId[] | void | null;
+  /** Runtime parameter change for a VM (`target` = VM name) or the policy (`target` = `"*"`). */
+  setParams?(target: string, params: SchedParams): void;
+}
+
+/** Types a plugin object; returns it unchanged. */
+export function defineScheduler<T extends SchedulerPlugin>(plugin: T): T {
+  return plugin;
+}
