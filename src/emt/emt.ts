@@ -27,6 +27,8 @@ import type { EmtInit, EmtMessage, VcpuFault } from "./protocol.ts";
 
 /** Port the `portio` benchmark workload writes; accepted and ignored. */
 export const BENCH_PORT = 0xf0;
+/** The guest's sys_yield writes here (guests/ABI.md): it gives up its slot. */
+export const YIELD_PORT = 0xf8;
 /** At most this many unhandled-access lines are logged per vCPU. */
 const UNHANDLED_LOG_LIMIT = 20;
 
@@ -239,6 +241,7 @@ export class Emt {
 
   #portOut(port: number, size: number, value: number): void {
     if (port === BENCH_PORT) return;
+    if (port === YIELD_PORT) return this.#yield();
     if (port >= COM1_BASE && port < COM1_BASE + 8) {
       this.#uart.write(port - COM1_BASE, value & 0xff);
     } else if (port >= DEBUG_EXIT_PORT && port < DEBUG_EXIT_PORT + DEBUG_EXIT_SIZE) {
@@ -248,6 +251,10 @@ export class Emt {
         `port write 0x${port.toString(16)} size ${size} value 0x${value.toString(16)}`,
       );
     }
+  }
+
+  /** sys_yield: without a scheduler the EMT keeps its CPU; the host thread scheduler decides. */
+  #yield(): void {
   }
 
   #portIn(port: number, size: number): number {

@@ -1,0 +1,296 @@
+/**
+ * Types of the simulator's public entry ({@linkcode simulate} in `src/sim/mod.ts`): what a
+ * scenario is and what a run reports. All times are virtual nanoseconds unless a field name says
+ * otherwise (`Ms`, `Us`).
+ *
+ * @module
+ */
+import type { SchedParams, SchedulerPlugin } from "../sched/contract.ts";
+import type { EjectInfo } from "../sched/watchdog.ts";
+
+/** A CPU hog: always runnable, never halts. */
+export interface SpinWorkload {
+  /** Kind tag. */
+  kind: "spin";
+}
+
+/**
+ * A periodic real-time task per vCPU: every `periodMs` a job of `computeMs` of guest time is
+ * released; it must finish before the next release (implicit deadline). The vCPU halts when its
+ * job is done. Records deadline misses and lateness (completion - deadline, for late jobs).
+ */
+export interface PeriodicWorkload {
+  /** Kind tag. */
+  kind: "periodic";
+  /** Period (ms). */
+  periodMs: number;
+  /** Guest time needed per period (ms). */
+  computeMs: number;
+  /** Release offset of the first job (ms); default: vCPU index × 0 (all at 0). */
+  offsetMs?: number;
+}
+
+/**
+ * A request/response server ("ping under load"): each request wakes the vCPU and costs
+ * `serviceUs` of guest time; latency is arrival → completion. The vCPU halts when it has no
+ * request. Requests of one VM are spread round-robin over its vCPUs.
+ */
+export interface EchoWorkload {
+  /** Kind tag. */
+  kind: "echo";
+  /**
+   * `open`: Poisson arrivals at `ratePerSec` (per VM) regardless of completions.
+   * `closed`: `clients` clients, each sends a request, waits for its response, thinks
+   * `thinkUs`, sends the next.
+   */
+  mode: "open" | "closed";
+  /** Open loop: mean arrival rate per second for the whole VM (default 1000). */
+  ratePerSec?: number;
+  /** Guest time per request (µs). */
+  serviceUs: number;
+  /** Closed loop: number of clients (default 1). */
+  clients?: number;
+  /** Closed loop: think time between a response and the next request (µs, default 0). */
+  thinkUs?: number;
+}
+
+/**
+ * Spinlock contention among the VM's vCPUs: each vCPU loops { non-critical work `workUs`;
+ * acquire the VM's lock; critical section `csUs`; release }. A vCPU waiting for the lock burns
+ * guest time spinning; if the holder is descheduled (lock-holder preemption) the waiter spins
+ * until its own slice ends.
+ */
+export interface LockWorkload {
+  /** Kind tag. */
+  kind: "lock";
+  /** Critical section (µs of guest time). */
+  csUs: number;
+  /** Work outside the lock (µs of guest time). */
+  workUs: number;
+}
+
+/**
+ * IPI ping-pong between pairs of vCPUs of a VM (vCPU 2k and 2k+1): the sender computes
+ * `workUs`, sends an IPI to its peer and halts until the peer answers with an IPI. An odd last
+ * vCPU spins.
+ */
+export interface IpiWorkload {
+  /** Kind tag. */
+  kind: "ipi";
+  /** Guest time between receiving and sending (µs, default 5). */
+  workUs?: number;
+}
+
+/** What the vCPUs of a VM do. */
+export type Workload = SpinWorkload | PeriodicWorkload | EchoWorkload | LockWorkload | IpiWorkload;
+
+/** One simulated VM. */
+export interface SimVmSpec {
+  /** VM name (unique). */
+  name: string;
+  /** Number of vCPUs (>= 1). */
+  vcpus: number;
+  /**
+   * Per-VM scheduling parameters handed to the plugin in `VcpuInfo.params` (e.g. `weight`,
+   * `cap`, `period_ms`, `budget_ms`, `gang`).
+   */
+  params?: SchedParams;
+  /** What its vCPUs do. */
+  workload: Workload;
+}
+
+/** A scripted operator action at a virtual time. */
+export type SimScriptStep =
+  /** Eject the current plugin (manual ejection). */
+  | { atMs: number; action: "eject"; detail?: string }
+  /** Hot-swap to another plugin (path/URL or object), with parameters. */
+  | { atMs: number; action: "swap"; plugin: string | SchedulerPlugin; params?: SchedParams }
+  /** Change parameters at runtime (`target` = VM name or `"*"`). */
+  | { atMs: number; action: "setParams"; target: string; params: SchedParams };
+
+/** Options of {@linkcode simulate}. */
+export interface SimOptions {
+  /** The policy: a path or URL of a plugin module, or a plugin object (always run locally). */
+  plugin: string | URL | SchedulerPlugin;
+  /** Plugin parameters (`init`'s `ctx.params`). */
+  params?: SchedParams;
+  /** Number of slots (pCPUs). */
+  slots: number;
+  /** Virtual seconds to simulate. */
+  seconds: number;
+  /** PRNG seed (default 1). Same seed, same options → identical result. */
+  seed?: number;
+  /**
+   * Run a path/URL plugin in the real sandbox Worker (default `true`); `false` imports it
+   * in-process (faster; no permission sandbox, no wall-clock budget).
+   */
+  sandbox?: boolean;
+  /** Context-switch rate limit (ns); default 1 ms (Xen's sched_ratelimit_us); 0 disables. */
+  ratelimitNs?: number;
+  /** Largest slice accepted (ns); default 100 ms. */
+  maxSliceNs?: number;
+  /** Watchdog starvation bound (ns); default 1 s; 0 disables. */
+  starvationNs?: number;
+  /** Sandbox budget per batch of calls (wall-clock ns); default 20 ms. */
+  budgetNs?: number;
+  /** Grant → guest mode latency (EMT wake-up), ns; default 0 (20_000 is realistic here). */
+  handoffNs?: number;
+  /** Preempt → EMT out of guest mode latency (poke), ns; default 0. */
+  pokeNs?: number;
+  /** The VMs. */
+  vms: SimVmSpec[];
+  /** If set, also report each VM's share per window of this length (ns). */
+  windowNs?: number;
+  /** Operator actions at virtual times (manual eject, hot-swap, setParams). */
+  script?: SimScriptStep[];
+  /** Sandbox: extra read permission (paths), only if the plugin needs it. */
+  allowRead?: string[];
+  /** Sandbox: hosts a remote plugin may be imported from, e.g. `["127.0.0.1:8000"]`. */
+  allowImport?: string[];
+  /** Called for every policy event a plugin reports (`ctx.report`), with its virtual time. */
+  onPolicyEvent?: (event: import("../sched/contract.ts").PolicyEvent, at: number) => void;
+}
+
+/** Percentiles of a latency distribution (ns). `NaN` when there were no samples. */
+export interface LatencyStats {
+  /** Number of samples. */
+  count: number;
+  /** Median. */
+  p50: number;
+  /** 99th percentile. */
+  p99: number;
+  /** Largest sample. */
+  max: number;
+  /** Mean. */
+  mean: number;
+}
+
+/** Scheduler accounting of one vCPU or (summed) one VM. */
+export interface SimSchedStats {
+  /** Guest time (ns). */
+  runNs: number;
+  /** `runNs` / (slots × simulated time): the share of the machine. */
+  share: number;
+  /** Time runnable but not running (ns). */
+  waitNs: number;
+  /** Time halted (ns). */
+  haltedNs: number;
+  /** Grants received. */
+  grants: number;
+  /** Times it was preempted (by `onWake`/`onTick`). */
+  preemptions: number;
+  /** Wake → grant latency. */
+  wakeLatency: LatencyStats;
+}
+
+/** Workload results of a `periodic` VM/vCPU. */
+export interface PeriodicStats {
+  /** Jobs whose deadline has passed (finished or not). */
+  jobs: number;
+  /** Jobs that finished after their deadline or not at all by the next release. */
+  misses: number;
+  /** `misses / jobs`. */
+  missRatio: number;
+  /** Lateness of the late jobs (completion - deadline), ns. */
+  lateness: LatencyStats;
+}
+
+/** Workload results of an `echo` VM. */
+export interface EchoStats {
+  /** Requests that arrived. */
+  requests: number;
+  /** Requests completed. */
+  completed: number;
+  /** Completed per virtual second. */
+  throughputPerSec: number;
+  /** Arrival → completion. */
+  latency: LatencyStats;
+}
+
+/** Workload results of a `lock` VM. */
+export interface LockStats {
+  /** Critical sections completed. */
+  acquisitions: number;
+  /** Per virtual second. */
+  acquisitionsPerSec: number;
+  /** Guest time spent spinning on the lock (ns). */
+  spinNs: number;
+}
+
+/** Workload results of an `ipi` VM. */
+export interface IpiStats {
+  /** IPIs delivered. */
+  ipis: number;
+  /** Per virtual second. */
+  ipisPerSec: number;
+  /** IPI sent → peer running again. */
+  latency: LatencyStats;
+}
+
+/** One vCPU's results. */
+export interface SimVcpuResult extends SimSchedStats {
+  /** Scheduler id. */
+  id: number;
+  /** Its VM. */
+  vm: string;
+  /** Index in the VM. */
+  index: number;
+}
+
+/** One VM's results (sums over its vCPUs; latencies over all its samples). */
+export interface SimVmResult extends SimSchedStats {
+  /** VM name. */
+  name: string;
+  /** Number of vCPUs. */
+  vcpus: number;
+  /** `periodic` workload results. */
+  periodic?: PeriodicStats;
+  /** `echo` workload results. */
+  echo?: EchoStats;
+  /** `lock` workload results. */
+  lock?: LockStats;
+  /** `ipi` workload results. */
+  ipi?: IpiStats;
+}
+
+/** Shares per window (when `windowNs` is set). */
+export interface SimWindow {
+  /** Window start (ns). */
+  startNs: number;
+  /** Window end (ns). */
+  endNs: number;
+  /** VM name → its share of the machine in this window. */
+  shares: Record<string, number>;
+}
+
+/** What {@linkcode simulate} returns. */
+export interface SimResult {
+  /** Name of the plugin the run started with. */
+  plugin: string;
+  /** Name of the plugin in charge at the end (the fallback after an ejection). */
+  finalPlugin: string;
+  /** Slots. */
+  slots: number;
+  /** Seed used. */
+  seed: number;
+  /** Simulated time (ns). */
+  elapsedNs: number;
+  /** Discrete events processed. */
+  events: number;
+  /** Wall-clock time of the run (ms); not deterministic. */
+  wallMs: number;
+  /** Events per wall-clock second; not deterministic. */
+  eventsPerSec: number;
+  /** Plugin ejections, in order. */
+  ejections: EjectInfo[];
+  /** Policy events reported by plugins, counted by kind. */
+  policyEvents: Record<string, number>;
+  /** Per VM. */
+  vms: SimVmResult[];
+  /** Per vCPU. */
+  vcpus: SimVcpuResult[];
+  /** Per window (when `windowNs` was set). */
+  windows?: SimWindow[];
+  /** Highest number of vCPUs in guest mode at once (must be <= slots). */
+  maxRunning: number;
+}
