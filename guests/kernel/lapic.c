@@ -26,7 +26,15 @@
 static inline void wr(u32 reg, u32 v) { *(volatile u32 *)(LAPIC_BASE + reg) = v; }
 static inline u32 rd(u32 reg) { return *(volatile u32 *)(LAPIC_BASE + reg); }
 
+/* Mask both 8259 PICs (OCW1): interrupts come through the LAPIC only. Under QEMU the BIOS left
+ * the PIT on IRQ 0 = vector 8, which would look like a double fault. */
+static void pic_mask_all(void) {
+	outb(0x21, 0xff);
+	outb(0xa1, 0xff);
+}
+
 void lapic_init(void) {
+	if (this_cpu() == 0) pic_mask_all();
 	wr(REG_SVR, 0x100 | VEC_SPURIOUS); /* software enable */
 	wr(REG_TIMER_DIV, 0xb);            /* divide by 1 */
 }

@@ -1,5 +1,6 @@
 /**
- * `deno task build`: compiles the C shim into its cache and the guest kernel with make.
+ * `deno task build`: compiles the C shim into its cache, the guest kernel and the C baseline of
+ * the benches with make.
  *
  * @module
  */
@@ -29,6 +30,7 @@ if (import.meta.main) {
   try {
     console.log(`shim: ${await buildShim()}`);
     await make("guests");
+    await make("bench/baseline");
   } catch (e) {
     console.error(`build: ${(e as Error).message}`);
     Deno.exit(1);

@@ -65,14 +65,21 @@ export async function demoCommand(args: string[]): Promise<number> {
     const vms = [
       await vmm.createVm({ name: "hello", vcpus: 4, kernel, cmdline: "workload=hello" }),
       await vmm.createVm({ name: "ipi", vcpus: 2, kernel, cmdline: "workload=ipi rounds=500" }),
-      await vmm.createVm({ name: "sleep", vcpus: 1, kernel, cmdline: "workload=sleep count=10 ms=10" }),
+      await vmm.createVm({
+        name: "sleep",
+        vcpus: 1,
+        kernel,
+        cmdline: "workload=sleep count=10 ms=10",
+      }),
     ];
     await Promise.all(vms.map((vm) => vm.start()));
     const exits = await Promise.all(vms.map((vm) => vm.wait()));
     console.log(`\n${table(vms)}\n`);
     exits.forEach((e, i) =>
       console.log(
-        `vm ${vms[i].name}: ${e.kind === "exit" ? `exit status ${e.status}` : e.fault?.message ?? e.kind}`,
+        `vm ${vms[i].name}: ${
+          e.kind === "exit" ? `exit status ${e.status}` : e.fault?.message ?? e.kind
+        }`,
       )
     );
     return exits.every((e) => e.kind === "exit" && e.status === 0) ? 0 : 1;

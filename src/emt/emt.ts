@@ -19,6 +19,7 @@ import { munmap } from "../kvm/libc.ts";
 import { DELIVERY, type Ipi, LAPIC_BASE, LAPIC_SIZE, LocalApic } from "../devices/lapic.ts";
 import { COM1_BASE, Uart16550 } from "../devices/uart.ts";
 import { DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE, DebugExit } from "../devices/debug_exit.ts";
+import { LegacyPic } from "../devices/pic.ts";
 import { setSipiState } from "../vm/cpu_setup.ts";
 import type { ShimLibrary } from "../../ffi/shim.ts";
 import { Mailboxes } from "./mailbox.ts";
@@ -47,6 +48,7 @@ export class Emt {
   #lapic: LocalApic;
   #uart: Uart16550;
   #debugExit: DebugExit;
+  #pic = new LegacyPic();
   #waitingForSipi: boolean;
   #halted = false;
   #haltedIf = true;
@@ -246,6 +248,8 @@ export class Emt {
       this.#uart.write(port - COM1_BASE, value & 0xff);
     } else if (port >= DEBUG_EXIT_PORT && port < DEBUG_EXIT_PORT + DEBUG_EXIT_SIZE) {
       this.#debugExit.write(value);
+    } else if (LegacyPic.decodes(port) && size === 1) {
+      this.#pic.write(port, value);
     } else {
       this.#unhandled(
         `port write 0x${port.toString(16)} size ${size} value 0x${value.toString(16)}`,
@@ -259,6 +263,7 @@ export class Emt {
 
   #portIn(port: number, size: number): number {
     if (port >= COM1_BASE && port < COM1_BASE + 8) return this.#uart.read(port - COM1_BASE);
+    if (LegacyPic.decodes(port) && size === 1) return this.#pic.read(port);
     this.#unhandled(`port read 0x${port.toString(16)} size ${size}`);
     return size === 1 ? 0xff : size === 2 ? 0xffff : 0xffffffff; // floating bus
   }

@@ -1,0 +1,367 @@
+/**
+ * A small deterministic driver for scheduler plugins, used by `tests/plugins_test.ts` for the
+ * plugins' bookkeeping tests: fake slots and vCPUs (spin, periodic, closed-loop echo), a virtual
+ * clock, and the hooks called exactly as the core calls them (contract.ts). Every decision is
+ * validated the way the core validates it; an invalid one throws {@linkcode DriverError}.
+ *
+ * The behaviour tests use the real simulator (`src/sim`); this driver only needs to be exact
+ * about the contract.
+ *
+ * @module
+ */
+import type { PolicyEvent, SchedParams, SchedulerPlugin } from "../../mod.ts";
+
+/** What a fake vCPU does. */
+export type DriverWorkload =
+  | { kind: "spin" }
+  | { kind: "periodic"; periodMs: number; computeMs: number; offsetMs?: number }
+  | { kind: "echo"; serviceUs: number; thinkUs: number };
+
+/** A fake VM. */
+export interface DriverVm {
+  name: string;
+  vcpus: number;
+  params?: SchedParams;
+  workload: DriverWorkload;
+}
+
+/** Options of {@linkcode drive}. */
+export interface DriveOptions {
+  plugin: SchedulerPlugin;
+  slots: number;
+  /** Virtual time to run (ms). */
+  ms: number;
+  vms: DriverVm[];
+  params?: SchedParams;
+  /** Default 1 ms. */
+  ratelimitNs?: number;
+  /** Default 100 ms. */
+  maxSliceNs?: number;
+  /** Runtime parameter changes. */
+  script?: { atMs: number; target: string; params: SchedParams }[];
+}
+
+/** Per-VM results. */
+export interface DriverVmResult {
+  name: string;
+  runNs: number;
+  share: number;
+  /** Wake → grant latencies (ns). */
+  wakeLatencies: number[];
+  /** Periodic: jobs and misses. */
+  jobs: number;
+  misses: number;
+}
+
+/** What {@linkcode drive} returns. */
+export interface DriverResult {
+  vms: DriverVmResult[];
+  /** Longest time a runnable vCPU waited while some slot was idle (ns). */
+  maxIdleWhileWaitingNs: number;
+  /** Longest wait of a runnable vCPU (ns). */
+  maxWaitNs: number;
+  events: PolicyEvent[];
+  decisions: number;
+}
+
+/** An invalid decision (what would eject the plugin). */
+export class DriverError extends Error {
+  override name = "DriverError";
+}
+
+interface V {
+  id: number;
+  vm: number;
+  index: number;
+  state: "runnable" | "running" | "halted";
+  slot: number;
+  /** Guest time left before it halts. */
+  work: number;
+  wakeAt: number;
+  waitingSince: number;
+  wokenAt: number;
+  runNs: number;
+  /** periodic: the current job's deadline and compute left. */
+  jobDeadline: number;
+}
+
+interface S {
+  vcpu: V | null;
+  grantAt: number;
+  sliceEnd: number;
+  preemptAt: number;
+}
+
+/** Runs `plugin` over the scenario; deterministic. */
+export function drive(o: DriveOptions): DriverResult {
+  const ratelimit = o.ratelimitNs ?? 1_000_000;
+  const maxSlice = o.maxSliceNs ?? 100_000_000;
+  const end = o.ms * 1e6;
+  const events: PolicyEvent[] = [];
+  const p = o.plugin;
+  p.init?.({
+    slots: o.slots,
+    params: o.params ?? {},
+    maxSliceNs: maxSlice,
+    ratelimitNs: ratelimit,
+    report: (e) => events.push(e),
+  });
+  const tickNs = p.tickNs ?? 0;
+  const vs: V[] = [];
+  const res: DriverVmResult[] = o.vms.map((vm) => ({
+    name: vm.name,
+    runNs: 0,
+    share: 0,
+    wakeLatencies: [],
+    jobs: 0,
+    misses: 0,
+  }));
+  const slots: S[] = Array.from({ length: o.slots }, () => ({
+    vcpu: null,
+    grantAt: 0,
+    sliceEnd: Infinity,
+    preemptAt: Infinity,
+  }));
+  let now = 0;
+  let decisions = 0;
+  let maxIdleWait = 0;
+  let maxWait = 0;
+  const script = [...(o.script ?? [])].sort((a, b) => a.atMs - b.atMs);
+
+  o.vms.forEach((vm, vi) => {
+    for (let i = 0; i < vm.vcpus; i++) {
+      const w = vm.workload;
+      const v: V = {
+        id: vs.length,
+        vm: vi,
+        index: i,
+        state: "runnable",
+        slot: -1,
+        work: Infinity,
+        wakeAt: Infinity,
+        waitingSince: 0,
+        wokenAt: -1,
+        runNs: 0,
+        jobDeadline: Infinity,
+      };
+      if (w.kind === "periodic") {
+        const off = (w.offsetMs ?? 0) * 1e6;
+        v.state = off > 0 ? "halted" : "runnable";
+        v.work = off > 0 ? 0 : w.computeMs * 1e6;
+        v.wakeAt = off > 0 ? off : Infinity;
+        v.jobDeadline = off + w.periodMs * 1e6;
+      } else if (w.kind === "echo") {
+        v.state = "halted";
+        v.work = 0;
+        v.wakeAt = w.thinkUs * 1e3 + i * 1000;
+      }
+      vs.push(v);
+      p.addVcpu?.({
+        id: v.id,
+        vm: vm.name,
+        index: i,
+        vmVcpus: vm.vcpus,
+        params: vm.params ?? {},
+        state: v.state === "runnable" ? "runnable" : "halted",
+      });
+    }
+  });
+
+  const workloadOf = (v: V) => o.vms[v.vm].workload;
+
+  function charge(v: V, s: S) {
+    const ran = now - s.grantAt;
+    v.runNs += ran;
+    if (v.work !== Infinity) v.work -= ran;
+    return ran;
+  }
+
+  function grant(slot: number) {
+    const s = slots[slot];
+    if (s.vcpu) throw new DriverError(`pickNext on busy slot ${slot}`);
+    const d = p.pickNext(slot, now);
+    if (d === null) return;
+    decisions++;
+    const v = vs[d.vcpu];
+    if (!v) throw new DriverError(`pickNext(${slot}): unknown vCPU ${d.vcpu}`);
+    if (v.state !== "runnable") {
+      throw new DriverError(`pickNext(${slot}) at ${now}: vCPU ${d.vcpu} is ${v.state}`);
+    }
+    if (!(d.sliceNs > 0 && d.sliceNs <= maxSlice)) {
+      throw new DriverError(`pickNext(${slot}): bad slice ${d.sliceNs}`);
+    }
+    v.state = "running";
+    v.slot = slot;
+    maxWait = Math.max(maxWait, now - v.waitingSince);
+    if (v.wokenAt >= 0) {
+      res[v.vm].wakeLatencies.push(now - v.wokenAt);
+      v.wokenAt = -1;
+    }
+    s.vcpu = v;
+    s.grantAt = now;
+    s.sliceEnd = now + d.sliceNs;
+    s.preemptAt = Infinity;
+  }
+
+  function fillIdle() {
+    for (let i = 0; i < slots.length; i++) if (!slots[i].vcpu) grant(i);
+  }
+
+  function deschedule(slot: number, reason: "slice" | "preempt") {
+    const s = slots[slot];
+    const v = s.vcpu!;
+    const ran = charge(v, s);
+    s.vcpu = null;
+    s.sliceEnd = Infinity;
+    s.preemptAt = Infinity;
+    v.state = "runnable";
+    v.waitingSince = now;
+    p.onDeschedule?.(v.id, slot, ran, reason, now);
+    grant(slot);
+  }
+
+  function requestPreempt(slot: unknown, from: string) {
+    if (slot === undefined || slot === null) return;
+    if (typeof slot !== "number" || !Number.isInteger(slot) || slot < 0 || slot >= slots.length) {
+      throw new DriverError(`${from}: bad slot ${String(slot)}`);
+    }
+    const s = slots[slot];
+    if (!s.vcpu) {
+      grant(slot);
+      return;
+    }
+    const at = Math.max(now, s.grantAt + ratelimit);
+    s.preemptAt = Math.min(s.preemptAt, at);
+    if (at === now) deschedule(slot, "preempt");
+  }
+
+  function halt(v: V) {
+    const s = slots[v.slot];
+    const ran = charge(v, s);
+    s.vcpu = null;
+    s.sliceEnd = Infinity;
+    s.preemptAt = Infinity;
+    v.state = "halted";
+    const w = workloadOf(v);
+    if (w.kind === "periodic") {
+      v.wakeAt = v.jobDeadline; // next release
+    } else if (w.kind === "echo") {
+      v.wakeAt = now + w.thinkUs * 1e3;
+    }
+    p.onHalt(v.id, now, ran);
+    grant(v.slot);
+  }
+
+  function wake(v: V) {
+    const w = workloadOf(v);
+    v.wakeAt = Infinity;
+    if (w.kind === "periodic") {
+      v.work = w.computeMs * 1e6;
+      v.jobDeadline = now + w.periodMs * 1e6;
+      res[v.vm].jobs++;
+    } else if (w.kind === "echo") v.work = w.serviceUs * 1e3;
+    v.state = "runnable";
+    v.waitingSince = now;
+    v.wokenAt = now;
+    const r = p.onWake(v.id, now);
+    requestPreempt(r, `onWake(${v.id})`);
+    fillIdle();
+  }
+
+  /** Periodic: a release while the previous job is unfinished is a miss; work accumulates. */
+  function release(v: V) {
+    const w = workloadOf(v);
+    if (w.kind !== "periodic") return;
+    res[v.vm].jobs++;
+    res[v.vm].misses++;
+    v.work += w.computeMs * 1e6;
+    v.jobDeadline += w.periodMs * 1e6;
+  }
+
+  fillIdle();
+  let nextTick = tickNs > 0 ? tickNs : Infinity;
+  while (now < end) {
+    // Next event.
+    let t = Math.min(end, nextTick, script[0] ? script[0].atMs * 1e6 : Infinity);
+    for (const s of slots) {
+      if (!s.vcpu) continue;
+      t = Math.min(t, s.sliceEnd, s.preemptAt);
+      if (s.vcpu.work !== Infinity) t = Math.min(t, now + Math.max(0, s.vcpu.work - 0));
+    }
+    for (const v of vs) {
+      if (v.state === "halted") t = Math.min(t, v.wakeAt);
+      else if (v.jobDeadline !== Infinity) t = Math.min(t, v.jobDeadline);
+    }
+    // Account waits while a slot is idle.
+    const idle = slots.some((s) => !s.vcpu);
+    if (idle) {
+      for (const v of vs) {
+        if (v.state === "runnable") maxIdleWait = Math.max(maxIdleWait, t - v.waitingSince);
+      }
+    }
+    // Advance.
+    for (const s of slots) {
+      if (s.vcpu) {
+        const ran = t - s.grantAt;
+        void ran;
+      }
+    }
+    now = t;
+    if (now >= end) break;
+    // Process, in a fixed order: completions, releases, wakes, slice ends, preemptions, tick.
+    let progressed = false;
+    for (const s of slots) {
+      const v = s.vcpu;
+      if (v && v.work !== Infinity && v.work - (now - s.grantAt) <= 0) {
+        halt(v);
+        progressed = true;
+      }
+    }
+    for (const v of vs) {
+      if (v.state !== "halted" && v.jobDeadline <= now) {
+        release(v);
+        progressed = true;
+      }
+    }
+    for (const v of vs) {
+      if (v.state === "halted" && v.wakeAt <= now) {
+        wake(v);
+        progressed = true;
+      }
+    }
+    for (let i = 0; i < slots.length; i++) {
+      const s = slots[i];
+      if (s.vcpu && s.sliceEnd <= now) {
+        deschedule(i, "slice");
+        progressed = true;
+      } else if (s.vcpu && s.preemptAt <= now) {
+        deschedule(i, "preempt");
+        progressed = true;
+      }
+    }
+    while (script[0] && script[0].atMs * 1e6 <= now) {
+      const st = script.shift()!;
+      p.setParams?.(st.target, st.params);
+      progressed = true;
+    }
+    if (nextTick <= now) {
+      nextTick += tickNs;
+      const r = p.onTick?.(now);
+      for (const slot of r ?? []) requestPreempt(slot, "onTick");
+      progressed = true;
+    }
+    if (!progressed && t < end) throw new DriverError(`no progress at ${now}`);
+  }
+  // Close the books.
+  for (const s of slots) if (s.vcpu) charge(s.vcpu, s);
+  for (const v of vs) res[v.vm].runNs += v.runNs;
+  for (const r of res) r.share = r.runNs / (slots.length * end);
+  return { vms: res, maxIdleWhileWaitingNs: maxIdleWait, maxWaitNs: maxWait, events, decisions };
+}
+
+/** The `q`-quantile of `xs` (nearest rank); NaN when empty. */
+export function quantile(xs: number[], q: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
+}
