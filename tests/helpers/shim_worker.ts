@@ -5,7 +5,7 @@
  */
 import { openShim } from "../../ffi/shim.ts";
 import { HALT_RESULT } from "../../src/emt/shim_layout.ts";
-import { mmap } from "../../src/kvm/libc.ts";
+import { mmap, munmap } from "../../src/kvm/libc.ts";
 
 type Command =
   | {
@@ -49,6 +49,7 @@ self.onmessage = (ev: MessageEvent<Command>) => {
     const result = shim.shim_run(e, cmd.deadline);
     const returnedAt = shim.shim_now_f64();
     shim.shim_detach(e);
+    munmap(run, cmd.runSize);
     self.postMessage({ result, returnedAt });
   }
 };

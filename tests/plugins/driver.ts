@@ -299,13 +299,6 @@ export function drive(o: DriveOptions): DriverResult {
         if (v.state === "runnable") maxIdleWait = Math.max(maxIdleWait, t - v.waitingSince);
       }
     }
-    // Advance.
-    for (const s of slots) {
-      if (s.vcpu) {
-        const ran = t - s.grantAt;
-        void ran;
-      }
-    }
     now = t;
     if (now >= end) break;
     // Process, in a fixed order: completions, releases, wakes, slice ends, preemptions, tick.
