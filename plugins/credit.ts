@@ -37,6 +37,10 @@
  * 3. When no slot is idle and the vCPU's own slot runs something of equal or higher priority,
  *    a wake preempts the slot running the lowest priority below the waking vCPU's, if any (Xen
  *    only tickles the vCPU's own pCPU and lets load balancing find it later).
+ * 4. Accounting's upper bound (credit above one period's worth: leave the active list, keep
+ *    half) applies to halted vCPUs only. credit.c applies it to any vCPU; a spinning vCPU of a
+ *    heavy VM that waits behind two 30 ms slices then loses half its credit, and three spinning
+ *    VMs weighted 1:2:4 on one slot get 15.2 / 29.4 / 55.5 % instead of 14.3 / 28.6 / 57.1 %.
  *
  * Parameters. Per VM (`VcpuInfo.params`, `setParams(vm, ...)`): `weight` (1..65535, default
  * 256), `cap` (% of one slot, 0 = no cap). Policy-wide (`ctx.params`, `setParams("*", ...)`):

@@ -8,6 +8,7 @@ import { type CpuidEntry, Kvm } from "./kvm/kvm.ts";
 import { GLOBAL_BLOCK_SIZE, GLOBAL_WORD } from "./emt/shim_layout.ts";
 import { ConfigError, readKernel, resolveVmConfig, type VmConfig } from "./vm/config.ts";
 import { type ConsoleLine, Vm } from "./vm/vm.ts";
+import { Scheduler, type SchedulerOptions } from "./sched/scheduler.ts";
 
 /** Options of {@linkcode Vmm.create}. */
 export interface VmmOptions {
@@ -17,6 +18,11 @@ export interface VmmOptions {
   onConsole?: (line: ConsoleLine) => void;
   /** Receives EMT diagnostics (unhandled accesses, faults). */
   onLog?: (message: string) => void;
+  /**
+   * Enforce slots with this scheduler policy (`{ plugin: "plugins/credit.ts" }`). Without it
+   * every EMT runs free and the host's thread scheduler decides (what a QEMU user has).
+   */
+  scheduler?: SchedulerOptions;
 }
 
 /** A virtual machine monitor: create VMs, run them, close everything. */
@@ -29,6 +35,7 @@ export class Vmm {
   #vms = new Map<string, Vm>();
   #options: VmmOptions;
   #closed = false;
+  #scheduler?: Scheduler;
 
   private constructor(kvm: Kvm, shimPath: string, options: VmmOptions) {
     this.#kvm = kvm;
@@ -45,7 +52,10 @@ export class Vmm {
   static async create(options: VmmOptions = {}): Promise<Vmm> {
     const kvm = Kvm.open(options.kvmPath);
     try {
-      return new Vmm(kvm, await buildShim(), options);
+      const shimPath = await buildShim();
+      const vmm = new Vmm(kvm, shimPath, options);
+      if (options.scheduler) vmm.#scheduler = await Scheduler.start(options.scheduler, shimPath);
+      return vmm;
     } catch (e) {
       kvm.close();
       throw e;
@@ -77,12 +87,18 @@ export class Vmm {
         cpuid: this.#cpuid,
         onConsole: this.#options.onConsole,
         onLog: this.#options.onLog,
+        scheduler: this.#scheduler,
       },
       resolved,
       image,
     );
     this.#vms.set(resolved.name, vm);
     return vm;
+  }
+
+  /** The scheduler enforcing slots, if this VMM has one. */
+  get scheduler(): Scheduler | undefined {
+    return this.#scheduler;
   }
 
   /** The most EMTs that were ever in guest mode at once, across all VMs. */
@@ -104,6 +120,7 @@ export class Vmm {
     this.#closed = true;
     await Promise.all([...this.#vms.values()].map((vm) => vm.close()));
     this.#vms.clear();
+    await this.#scheduler?.close();
     this.#kvm.close();
   }
 }

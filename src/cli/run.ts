@@ -9,6 +9,8 @@ import { ConfigError, type VmConfig } from "../vm/config.ts";
 import type { Vm, VmExit } from "../vm/vm.ts";
 import { Vmm } from "../vmm.ts";
 import { parseVmSpec } from "./vm_spec.ts";
+import { SCHED_FLAGS, SCHED_FLAGS_HELP, schedulerFromConfig, schedulerFromFlags } from "./sched_flags.ts";
+import type { SchedulerOptions } from "../sched/scheduler.ts";
 import { UsageError } from "./usage.ts";
 
 /** Help text of `run`. */
@@ -26,17 +28,32 @@ Options:
                         cmdline=TEXT     (default workload=hello; may contain '=' and spaces)
                         unhandled=ignore|stop  (unclaimed port/MMIO accesses)
                         haltpoll=US      (halt polling before sleeping, default 0)
-  --config FILE       a JSON file: {"vms": [{"name": "a", "vcpus": 2, "cmdline": "..."}]}
+                        weight=W, cap=PCT, period_ms=MS, budget_ms=MS, extratime=BOOL
+                                         (scheduling parameters for the policy)
+  --config FILE       a JSON file: {"vms": [{"name": "a", "vcpus": 2, "cmdline": "..."}],
+                        "scheduler": {"plugin": "plugins/credit.ts", "params": {}}}
+${SCHED_FLAGS_HELP}
   --timeout SECONDS   stop every VM still running after this long
   -q, --quiet         do not print console lines (only the summary)
   -h, --help          this text
 
-Example:
+Examples:
   deno run -A mod.ts run --vm name=a,vcpus=2,cmdline=workload=hello
+  deno run -A mod.ts run --sched plugins/credit.ts --slots 1 \\
+    --vm name=a,weight=512,cmdline="workload=spin seconds=2" \\
+    --vm name=b,cmdline="workload=spin seconds=2"
 `;
 
-/** Reads `{ "vms": [...] }` (or a bare array) from a JSON file. */
-export async function readVmsConfig(path: string): Promise<VmConfig[]> {
+/** What a config file holds. */
+export interface VmsFile {
+  /** The VMs. */
+  vms: VmConfig[];
+  /** The scheduler, if the file names one. */
+  scheduler?: SchedulerOptions;
+}
+
+/** Reads `{ "vms": [...], "scheduler": {...} }` (or a bare array of VMs) from a JSON file. */
+export async function readVmsConfig(path: string): Promise<VmsFile> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -53,7 +70,17 @@ export async function readVmsConfig(path: string): Promise<VmConfig[]> {
   if (!Array.isArray(vms) || vms.length === 0) {
     throw new ConfigError(path, `expected {"vms": [ ... ]} with at least one VM`);
   }
-  return vms as VmConfig[];
+  if (!Array.isArray(data)) {
+    for (const k of Object.keys(data as object)) {
+      if (k !== "vms" && k !== "scheduler") {
+        throw new ConfigError(`${path}: ${k}`, `unknown key (known: vms, scheduler)`);
+      }
+    }
+  }
+  const scheduler = Array.isArray(data)
+    ? undefined
+    : schedulerFromConfig((data as { scheduler?: unknown }).scheduler, `${path}: scheduler`);
+  return { vms: vms as VmConfig[], scheduler };
 }
 
 function describe(exit: VmExit): string {
@@ -72,6 +99,7 @@ export async function runCommand(args: string[]): Promise<number> {
       timeout: { type: "string" },
       quiet: { type: "boolean", short: "q" },
       help: { type: "boolean", short: "h" },
+      ...SCHED_FLAGS,
     },
     strict: true,
     allowPositionals: false,
@@ -81,7 +109,13 @@ export async function runCommand(args: string[]): Promise<number> {
     return 0;
   }
   const configs: VmConfig[] = [];
-  if (values.config) configs.push(...await readVmsConfig(values.config));
+  let fileScheduler: SchedulerOptions | undefined;
+  if (values.config) {
+    const file = await readVmsConfig(values.config);
+    configs.push(...file.vms);
+    fileScheduler = file.scheduler;
+  }
+  const scheduler = schedulerFromFlags(values, fileScheduler);
   (values.vm ?? []).forEach((spec, i) => configs.push(parseVmSpec(spec, configs.length + i)));
   if (configs.length === 0) throw new UsageError("no VM given: use --vm SPEC or --config FILE");
   let timeoutMs: number | undefined;
@@ -96,6 +130,14 @@ export async function runCommand(args: string[]): Promise<number> {
       ? undefined
       : (l) => Deno.stdout.writeSync(enc.encode(`[${l.vm}] ${l.line}\n`)),
     onLog: (m) => Deno.stderr.writeSync(enc.encode(`${m}\n`)),
+    scheduler: scheduler && {
+      ...scheduler,
+      onEject: (info, fallback) =>
+        Deno.stderr.writeSync(
+          enc.encode(`scheduler: ${info.plugin} ejected (${info.reason}: ${info.detail}); ` +
+            `${fallback} takes over\n`),
+        ),
+    },
   });
   try {
     const vms: Vm[] = [];

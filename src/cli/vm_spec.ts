@@ -18,6 +18,8 @@ const KEYS: Record<string, keyof VmConfig> = {
   haltpoll: "haltPollUs",
 };
 const NUMERIC = new Set<keyof VmConfig>(["vcpus", "memoryMiB", "haltPollUs"]);
+/** `--vm` keys that are scheduling parameters (VmConfig.sched). */
+const SCHED_KEYS = new Set(["weight", "cap", "period_ms", "budget_ms", "extratime"]);
 
 /**
  * Parses one `--vm` value. Values may contain `=` (`cmdline=workload=spin seconds=1`) and
@@ -31,10 +33,17 @@ export function parseVmSpec(spec: string, index: number): VmConfig {
     if (eq <= 0) throw new UsageError(`--vm '${spec}': '${part}' is not key=value`);
     const key = part.slice(0, eq);
     const value = part.slice(eq + 1);
+    if (SCHED_KEYS.has(key)) {
+      const sched = (config.sched ??= {}) as Record<string, number | string | boolean>;
+      sched[key] = parseParamValue(value);
+      continue;
+    }
     const field = KEYS[key];
     if (!field) {
       throw new UsageError(
-        `--vm '${spec}': unknown key '${key}' (known: ${Object.keys(KEYS).join(", ")})`,
+        `--vm '${spec}': unknown key '${key}' (known: ${
+          [...Object.keys(KEYS), ...SCHED_KEYS].join(", ")
+        })`,
       );
     }
     if (NUMERIC.has(field)) {
@@ -49,4 +58,23 @@ export function parseVmSpec(spec: string, index: number): VmConfig {
   }
   config.name ??= `vm${index}`;
   return config as unknown as VmConfig;
+}
+
+/** A parameter value from the command line: a number, `true`/`false`, or the string itself. */
+export function parseParamValue(value: string): number | string | boolean {
+  if (value === "true") return true;
+  if (value === "false") return false;
+  const n = Number(value);
+  return value.trim() !== "" && Number.isFinite(n) ? n : value;
+}
+
+/** Parses `--sched-param k=v` values into a parameter object. */
+export function parseSchedParams(values: string[]): Record<string, number | string | boolean> {
+  const out: Record<string, number | string | boolean> = {};
+  for (const kv of values) {
+    const eq = kv.indexOf("=");
+    if (eq <= 0) throw new UsageError(`--sched-param '${kv}' is not key=value`);
+    out[kv.slice(0, eq)] = parseParamValue(kv.slice(eq + 1));
+  }
+  return out;
 }

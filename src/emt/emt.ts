@@ -10,6 +10,12 @@
  * can take it. A guest HLT reaches us as KVM_EXIT_HLT; with nothing deliverable the EMT
  * blocks in the shim's `halt` until an interrupt is posted or its LAPIC timer is due.
  *
+ * Under a scheduler (`init.sched`) the EMT enters KVM_RUN only while it holds a grant that is
+ * not revoked, and only until the grant's slice deadline (the shim's run deadline is the
+ * earlier of the slice end and the LAPIC timer). It gives the grant back on halt, slice end,
+ * revocation (the core pokes it out of guest mode) and guest yield, reporting the guest time it
+ * used (the shim's ns-in-guest clock), and it waits for the next grant in the shim's `halt`.
+ *
  * @module
  */
 import { exitReasonName, KVM_EXIT, KVM_EXIT_IO_OUT, KVM_INTERNAL_ERROR } from "../kvm/constants.ts";
@@ -23,7 +29,19 @@ import { LegacyPic } from "../devices/pic.ts";
 import { setSipiState } from "../vm/cpu_setup.ts";
 import type { ShimLibrary } from "../../ffi/shim.ts";
 import { Mailboxes } from "./mailbox.ts";
-import { EMT_BLOCK_SIZE, HALT_KIND, RUN_RESULT } from "./shim_layout.ts";
+import {
+  COUNTER,
+  COUNTERS_OFFSET,
+  EMT_BLOCK_SIZE,
+  HALT_KIND,
+  RUN_RESULT,
+} from "./shim_layout.ts";
+import {
+  type Grant,
+  GrantRecordEmt,
+  SCHED_EVENT,
+  type SchedEventType,
+} from "../sched/grant_table.ts";
 import type { EmtInit, EmtMessage, VcpuFault } from "./protocol.ts";
 
 /** Port the `portio` benchmark workload writes; accepted and ignored. */
@@ -56,6 +74,17 @@ export class Emt {
   #injectQueued = false;
   #unhandledLogged = 0;
   #stopping = false;
+  /** The scheduler's record of this vCPU, when slots are enforced. */
+  #sched: GrantRecordEmt | null = null;
+  /** The grant held, or null. */
+  #grant: Grant | null = null;
+  /** ns-in-guest counter when the grant was taken. */
+  #grantGuestNs0 = 0;
+  /** A `runnable` event is posted and not answered by a grant yet. */
+  #runnablePosted = false;
+  /** Host CPU this thread is pinned to (-1: not pinned). */
+  #pinnedCpu = -1;
+  #nsGuest: BigUint64Array;
 
   /**
    * @param init the start message from the main thread
@@ -90,6 +119,14 @@ export class Emt {
     );
     this.#debugExit = new DebugExit((status) => this.#exitVm(status));
     this.#waitingForSipi = init.start.kind === "wait-for-sipi";
+    this.#nsGuest = new BigUint64Array(
+      init.emtBlocks,
+      init.vcpu * EMT_BLOCK_SIZE + COUNTERS_OFFSET + 8 * COUNTER.nsGuest,
+      1,
+    );
+    if (init.sched) {
+      this.#sched = new GrantRecordEmt(init.sched.table, init.vcpu, init.sched.doorbell);
+    }
   }
 
   /** Runs the vCPU until the VM stops. Never throws: faults are reported and stop the VM. */
@@ -100,6 +137,7 @@ export class Emt {
       this.#fault("EMT error", `${(e as Error).stack ?? e}`);
     }
     this.#uart.flush();
+    if (this.#sched) this.#giveBack(SCHED_EVENT.gone);
   }
 
   /** Releases the shim binding and the `kvm_run` mapping (the fd is closed by the owner). */
@@ -139,8 +177,14 @@ export class Emt {
         }
         this.#halted = false;
       }
+      let deadline = lapic.timerDeadline;
+      if (this.#sched) {
+        const slice = this.#holdGrant();
+        if (slice < 0) continue;
+        if (deadline === 0 || slice < deadline) deadline = slice;
+      }
       this.#injectInterrupt();
-      const result = shim.shim_run(self, lapic.timerDeadline);
+      const result = shim.shim_run(self, deadline);
       if (result === RUN_RESULT.poked || result === RUN_RESULT.deadline) continue;
       this.#injectQueued = false;
       switch (result) {
@@ -154,6 +198,7 @@ export class Emt {
           if (lapic.deliverable() < 0 || run.getUint8(KVM_RUN.if_flag) === 0) {
             this.#halted = true;
             this.#haltedIf = run.getUint8(KVM_RUN.if_flag) !== 0;
+            if (this.#sched) this.#giveBack(SCHED_EVENT.halt);
           }
           break;
         case KVM_EXIT.IRQ_WINDOW_OPEN:
@@ -184,11 +229,62 @@ export class Emt {
     }
   }
 
+  /**
+   * Makes sure this EMT holds a live grant. Returns its slice deadline, or -1 when it has none
+   * (it then waited for one, or gave one back, and the loop goes round again).
+   */
+  #holdGrant(): number {
+    const sched = this.#sched!;
+    const shim = this.#shim;
+    if (this.#grant === null) {
+      if (!this.#runnablePosted) {
+        sched.post(SCHED_EVENT.runnable, 0, shim.shim_now_f64());
+        this.#runnablePosted = true;
+      }
+      const g = sched.takeGrant();
+      if (g === null) {
+        shim.shim_halt(this.#self, 0, HALT_KIND.grant, 0);
+        return -1;
+      }
+      this.#grant = g;
+      this.#runnablePosted = false;
+      this.#grantGuestNs0 = Number(this.#nsGuest[0]);
+      if (g.pinCpu >= 0 && g.pinCpu !== this.#pinnedCpu) {
+        if (shim.shim_pin(g.pinCpu) === 0) this.#pinnedCpu = g.pinCpu;
+      }
+    }
+    const g = this.#grant;
+    if (sched.revoked(g.generation)) {
+      this.#giveBack(SCHED_EVENT.preempted);
+      return -1;
+    }
+    if (shim.shim_now_f64() >= g.sliceDeadline) {
+      this.#giveBack(SCHED_EVENT.sliceEnd);
+      return -1;
+    }
+    return g.sliceDeadline;
+  }
+
+  /** Gives the grant back (if one is held) reporting `type` and the guest ns it used. */
+  #giveBack(type: SchedEventType): void {
+    const sched = this.#sched!;
+    const now = this.#shim.shim_now_f64();
+    if (this.#grant !== null) {
+      sched.post(type, Number(this.#nsGuest[0]) - this.#grantGuestNs0, now);
+      this.#grant = null;
+    } else if (type === SCHED_EVENT.gone || type === SCHED_EVENT.halt) {
+      // Halting (or leaving) while waiting for a grant: withdraw the runnable request.
+      if (this.#runnablePosted || type === SCHED_EVENT.gone) sched.post(type, 0, now);
+      this.#runnablePosted = false;
+    }
+  }
+
   #takeMail(): void {
     const d = this.#mail.drain(this.#init.vcpu);
     if (d.init) {
       // INIT: the APIC resets and the processor waits for a SIPI (SDM 8.4.1).
       this.#lapic.reset();
+      if (this.#sched) this.#giveBack(SCHED_EVENT.halt);
       this.#waitingForSipi = true;
       this.#halted = false;
       this.#injectQueued = false;
@@ -257,8 +353,9 @@ export class Emt {
     }
   }
 
-  /** sys_yield: without a scheduler the EMT keeps its CPU; the host thread scheduler decides. */
+  /** sys_yield: under a scheduler the grant goes back; without one the host decides. */
   #yield(): void {
+    if (this.#sched && this.#grant) this.#giveBack(SCHED_EVENT.yield);
   }
 
   #portIn(port: number, size: number): number {

@@ -42,6 +42,8 @@ export interface EmtInit {
   unhandled: UnhandledAccessPolicy;
   /** Halt polling: spin this long before sleeping (0: none). */
   haltPollNs: number;
+  /** Set when a scheduler enforces slots: the VM's grant table and the VMM's doorbell. */
+  sched?: { table: SharedArrayBuffer; doorbell: SharedArrayBuffer };
 }
 
 /** An error that stopped the VM, as an EMT reports it. */

@@ -26,6 +26,12 @@ export interface VmConfig {
   unhandled?: UnhandledAccessPolicy;
   /** Halt polling in microseconds before an EMT sleeps (default 0). */
   haltPollUs?: number;
+  /**
+   * Scheduling parameters of this VM's vCPUs, for the policy plugin: `weight` (credit,
+   * credit2; default 256), `cap` (% of one slot), `period_ms` / `budget_ms` / `extratime`
+   * (rtds), or any key a user's plugin reads. Numbers, strings or booleans.
+   */
+  sched?: Record<string, number | string | boolean>;
 }
 
 /** A {@linkcode VmConfig} with every default applied. */
@@ -44,6 +50,8 @@ export interface ResolvedVmConfig {
   unhandled: UnhandledAccessPolicy;
   /** Halt polling, ns. */
   haltPollNs: number;
+  /** Scheduling parameters (see {@linkcode VmConfig.sched}). */
+  sched: Record<string, number | string | boolean>;
 }
 
 /** A configuration error; `field` names what is wrong. */
@@ -73,7 +81,33 @@ const KNOWN_KEYS = new Set([
   "cmdline",
   "unhandled",
   "haltPollUs",
+  "sched",
 ]);
+
+/** Checks the `sched` parameters: a flat object of numbers, strings and booleans. */
+function schedParams(field: string, value: unknown): Record<string, number | string | boolean> {
+  if (value === undefined) return {};
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ConfigError(field, "must be an object of scheduling parameters");
+  }
+  const out: Record<string, number | string | boolean> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v === "number" && !Number.isFinite(v)) {
+      throw new ConfigError(`${field}.${k}`, `must be a finite number, got ${v}`);
+    }
+    if (typeof v !== "number" && typeof v !== "string" && typeof v !== "boolean") {
+      throw new ConfigError(`${field}.${k}`, `must be a number, string or boolean`);
+    }
+    out[k] = v;
+  }
+  if ("weight" in out && !(typeof out.weight === "number" && out.weight >= 1)) {
+    throw new ConfigError(`${field}.weight`, `must be a number >= 1, got ${out.weight}`);
+  }
+  if ("cap" in out && !(typeof out.cap === "number" && out.cap >= 0)) {
+    throw new ConfigError(`${field}.cap`, `must be a percentage >= 0, got ${out.cap}`);
+  }
+  return out;
+}
 
 function integer(
   field: string,
@@ -149,6 +183,7 @@ export function resolveVmConfig(config: unknown, where = "vm"): ResolvedVmConfig
     cmdline: (c.cmdline as string | undefined) ?? "workload=hello",
     unhandled,
     haltPollNs: haltPollUs * 1000,
+    sched: schedParams(`${where}.sched`, c.sched),
   };
 }
 

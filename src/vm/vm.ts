@@ -4,6 +4,8 @@
  *
  * @module
  */
+import { allocateGrantTable } from "../sched/grant_table.ts";
+import type { Scheduler } from "../sched/scheduler.ts";
 import type { Kvm, VcpuFd, VmFd } from "../kvm/kvm.ts";
 import type { ShimLibrary } from "../../ffi/shim.ts";
 import { mailboxBytes, Mailboxes } from "../emt/mailbox.ts";
@@ -62,6 +64,8 @@ export interface VmHost {
   onConsole?: (line: ConsoleLine) => void;
   /** Log sink for EMT diagnostics. */
   onLog?: (message: string) => void;
+  /** The VMM's scheduler, when slots are enforced. */
+  scheduler?: Scheduler;
 }
 
 const CONSOLE_LOG_LIMIT = 10_000;
@@ -85,6 +89,7 @@ export class Vm {
   #emtBlocks: SharedArrayBuffer;
   #mailboxSab: SharedArrayBuffer;
   #mail: Mailboxes;
+  #grantTable?: SharedArrayBuffer;
   #state: VmState = "created";
   #exit?: VmExit;
   #stoppedCount = 0;
@@ -107,6 +112,7 @@ export class Vm {
     this.#emtBlocks = new SharedArrayBuffer(EMT_BLOCK_SIZE * config.vcpus);
     this.#mailboxSab = new SharedArrayBuffer(mailboxBytes(config.vcpus));
     this.#mail = new Mailboxes(this.#mailboxSab, config.vcpus);
+    if (host.scheduler) this.#grantTable = allocateGrantTable(config.vcpus);
     this.#vmFd = host.kvm.createVm();
     try {
       this.#vmFd.setTssAddr(0xfffbd000); // three pages below the BIOS area, as QEMU does
@@ -158,6 +164,16 @@ export class Vm {
   /** Starts one EMT Worker per vCPU. Resolves when every EMT is attached and running. */
   async start(): Promise<void> {
     if (this.#state !== "created") throw new Error(`vm ${this.name}: already ${this.#state}`);
+    const scheduler = this.#host.scheduler;
+    if (scheduler) {
+      await scheduler.addVm({
+        name: this.name,
+        vcpus: this.config.vcpus,
+        params: this.config.sched,
+        table: this.#grantTable!,
+        emtBlocks: this.#emtBlocks,
+      });
+    }
     this.#state = "running";
     this.timing.startedAt = performance.now();
     const ready: Promise<void>[] = [];
@@ -202,6 +218,7 @@ export class Vm {
         start: i === 0 ? { kind: "pvh" } : { kind: "wait-for-sipi" },
         unhandled: this.config.unhandled,
         haltPollNs: this.config.haltPollNs,
+        sched: scheduler ? { table: this.#grantTable!, doorbell: scheduler.doorbell } : undefined,
       };
       worker.postMessage(init);
     }
@@ -256,6 +273,8 @@ export class Vm {
     this.#vcpus = [];
     this.#exit ??= { kind: "stopped" };
     if (this.#state !== "closed") this.#state = "ended";
+    // Ordered after this VM's add-vm on the core's channel; errors only if the core is gone.
+    this.#host.scheduler?.removeVm(this.name).catch(() => {});
     this.#resolveWorkersDone();
     this.#resolveEnded(this.#exit);
   }

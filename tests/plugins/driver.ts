@@ -286,7 +286,7 @@ export function drive(o: DriveOptions): DriverResult {
     for (const s of slots) {
       if (!s.vcpu) continue;
       t = Math.min(t, s.sliceEnd, s.preemptAt);
-      if (s.vcpu.work !== Infinity) t = Math.min(t, now + Math.max(0, s.vcpu.work - 0));
+      if (s.vcpu.work !== Infinity) t = Math.min(t, s.grantAt + Math.max(0, s.vcpu.work));
     }
     for (const v of vs) {
       if (v.state === "halted") t = Math.min(t, v.wakeAt);

@@ -1,0 +1,469 @@
+/**
+ * RTDS: Xen's Real-Time Deferrable Server scheduler (RT-Xen; Sisu Xi, Meng Xu, Chenyang Lu,
+ * Linh Phan, Christopher Gill, Oleg Sokolsky, Insup Lee, "Real-Time Multi-Core Virtual Machine
+ * Scheduling in Xen", EMSOFT 2014; made event driven by Tianyang Chen and Dagaen Golomb, 2016),
+ * as a deno-vmm plugin.
+ *
+ * Read against `xen/common/sched/rt.c` (Xen commit c447b7308b13, 2025; line numbers refer to that
+ * file). The policy, as the paper's pseudo-code has it:
+ *
+ * - Every vCPU is a **deferrable server** with a period and a budget (VM params `period_ms` and
+ *   `budget_ms`, default 10 ms and 4 ms, `RTDS_DEFAULT_PERIOD`/`_BUDGET`): at the start of each
+ *   period its budget is replenished in full and its deadline set to the period's end
+ *   (`rt_update_deadline`); while it runs it burns budget (`burn_budget`); while it is halted
+ *   its budget is kept, not consumed (that is what "deferrable" means); unused budget is lost
+ *   at the period's end.
+ * - **Global EDF** over all slots: the runnable vCPU with budget and the earliest deadline runs
+ *   first (`compare_unit_priority`, `runq_pick`); one run queue for all slots.
+ * - **Preemption** (`runq_tickle`): when a vCPU becomes runnable (wake) or is replenished, it
+ *   takes an idle slot if there is one, else the slot running the latest deadline, if that is
+ *   later than its own.
+ * - **Extratime** (VM param `extratime`, default on as in `rt_alloc_udata`): a vCPU that used
+ *   up its budget and has the flag gets its budget again one priority level lower
+ *   (`priority_level++`), below every vCPU still within its reservation, and keeps running in
+ *   the background; without it, it waits (depleted queue) for its next period.
+ *
+ * Replenishment: rt.c arms a timer at the earliest deadline (`repl_timer_handler`). Plugins have
+ * no timers, so replenishments happen on the tick (`tickNs`, param `tick_us`, default 1000 us;
+ * deadlines are multiples of the period from time 0, as in rt.c where the first deadline is
+ * computed from 0, so a tick that divides every period replenishes exactly on time), and
+ * lazily in `pickNext`.
+ *
+ * Parameters. Per VM (`VcpuInfo.params`, `setParams(vm, ...)`): `period_ms`, `budget_ms` (or
+ * `period_us`, `budget_us`; 10 us <= budget <= period, `rt_validate_params`), `extratime`
+ * (boolean). Policy-wide: `tick_us`.
+ *
+ * Policy events (`ctx.report`): `replenish` (value: new deadline, ns), `depleted` (the vCPU ran
+ * out of budget without extratime), `extratime` (value: its new priority level).
+ *
+ * @module
+ */
+import type {
+  DescheduleReason,
+  PickDecision,
+  SchedContext,
+  SchedParams,
+  SchedulerPlugin,
+  SlotId,
+  VcpuId,
+  VcpuInfo,
+} from "../mod.ts";
+
+const NS_PER_US = 1_000;
+
+// ---------------------------------------------------------------------------------------------
+// Constants (rt.c:92-123)
+// ---------------------------------------------------------------------------------------------
+
+/** rt.c:92 `RTDS_DEFAULT_PERIOD`: 10 ms. */
+const RTDS_DEFAULT_PERIOD = 10_000 * NS_PER_US;
+/** rt.c:93 `RTDS_DEFAULT_BUDGET`: 4 ms. */
+const RTDS_DEFAULT_BUDGET = 4_000 * NS_PER_US;
+/** rt.c:102 `RTDS_MIN_PERIOD`: 10 us. */
+const RTDS_MIN_PERIOD = 10 * NS_PER_US;
+/** rt.c:109 `RTDS_MIN_BUDGET`: 10 us. */
+const RTDS_MIN_BUDGET = 10 * NS_PER_US;
+/** rt.c:115 `RTDS_MAX_PRIORITY_LEVEL`: saturate instead of wrapping around. */
+const RTDS_MAX_PRIORITY_LEVEL = 0xffff_ffff;
+/** rt.c:123 `UPDATE_LIMIT_SHIFT`: beyond 1024 periods late, compute the deadline directly. */
+const UPDATE_LIMIT_SHIFT = 10;
+/** Default replenishment tick. */
+const DEFAULT_TICK_US = 1000;
+
+/** A vCPU: `struct rt_unit` (rt.c:203). */
+interface Unit {
+  id: VcpuId;
+  vm: string;
+  period: number;
+  budget: number;
+  curBudget: number;
+  curDeadline: number;
+  priorityLevel: number;
+  extratime: boolean;
+  /** `RTDS_depleted`. */
+  depleted: boolean;
+  state: "runnable" | "running" | "halted";
+  slot: SlotId;
+  /** On the run queue (`runq`) or the depleted queue. */
+  queue: "runq" | "depletedq" | null;
+  grantAt: number;
+  /** Run time of the current grant already accounted (burned, or forgiven by a replenishment). */
+  chargedNs: number;
+}
+
+/** A slot. */
+interface Pcpu {
+  curr: Unit | null;
+  /** Time this slot was last tickled (`prv->tickled`), -1 if not. */
+  tickledAt: number;
+}
+
+/**
+ * `compare_unit_priority`: > 0 if `v1` has higher priority than `v2` (lower priority level,
+ * then earlier deadline), < 0 if lower, 0 if equal.
+ */
+function compareUnitPriority(v1: Unit, v2: Unit): number {
+  const prio = v2.priorityLevel - v1.priorityLevel;
+  if (prio === 0) return v2.curDeadline - v1.curDeadline;
+  return prio;
+}
+
+/** Xen's RTDS scheduler: global EDF of deferrable servers. */
+export class RtdsScheduler implements SchedulerPlugin {
+  /** Name shown in traces. */
+  readonly name = "rtds";
+  /** The replenishment tick (param `tick_us`). */
+  tickNs = DEFAULT_TICK_US * NS_PER_US;
+
+  #ctx: SchedContext | null = null;
+  #pcpus: Pcpu[] = [];
+  #units = new Map<VcpuId, Unit>();
+  /** `prv->runq`: runnable vCPUs with budget (or extratime), by priority. */
+  #runq: Unit[] = [];
+  /** `prv->depletedq`: runnable vCPUs without budget, unsorted. */
+  #depletedq: Unit[] = [];
+  #now = 0;
+
+  /** `rt_init`. */
+  init(ctx: SchedContext): void {
+    this.#ctx = ctx;
+    this.#pcpus = Array.from({ length: ctx.slots }, () => ({ curr: null, tickledAt: -1 }));
+    this.#units.clear();
+    this.#runq = [];
+    this.#depletedq = [];
+    this.#now = 0;
+    const tick = num(ctx.params.tick_us, DEFAULT_TICK_US);
+    this.tickNs = Math.max(1, Math.round((tick > 0 ? tick : DEFAULT_TICK_US) * NS_PER_US));
+  }
+
+  /** `rt_alloc_udata` + `rt_unit_insert`. */
+  addVcpu(info: VcpuInfo): void {
+    const u: Unit = {
+      id: info.id,
+      vm: info.vm,
+      period: RTDS_DEFAULT_PERIOD,
+      budget: RTDS_DEFAULT_BUDGET,
+      curBudget: 0,
+      curDeadline: 0,
+      priorityLevel: 0,
+      extratime: true, // rt.c:881: set by default
+      depleted: false,
+      state: "halted",
+      slot: info.index % this.#pcpus.length,
+      queue: null,
+      grantAt: this.#now,
+      chargedNs: 0,
+    };
+    this.#applyParams(u, info.params);
+    this.#units.set(u.id, u);
+    const now = this.#now;
+    if (now >= u.curDeadline) this.#updateDeadline(now, u);
+    if (info.state === "running" && info.slot !== undefined && !this.#pcpus[info.slot].curr) {
+      u.state = "running";
+      u.slot = info.slot;
+      this.#pcpus[info.slot].curr = u;
+    } else if (info.state !== "halted") {
+      u.state = "runnable";
+      this.#runqInsert(u);
+    }
+  }
+
+  /** `rt_unit_remove`. */
+  removeVcpu(id: VcpuId): void {
+    const u = this.#units.get(id);
+    if (!u) return;
+    this.#qRemove(u);
+    for (const p of this.#pcpus) if (p.curr === u) p.curr = null;
+    this.#units.delete(id);
+  }
+
+  /** `rt_dom_cntl` (putinfo): new period/budget/extratime for every vCPU of a VM. */
+  setParams(target: string, params: SchedParams): void {
+    for (const u of this.#units.values()) {
+      if (u.vm !== target) continue;
+      const wasExtra = u.extratime;
+      this.#applyParams(u, params);
+      // Turning extratime on while depleted: demote and refill, as rt_dom_cntl does.
+      if (!wasExtra && u.extratime && u.curBudget <= 0) {
+        u.priorityLevel = Math.min(u.priorityLevel + 1, RTDS_MAX_PRIORITY_LEVEL);
+        u.curBudget = u.budget;
+        u.depleted = false;
+        if (u.queue) {
+          this.#qRemove(u);
+          this.#runqInsert(u);
+        }
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Hooks
+  // -------------------------------------------------------------------------------------------
+
+  /** `rt_schedule` for a free slot: the head of the run queue, for its remaining budget. */
+  pickNext(slot: SlotId, now: number): PickDecision | null {
+    this.#now = now;
+    const spc = this.#pcpus[slot];
+    spc.tickledAt = -1;
+    if (spc.curr) this.#desync(spc.curr, slot, now);
+    this.#replenish(now, new Set()); // a late timer: nothing to tickle, we are picking anyway
+
+    const snext = this.#runq[0]; // runq_pick: every vCPU on the runq is runnable with budget
+    if (!snext) return null;
+    this.#qRemove(snext);
+    snext.state = "running";
+    snext.slot = slot;
+    snext.grantAt = now;
+    snext.chargedNs = 0;
+    spc.curr = snext;
+    // "Invoke the scheduler next time": when the budget runs out.
+    const maxSlice = this.#ctx?.maxSliceNs ?? snext.curBudget;
+    return { vcpu: snext.id, sliceNs: Math.max(1, Math.min(snext.curBudget, maxSlice)) };
+  }
+
+  /** `rt_unit_sleep` (+ the burn of `rt_schedule`): the budget is kept for later. */
+  onHalt(vcpu: VcpuId, now: number, ranNs: number): void {
+    this.#now = now;
+    const u = this.#units.get(vcpu);
+    if (!u) return;
+    if (u.state === "running") {
+      const p = this.#pcpus[u.slot];
+      if (p.curr === u) p.curr = null;
+      this.#burnRan(u, ranNs);
+    }
+    this.#qRemove(u);
+    u.state = "halted";
+  }
+
+  /**
+   * `rt_unit_wake`: a new period if the deadline passed while it was halted; queue; tickle the
+   * slot running the latest deadline if ours is earlier.
+   */
+  onWake(vcpu: VcpuId, now: number): SlotId | void {
+    this.#now = now;
+    const u = this.#units.get(vcpu);
+    if (!u || u.state !== "halted") return;
+    u.state = "runnable";
+    if (now >= u.curDeadline) this.#updateDeadline(now, u);
+    this.#runqInsert(u);
+    if (u.queue !== "runq") return; // depleted: waits for its replenishment
+    const t = this.#runqTickle(u, now);
+    if (t !== null && this.#pcpus[t].curr) return t;
+  }
+
+  /** The burn of `rt_schedule`, then `rt_context_saved`: back in a queue. */
+  onDeschedule(
+    vcpu: VcpuId,
+    slot: SlotId,
+    ranNs: number,
+    _reason: DescheduleReason,
+    now: number,
+  ): void {
+    this.#now = now;
+    const u = this.#units.get(vcpu);
+    if (!u) return;
+    const p = this.#pcpus[slot];
+    if (p.curr === u) p.curr = null;
+    if (u.state === "running") this.#burnRan(u, ranNs);
+    u.state = "runnable";
+    u.slot = slot;
+    if (!u.queue) this.#runqInsert(u);
+  }
+
+  /** `repl_timer_handler`: replenish every vCPU whose deadline passed, tickle as needed. */
+  onTick(now: number): SlotId[] {
+    this.#now = now;
+    const resched = new Set<SlotId>();
+    this.#replenish(now, resched);
+    if (this.#runq.length > 0) {
+      this.#pcpus.forEach((p, cpu) => {
+        if (!p.curr) resched.add(cpu);
+      });
+    }
+    return [...resched];
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Budget and deadlines (rt.c:436 rt_update_deadline, 967 burn_budget, 1543 repl handler)
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * `rt_update_deadline`: move the deadline to the end of the period containing `now`; full
+   * budget, priority level 0.
+   */
+  #updateDeadline(now: number, u: Unit): void {
+    if (u.curDeadline + u.period * 2 ** UPDATE_LIMIT_SHIFT > now) {
+      do u.curDeadline += u.period; while (u.curDeadline <= now);
+    } else {
+      const count = Math.floor((now - u.curDeadline) / u.period) + 1;
+      u.curDeadline += count * u.period;
+    }
+    u.curBudget = u.budget;
+    u.priorityLevel = 0;
+    // Time run before this instant belonged to the old period.
+    if (u.state === "running") u.chargedNs = Math.max(u.chargedNs, now - u.grantAt);
+    this.#report("replenish", u.id, u.curDeadline);
+  }
+
+  /** `burn_budget`: nanosecond accounting; extratime demotes and refills, else depleted. */
+  #burnBudget(u: Unit, delta: number): void {
+    if (delta <= 0) return;
+    u.curBudget -= delta;
+    if (u.curBudget <= 0) {
+      if (u.extratime) {
+        if (u.priorityLevel < RTDS_MAX_PRIORITY_LEVEL) u.priorityLevel++;
+        u.curBudget = u.budget;
+        this.#report("extratime", u.id, u.priorityLevel);
+      } else {
+        u.curBudget = 0;
+        u.depleted = true;
+        this.#report("depleted", u.id, 0);
+      }
+    }
+  }
+
+  #burnRan(u: Unit, ranNs: number): void {
+    this.#burnBudget(u, ranNs - u.chargedNs);
+    u.chargedNs = Math.max(u.chargedNs, ranNs);
+  }
+
+  /**
+   * `repl_timer_handler`: every non-halted vCPU whose deadline is due gets its new period; a
+   * replenished running vCPU that is no longer the best lets the queue's head preempt (through
+   * the tickle); a replenished depleted vCPU is tickled itself.
+   */
+  #replenish(now: number, resched: Set<SlotId>): void {
+    const updated: { u: Unit; wasDepleted: boolean }[] = [];
+    for (const u of this.#units.values()) {
+      if (u.state === "halted" || now < u.curDeadline) continue;
+      const wasDepleted = u.depleted;
+      u.depleted = false;
+      this.#updateDeadline(now, u);
+      if (u.queue) {
+        this.#qRemove(u);
+        this.#runqInsert(u);
+      }
+      updated.push({ u, wasDepleted });
+    }
+    for (const { u, wasDepleted } of updated) {
+      const head = this.#runq[0];
+      let t: SlotId | null = null;
+      if (u.state === "running" && head) {
+        if (compareUnitPriority(u, head) < 0) t = this.#runqTickle(head, now);
+      } else if (wasDepleted && u.queue === "runq") {
+        t = this.#runqTickle(u, now);
+      }
+      if (t !== null) resched.add(t);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Queues (rt.c:507 deadline_queue_insert, 568 runq_insert, 1214 runq_tickle)
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * `runq_insert`: with budget (or extratime) into the run queue, behind every vCPU of equal or
+   * higher priority; without, onto the depleted queue.
+   */
+  #runqInsert(u: Unit): void {
+    if (u.curBudget > 0 || u.extratime) {
+      if (u.curBudget <= 0) {
+        // extratime turned on for a vCPU that had no budget: as burn_budget would have done.
+        u.priorityLevel = Math.min(u.priorityLevel + 1, RTDS_MAX_PRIORITY_LEVEL);
+        u.curBudget = u.budget;
+      }
+      let i = 0;
+      while (i < this.#runq.length && compareUnitPriority(u, this.#runq[i]) <= 0) i++;
+      this.#runq.splice(i, 0, u);
+      u.queue = "runq";
+    } else {
+      this.#depletedq.push(u);
+      u.queue = "depletedq";
+    }
+  }
+
+  #qRemove(u: Unit): void {
+    if (u.queue === "runq") remove(this.#runq, u);
+    else if (u.queue === "depletedq") remove(this.#depletedq, u);
+    u.queue = null;
+  }
+
+  /**
+   * `runq_tickle`: an idle slot not yet tickled (the vCPU's own first); otherwise the slot whose
+   * running vCPU has the lowest priority, if lower than `u`'s. Returns it, or null.
+   */
+  #runqTickle(u: Unit, now: number): SlotId | null {
+    const n = this.#pcpus.length;
+    let latest: SlotId | null = null;
+    for (let k = 0; k < n; k++) {
+      const cpu = (u.slot + k) % n;
+      const p = this.#pcpus[cpu];
+      if (p.tickledAt === now) continue;
+      if (!p.curr) {
+        p.tickledAt = now;
+        return cpu;
+      }
+      if (latest === null || compareUnitPriority(p.curr, this.#pcpus[latest].curr!) < 0) {
+        latest = cpu;
+      }
+    }
+    if (latest !== null && compareUnitPriority(this.#pcpus[latest].curr!, u) < 0) {
+      this.#pcpus[latest].tickledAt = now;
+      return latest;
+    }
+    return null;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Helpers
+  // -------------------------------------------------------------------------------------------
+
+  /** `rt_validate_params` + putinfo: bad values are ignored (the VM keeps its parameters). */
+  #applyParams(u: Unit, params: SchedParams): void {
+    let period = u.period;
+    let budget = u.budget;
+    if (params.period_us !== undefined) period = num(params.period_us, NaN) * NS_PER_US;
+    if (params.period_ms !== undefined) period = num(params.period_ms, NaN) * 1e6;
+    if (params.budget_us !== undefined) budget = num(params.budget_us, NaN) * NS_PER_US;
+    if (params.budget_ms !== undefined) budget = num(params.budget_ms, NaN) * 1e6;
+    period = Math.round(period);
+    budget = Math.round(budget);
+    if (period >= RTDS_MIN_PERIOD && budget >= RTDS_MIN_BUDGET && budget <= period) {
+      u.period = period;
+      u.budget = budget;
+      u.curBudget = Math.min(u.curBudget, budget);
+    }
+    if (params.extratime !== undefined) u.extratime = bool(params.extratime);
+  }
+
+  /** The core says `slot` is free but we think `u` runs there: treat it as descheduled. */
+  #desync(u: Unit, slot: SlotId, now: number): void {
+    this.#pcpus[slot].curr = null;
+    this.#burnRan(u, now - u.grantAt);
+    u.state = "runnable";
+    if (!u.queue) this.#runqInsert(u);
+  }
+
+  #report(kind: string, vcpu: VcpuId, value: number): void {
+    this.#ctx?.report({ kind, vcpu, value });
+  }
+}
+
+function num(v: number | string | boolean | undefined, dflt: number): number {
+  const n = typeof v === "string" ? Number(v) : typeof v === "number" ? v : NaN;
+  return Number.isFinite(n) ? n : dflt;
+}
+
+function bool(v: number | string | boolean): boolean {
+  if (typeof v === "string") return !["0", "false", "no", "off", ""].includes(v.toLowerCase());
+  return Boolean(v);
+}
+
+function remove<T>(list: T[], x: T): void {
+  const i = list.indexOf(x);
+  if (i >= 0) list.splice(i, 1);
+}
+
+/** The plugin: one RTDS scheduler. */
+const rtds: RtdsScheduler = new RtdsScheduler();
+export default rtds;

@@ -1,0 +1,95 @@
+/**
+ * The scheduler flags shared by the commands that run VMs (`run`, later `scenario`):
+ * `--sched`, `--sched-param`, `--slots`, `--pin-slots`, `--ratelimit-us`, and the same
+ * settings from a config file's `"scheduler"` object.
+ *
+ * @module
+ */
+import type { SchedulerOptions } from "../sched/scheduler.ts";
+import { ConfigError } from "../vm/config.ts";
+import { UsageError } from "./usage.ts";
+import { parseSchedParams } from "./vm_spec.ts";
+
+/** `parseArgs` options of the scheduler flags. */
+export const SCHED_FLAGS = {
+  sched: { type: "string" },
+  "sched-param": { type: "string", multiple: true },
+  slots: { type: "string" },
+  "pin-slots": { type: "boolean" },
+  "ratelimit-us": { type: "string" },
+} as const;
+
+/** Help lines of the scheduler flags. */
+export const SCHED_FLAGS_HELP = `  --sched PLUGIN      enforce slots with this policy (plugins/credit.ts, a path or URL);
+                      without it every vCPU thread runs free under Linux's scheduler
+  --sched-param K=V   a plugin parameter (repeatable), e.g. tslice_ms=30
+  --slots N           slots (pCPUs) the scheduler hands out (default: available CPUs)
+  --pin-slots         pin slot k to host CPU k (sched_setaffinity of the EMT holding it)
+  --ratelimit-us US   context-switch rate limit (Xen's sched_ratelimit_us, default 1000)`;
+
+/** The values `parseArgs` gives for {@linkcode SCHED_FLAGS}. */
+export interface SchedFlagValues {
+  /** `--sched`. */
+  sched?: string;
+  /** `--sched-param`. */
+  "sched-param"?: string[];
+  /** `--slots`. */
+  slots?: string;
+  /** `--pin-slots`. */
+  "pin-slots"?: boolean;
+  /** `--ratelimit-us`. */
+  "ratelimit-us"?: string;
+}
+
+function count(flag: string, v: string | undefined, min: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) {
+    throw new UsageError(`${flag} must be an integer >= ${min}, got '${v}'`);
+  }
+  return n;
+}
+
+/**
+ * Scheduler options from the flags, over those of a config file (flags win). Undefined when
+ * neither names a plugin; scheduler flags without a plugin are a usage error.
+ */
+export function schedulerFromFlags(
+  v: SchedFlagValues,
+  fromFile?: SchedulerOptions,
+): SchedulerOptions | undefined {
+  const plugin = v.sched ?? fromFile?.plugin;
+  const extra = v["sched-param"]?.length || v.slots || v["pin-slots"] || v["ratelimit-us"];
+  if (!plugin) {
+    if (extra) throw new UsageError("--sched-param, --slots, --pin-slots need --sched PLUGIN");
+    return undefined;
+  }
+  return {
+    ...fromFile,
+    plugin,
+    params: { ...fromFile?.params, ...parseSchedParams(v["sched-param"] ?? []) },
+    slots: count("--slots", v.slots, 1) ?? fromFile?.slots,
+    pin: v["pin-slots"] ? true : fromFile?.pin,
+    ratelimitUs: count("--ratelimit-us", v["ratelimit-us"], 0) ?? fromFile?.ratelimitUs,
+  };
+}
+
+/** Checks a config file's `"scheduler"` object. */
+export function schedulerFromConfig(value: unknown, where: string): SchedulerOptions | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ConfigError(where, `must be an object like {"plugin": "plugins/credit.ts"}`);
+  }
+  const o = value as Record<string, unknown>;
+  const known = ["plugin", "params", "slots", "pin", "ratelimitUs", "budgetMs", "starvationMs"];
+  for (const k of Object.keys(o)) {
+    if (!known.includes(k)) {
+      throw new ConfigError(`${where}.${k}`, `unknown option (known: ${known.join(", ")})`);
+    }
+  }
+  if (typeof o.plugin !== "string") throw new ConfigError(`${where}.plugin`, "must be a string");
+  if (o.params !== undefined && (typeof o.params !== "object" || o.params === null)) {
+    throw new ConfigError(`${where}.params`, "must be an object");
+  }
+  return o as unknown as SchedulerOptions;
+}

@@ -1,0 +1,298 @@
+/// <reference lib="deno.worker" />
+/**
+ * The scheduler core's thread (trusted: it has FFI). It owns the {@linkcode SchedCore}, loads
+ * the policy into its sandbox, and carries out decisions on real EMTs:
+ *
+ * - EMTs report events (runnable, halt, slice end, preempted, yield, gone) in their grant
+ *   table's rings and ring the VMM's doorbell; this thread waits on the doorbell with
+ *   `Atomics.waitAsync` (so control messages still arrive) or until the core's next timer.
+ * - A grant is published in the vCPU's record, then the EMT is woken with the shim's `wake`
+ *   (it waits for grants in the shim's futex `halt`).
+ * - A preemption revokes the grant's generation and pokes the EMT out of KVM_RUN; the slot is
+ *   free only when the EMT reports `preempted` (invariant 1: never more EMTs in guest mode
+ *   than slots).
+ *
+ * @module
+ */
+import { openShim, type ShimLibrary } from "../../ffi/shim.ts";
+import { EMT_BLOCK_SIZE } from "../emt/shim_layout.ts";
+import type { SchedulerPlugin } from "./contract.ts";
+import { type SchedAction, SchedCore } from "./core.ts";
+import { GrantTableCore, SCHED_EVENT } from "./grant_table.ts";
+import { LocalPolicy, type PolicyPort } from "./policy_port.ts";
+import { SandboxPolicy } from "./sandbox.ts";
+import type { CoreInit, CoreReply, CoreRequest, PolicySpec } from "./runtime_protocol.ts";
+import rr from "../../plugins/rr.ts";
+
+/** One vCPU as this thread knows it. */
+interface VcpuSlotRef {
+  vm: string;
+  index: number;
+  table: GrantTableCore;
+  emt: Deno.PointerObject;
+}
+
+const post = (m: CoreReply) => self.postMessage(m);
+
+class CoreThread {
+  #init: CoreInit;
+  #shim: ShimLibrary["symbols"];
+  #core: SchedCore;
+  #bell: Int32Array;
+  #vms = new Map<string, { table: GrantTableCore; ids: number[] }>();
+  #vcpus = new Map<number, VcpuSlotRef>();
+  #nextId = 1;
+  #lastNow = 0;
+  #closed = false;
+
+  constructor(init: CoreInit, shim: ShimLibrary, policy: PolicyPort) {
+    this.#init = init;
+    this.#shim = shim.symbols;
+    this.#bell = new Int32Array(init.doorbell);
+    this.#core = new SchedCore({
+      slots: init.slots,
+      policy,
+      ratelimitNs: init.ratelimitNs,
+      maxSliceNs: init.maxSliceNs,
+      watchdog: { starvationNs: init.starvationNs, budgetNs: init.budgetNs },
+      fallback: () => new LocalPolicy(rr as SchedulerPlugin),
+      onEject: (info) => post({ type: "ejected", info, fallback: "rr (built-in fallback)" }),
+    });
+  }
+
+  get policyName(): string {
+    return this.#core.policyName;
+  }
+
+  #now(): number {
+    const t = this.#shim.shim_now_f64();
+    if (t > this.#lastNow) this.#lastNow = t;
+    return this.#lastNow;
+  }
+
+  /** Carries out the core's decisions on the EMTs. */
+  #apply(actions: SchedAction[]): void {
+    const pin = this.#init.pinCpus;
+    for (const a of actions) {
+      const v = this.#vcpus.get(a.vcpu);
+      if (!v) continue;
+      if (a.type === "grant") {
+        v.table.grant(v.index, {
+          generation: a.generation,
+          slot: a.slot,
+          sliceDeadline: a.deadline,
+          pinCpu: pin.length ? pin[a.slot] : -1,
+        });
+        this.#shim.shim_wake(v.emt);
+      } else if (a.type === "preempt") {
+        v.table.revoke(v.index, a.generation);
+        this.#shim.shim_poke(v.emt);
+      }
+    }
+  }
+
+  /** Reads every ring and feeds the events to the core. */
+  #drain(): void {
+    const core = this.#core;
+    for (const { table, ids } of this.#vms.values()) {
+      for (let i = 0; i < ids.length; i++) {
+        for (let ev = table.next(i); ev !== null; ev = table.next(i)) {
+          const now = this.#now();
+          const id = ids[i];
+          switch (ev.type) {
+            case SCHED_EVENT.runnable:
+              this.#apply(core.wake(id, now));
+              break;
+            case SCHED_EVENT.halt:
+              this.#apply(core.halt(id, now, ev.ranNs));
+              break;
+            case SCHED_EVENT.sliceEnd:
+              this.#apply(core.sliceEnd(id, now, ev.ranNs));
+              break;
+            case SCHED_EVENT.preempted:
+              this.#apply(core.preempted(id, now, ev.ranNs));
+              break;
+            case SCHED_EVENT.yield:
+              this.#apply(core.yield(id, now, ev.ranNs));
+              break;
+            case SCHED_EVENT.gone:
+              this.#apply(core.removeVcpu(id, now));
+              break;
+          }
+        }
+      }
+    }
+  }
+
+  /** The event loop: doorbell or timer, then drain and advance. */
+  async run(): Promise<void> {
+    while (!this.#closed) {
+      const seen = Atomics.load(this.#bell, 0);
+      this.#drain();
+      this.#apply(this.#core.advance(this.#now()));
+      const next = this.#core.nextTimerAt();
+      const waitMs = next === Infinity ? 100 : Math.max(0, (next - this.#now()) / 1e6);
+      if (waitMs === 0) {
+        // Timers are due: let control messages in now and then, then go round again.
+        await new Promise((r) => setTimeout(r, 0));
+        continue;
+      }
+      const w = Atomics.waitAsync(this.#bell, 0, seen, waitMs);
+      if (w.async) await w.value;
+    }
+  }
+
+  addVm(vm: string, vcpus: number, params: Record<string, number | string | boolean>, table: SharedArrayBuffer, emtBlocks: SharedArrayBuffer): void {
+    if (this.#vms.has(vm)) throw new Error(`vm ${vm} is already scheduled`);
+    const t = new GrantTableCore(table);
+    const base = Deno.UnsafePointer.of(emtBlocks)!;
+    const ids: number[] = [];
+    const now = this.#now();
+    for (let i = 0; i < vcpus; i++) {
+      const id = this.#nextId++;
+      ids.push(id);
+      this.#vcpus.set(id, {
+        vm,
+        index: i,
+        table: t,
+        emt: Deno.UnsafePointer.offset(base, i * EMT_BLOCK_SIZE)!,
+      });
+      this.#apply(this.#core.addVcpu({
+        id,
+        vm,
+        index: i,
+        vmVcpus: vcpus,
+        params,
+        state: "halted",
+      }, now));
+    }
+    this.#vms.set(vm, { table: t, ids });
+  }
+
+  removeVm(vm: string): void {
+    const v = this.#vms.get(vm);
+    if (!v) return;
+    this.#drain();
+    const now = this.#now();
+    for (const id of v.ids) {
+      if (this.#core.hasVcpu(id)) this.#apply(this.#core.removeVcpu(id, now));
+      this.#vcpus.delete(id);
+    }
+    this.#vms.delete(vm);
+  }
+
+  eject(reason: string): void {
+    this.#apply(this.#core.eject(reason, this.#now()));
+  }
+
+  async swap(spec: PolicySpec): Promise<string> {
+    const port = await loadPolicy(spec, this.#init);
+    this.#apply(this.#core.swapPolicy(port, this.#now()));
+    return this.#core.policyName;
+  }
+
+  setParams(target: string, params: Record<string, number | string | boolean>): void {
+    this.#apply(this.#core.setParams(target, params, this.#now()));
+  }
+
+  stats() {
+    const s = this.#core.stats(this.#now());
+    return {
+      policy: this.#core.policyName,
+      slots: this.#init.slots,
+      slotBusyNs: s.slots.map((x) => x.busyNs),
+      decisions: s.decisions,
+      ejections: s.ejections,
+      at: this.#now(),
+      vcpus: s.vcpus.flatMap((x) => {
+        const ref = this.#vcpus.get(x.id);
+        if (!ref) return [];
+        return [{
+          vm: ref.vm,
+          index: ref.index,
+          state: x.state,
+          slot: x.slot ?? -1,
+          runNs: x.runNs,
+          waitNs: x.waitNs,
+          grants: x.grants,
+          preemptions: x.preemptions,
+          wakeLatencyP50Ns: x.wakeLatencyP50Ns,
+          wakeLatencyP99Ns: x.wakeLatencyP99Ns,
+        }];
+      }),
+    };
+  }
+
+  close(): void {
+    this.#closed = true;
+    Atomics.add(this.#bell, 0, 1);
+    Atomics.notify(this.#bell, 0);
+    this.#core.close();
+  }
+}
+
+async function loadPolicy(spec: PolicySpec, init: CoreInit): Promise<PolicyPort> {
+  if (spec.plugin === "builtin:rr") return new LocalPolicy(rr as SchedulerPlugin);
+  return await SandboxPolicy.create({
+    plugin: spec.plugin,
+    params: spec.params,
+    slots: init.slots,
+    maxSliceNs: init.maxSliceNs,
+    ratelimitNs: init.ratelimitNs,
+    budgetNs: init.budgetNs,
+    allowImport: spec.allowImport,
+  });
+}
+
+let thread: CoreThread | undefined;
+
+self.onmessage = async (ev: MessageEvent<CoreRequest>) => {
+  const m = ev.data;
+  if (m.type === "init") {
+    try {
+      const shim = openShim(m.shimPath);
+      thread = new CoreThread(m, shim, await loadPolicy(m.policy, m));
+      post({ type: "ready", policy: thread.policyName });
+      thread.run().catch((e) => {
+        // The core itself failing is a bug; say so loudly, VMs then stop for lack of grants.
+        console.error(`deno-vmm scheduler core: ${(e as Error).stack ?? e}`);
+      });
+    } catch (e) {
+      post({ type: "init-failed", message: (e as Error).message });
+    }
+    return;
+  }
+  const t = thread!;
+  try {
+    switch (m.type) {
+      case "add-vm":
+        t.addVm(m.vm, m.vcpus, m.params, m.table, m.emtBlocks);
+        post({ type: "done", id: m.id });
+        break;
+      case "remove-vm":
+        t.removeVm(m.vm);
+        post({ type: "done", id: m.id });
+        break;
+      case "eject":
+        t.eject(m.reason);
+        post({ type: "done", id: m.id, policy: t.policyName });
+        break;
+      case "swap":
+        post({ type: "done", id: m.id, policy: await t.swap(m.policy) });
+        break;
+      case "set-params":
+        t.setParams(m.target, m.params);
+        post({ type: "done", id: m.id });
+        break;
+      case "stats":
+        post({ type: "done", id: m.id, stats: t.stats() });
+        break;
+      case "close":
+        t.close();
+        post({ type: "done", id: m.id });
+        break;
+    }
+  } catch (e) {
+    post({ type: "done", id: m.id, error: (e as Error).message });
+  }
+};

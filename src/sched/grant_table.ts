@@ -1,0 +1,181 @@
+/**
+ * The shared memory between the EMTs of one VM and the scheduler core: per vCPU a grant
+ * record (written by the core, read by the EMT) and a single-producer single-consumer ring of
+ * scheduling events (written by the EMT, read by the core). A VMM-wide doorbell word tells the
+ * core that some ring has news (`Atomics.notify`; the core waits with `Atomics.waitAsync`).
+ *
+ * A grant is `{generation, slot, sliceDeadline}`; generations only grow, so an EMT tells a new
+ * grant from the one it just gave back, and a revoke names the generation it revokes. An EMT
+ * runs guest code only while it holds a generation that is not revoked (DESIGN.md invariant 2).
+ *
+ * Record layout (Int32 words / Float64 slots of one `RECORD_BYTES` record):
+ *
+ * | i32 | field                                        |
+ * | --- | -------------------------------------------- |
+ * | 0   | grant generation (0: none yet)               |
+ * | 1   | grant slot                                   |
+ * | 2   | revoked generation                           |
+ * | 3   | ring head (EMT: next entry it writes)        |
+ * | 4   | ring tail (core: next entry it reads)        |
+ * | 5   | host CPU the slot is pinned to, or -1        |
+ * | f64 3 | slice deadline, CLOCK_MONOTONIC ns         |
+ * | 32.. | ring entries: f64 type, f64 ranNs, f64 at   |
+ *
+ * @module
+ */
+
+/** Bytes per vCPU record. */
+export const RECORD_BYTES = 256;
+const RING_OFFSET = 32;
+const ENTRY_F64 = 3;
+/** Ring entries per vCPU: an EMT has at most a few events in flight (it waits for grants). */
+export const RING_ENTRIES = 8;
+
+const W = { grantGen: 0, slot: 1, revokedGen: 2, head: 3, tail: 4, pinCpu: 5 } as const;
+const F_DEADLINE = 3;
+
+/** Scheduling events an EMT reports. */
+export const SCHED_EVENT = {
+  /** The vCPU can run (it started, or an interrupt ended its halt). */
+  runnable: 1,
+  /** It halted with nothing pending; its grant is given back. */
+  halt: 2,
+  /** Its slice deadline passed; grant given back, still runnable. */
+  sliceEnd: 3,
+  /** It saw its grant revoked; grant given back, still runnable. */
+  preempted: 4,
+  /** The guest yielded; grant given back, still runnable. */
+  yield: 5,
+  /** The EMT stopped for good (VM stopped or faulted). */
+  gone: 6,
+} as const;
+
+/** A scheduling event's type. */
+export type SchedEventType = typeof SCHED_EVENT[keyof typeof SCHED_EVENT];
+
+/** One event read from a ring. */
+export interface SchedEvent {
+  /** What happened. */
+  type: SchedEventType;
+  /** Guest ns the vCPU ran under the grant it gave back (0 for runnable / gone). */
+  ranNs: number;
+  /** When, CLOCK_MONOTONIC ns. */
+  at: number;
+}
+
+/** A grant as the EMT sees it. */
+export interface Grant {
+  /** Its generation. */
+  generation: number;
+  /** The slot. */
+  slot: number;
+  /** CLOCK_MONOTONIC ns at which the slice ends. */
+  sliceDeadline: number;
+  /** Host CPU of the slot, or -1 when slots are not pinned. */
+  pinCpu: number;
+}
+
+/** Allocates the shared memory for `vcpus` records. */
+export function allocateGrantTable(vcpus: number): SharedArrayBuffer {
+  return new SharedArrayBuffer(RECORD_BYTES * vcpus);
+}
+
+/** Allocates the VMM-wide doorbell. */
+export function allocateDoorbell(): SharedArrayBuffer {
+  return new SharedArrayBuffer(4);
+}
+
+/** One vCPU's record, as the EMT uses it. */
+export class GrantRecordEmt {
+  #i32: Int32Array;
+  #f64: Float64Array;
+  #doorbell: Int32Array;
+  #consumed = 0;
+
+  /**
+   * @param table the VM's grant table
+   * @param vcpu the vCPU index
+   * @param doorbell the VMM's doorbell
+   */
+  constructor(table: SharedArrayBuffer, vcpu: number, doorbell: SharedArrayBuffer) {
+    this.#i32 = new Int32Array(table, vcpu * RECORD_BYTES, RECORD_BYTES / 4);
+    this.#f64 = new Float64Array(table, vcpu * RECORD_BYTES, RECORD_BYTES / 8);
+    this.#doorbell = new Int32Array(doorbell);
+  }
+
+  /** A grant newer than the last one taken, or null. Taking it marks it consumed. */
+  takeGrant(): Grant | null {
+    const gen = Atomics.load(this.#i32, W.grantGen);
+    if (gen === this.#consumed || gen === Atomics.load(this.#i32, W.revokedGen)) return null;
+    this.#consumed = gen;
+    return {
+      generation: gen,
+      slot: Atomics.load(this.#i32, W.slot),
+      sliceDeadline: this.#f64[F_DEADLINE],
+      pinCpu: Atomics.load(this.#i32, W.pinCpu),
+    };
+  }
+
+  /** Whether the core revoked generation `gen`. */
+  revoked(gen: number): boolean {
+    return Atomics.load(this.#i32, W.revokedGen) === gen;
+  }
+
+  /** Reports an event and rings the doorbell. Returns false if the ring is full (a bug). */
+  post(type: SchedEventType, ranNs: number, at: number): boolean {
+    const head = Atomics.load(this.#i32, W.head);
+    if (head - Atomics.load(this.#i32, W.tail) >= RING_ENTRIES) return false;
+    const e = (RING_OFFSET / 8) + (head % RING_ENTRIES) * ENTRY_F64;
+    this.#f64[e] = type;
+    this.#f64[e + 1] = ranNs;
+    this.#f64[e + 2] = at;
+    Atomics.store(this.#i32, W.head, head + 1); // publishes the entry (seq-cst store)
+    Atomics.add(this.#doorbell, 0, 1);
+    Atomics.notify(this.#doorbell, 0);
+    return true;
+  }
+}
+
+/** The core's view of one VM's grant table. */
+export class GrantTableCore {
+  #i32: Int32Array;
+  #f64: Float64Array;
+  /** vCPUs in the table. */
+  readonly vcpus: number;
+
+  /** @param table the VM's grant table */
+  constructor(table: SharedArrayBuffer) {
+    this.#i32 = new Int32Array(table);
+    this.#f64 = new Float64Array(table);
+    this.vcpus = table.byteLength / RECORD_BYTES;
+  }
+
+  /** Publishes a grant for `vcpu` (the caller then wakes its EMT). */
+  grant(vcpu: number, g: Grant): void {
+    const b = vcpu * RECORD_BYTES;
+    this.#f64[b / 8 + F_DEADLINE] = g.sliceDeadline;
+    Atomics.store(this.#i32, b / 4 + W.slot, g.slot);
+    Atomics.store(this.#i32, b / 4 + W.pinCpu, g.pinCpu);
+    Atomics.store(this.#i32, b / 4 + W.grantGen, g.generation); // last: publishes the rest
+  }
+
+  /** Revokes generation `gen` of `vcpu` (the caller then pokes its EMT). */
+  revoke(vcpu: number, gen: number): void {
+    Atomics.store(this.#i32, vcpu * RECORD_BYTES / 4 + W.revokedGen, gen);
+  }
+
+  /** Takes the next event of `vcpu`, or null. */
+  next(vcpu: number): SchedEvent | null {
+    const b = vcpu * RECORD_BYTES / 4;
+    const tail = Atomics.load(this.#i32, b + W.tail);
+    if (tail === Atomics.load(this.#i32, b + W.head)) return null;
+    const e = vcpu * RECORD_BYTES / 8 + RING_OFFSET / 8 + (tail % RING_ENTRIES) * ENTRY_F64;
+    const ev = {
+      type: this.#f64[e] as SchedEventType,
+      ranNs: this.#f64[e + 1],
+      at: this.#f64[e + 2],
+    };
+    Atomics.store(this.#i32, b + W.tail, tail + 1);
+    return ev;
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * Messages between the main thread's {@linkcode Scheduler} handle and the scheduler core's
+ * Worker (`core_worker.ts`). These are control messages (VMs coming and going, eject, swap,
+ * statistics); the hot path (events and grants) goes through the grant tables.
+ *
+ * @module
+ */
+import type { SchedParams } from "./contract.ts";
+import type { EjectInfo } from "./watchdog.ts";
+
+/** How the core loads its policy. */
+export interface PolicySpec {
+  /** Path or URL of the plugin module, or `"builtin:rr"` for the in-process fallback. */
+  plugin: string;
+  /** Plugin parameters. */
+  params: SchedParams;
+  /** Hosts a remote plugin may import from (`--allow-plugin-import`); default none. */
+  allowImport?: string[];
+}
+
+/** The core's start message. */
+export interface CoreInit {
+  /** Discriminator. */
+  type: "init";
+  /** The built shim (the core wakes and pokes EMTs through it). */
+  shimPath: string;
+  /** The VMM's doorbell. */
+  doorbell: SharedArrayBuffer;
+  /** Slots handed out. */
+  slots: number;
+  /** Host CPU of each slot, or empty when slots are not pinned. */
+  pinCpus: number[];
+  /** Context-switch rate limit, ns. */
+  ratelimitNs: number;
+  /** Largest slice accepted, ns. */
+  maxSliceNs: number;
+  /** Budget for one batch of plugin calls, ns. */
+  budgetNs: number;
+  /** Starvation bound, ns. */
+  starvationNs: number;
+  /** The policy. */
+  policy: PolicySpec;
+}
+
+/** Control requests to the core. */
+export type CoreRequest =
+  | CoreInit
+  | {
+    type: "add-vm";
+    id: number;
+    vm: string;
+    vcpus: number;
+    params: SchedParams;
+    table: SharedArrayBuffer;
+    emtBlocks: SharedArrayBuffer;
+  }
+  | { type: "remove-vm"; id: number; vm: string }
+  | { type: "eject"; id: number; reason: string }
+  | { type: "swap"; id: number; policy: PolicySpec }
+  | { type: "set-params"; id: number; target: string; params: SchedParams }
+  | { type: "stats"; id: number }
+  | { type: "close"; id: number };
+
+/** Per-vCPU statistics, as the core keeps them. */
+export interface VcpuSchedStats {
+  /** VM name. */
+  vm: string;
+  /** vCPU index in the VM. */
+  index: number;
+  /** Current state. */
+  state: "halted" | "runnable" | "running";
+  /** Slot it runs on, or -1. */
+  slot: number;
+  /** Guest ns run under grants. */
+  runNs: number;
+  /** ns runnable but waiting for a slot. */
+  waitNs: number;
+  /** Grants received. */
+  grants: number;
+  /** Times it was preempted. */
+  preemptions: number;
+  /** Wake-to-grant latency, p50 and p99 (ns), over the last wakes. */
+  wakeLatencyP50Ns: number;
+  /** See `wakeLatencyP50Ns`. */
+  wakeLatencyP99Ns: number;
+}
+
+/** Scheduler statistics. */
+export interface SchedStats {
+  /** Name of the policy in charge. */
+  policy: string;
+  /** Slots. */
+  slots: number;
+  /** Per slot: ns a vCPU held it. */
+  slotBusyNs: number[];
+  /** Plugin decisions made. */
+  decisions: number;
+  /** Plugin ejections so far. */
+  ejections: EjectInfo[];
+  /** Per vCPU. */
+  vcpus: VcpuSchedStats[];
+  /** When (CLOCK_MONOTONIC ns). */
+  at: number;
+}
+
+/** Replies and notifications from the core. */
+export type CoreReply =
+  | { type: "ready"; policy: string }
+  | { type: "init-failed"; message: string }
+  | { type: "done"; id: number; error?: string; stats?: SchedStats; policy?: string }
+  | { type: "ejected"; info: EjectInfo; fallback: string };

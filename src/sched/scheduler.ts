@@ -1,0 +1,270 @@
+/**
+ * The main thread's handle on the vCPU scheduler: starts the scheduler core in its own Worker
+ * (trusted: it wakes and pokes EMTs through the shim), which in turn runs the policy plugin in
+ * a sandboxed Worker. VMs join and leave it; eject, hot-swap, parameters and statistics are
+ * control messages. The hot path (EMT events, grants) never touches this thread.
+ *
+ * @module
+ */
+import type { SchedParams } from "./contract.ts";
+import type { EjectInfo } from "./watchdog.ts";
+import { allocateDoorbell } from "./grant_table.ts";
+import type {
+  CoreReply,
+  CoreRequest,
+  PolicySpec,
+  SchedStats,
+} from "./runtime_protocol.ts";
+
+const CORE_WORKER = new URL("./core_worker.ts", import.meta.url);
+
+/** Scheduler options (`Vmm.create({ scheduler })`, the CLI's `--sched` flags). */
+export interface SchedulerOptions {
+  /** Path or URL of the policy plugin (e.g. `plugins/credit.ts`). */
+  plugin: string;
+  /** Plugin parameters (`--sched-param k=v`). */
+  params?: SchedParams;
+  /** Slots (pCPUs handed out). Default: the CPUs available to the process. */
+  slots?: number;
+  /** Pin slot k to host CPU `pin[k]` (sched_setaffinity of the EMT holding it); `true`: k→k. */
+  pin?: boolean | number[];
+  /** Context-switch rate limit in µs (Xen's `sched_ratelimit_us`, default 1000). */
+  ratelimitUs?: number;
+  /** Largest slice a plugin may give, ms (default 100). */
+  maxSliceMs?: number;
+  /** Watchdog: budget for one batch of plugin calls, ms (default 20). */
+  budgetMs?: number;
+  /** Watchdog: longest a runnable vCPU may wait for a slot, ms (default 1000). */
+  starvationMs?: number;
+  /** Hosts a remote plugin may import from (scoped grant); default none. */
+  allowImport?: string[];
+  /** Called when the watchdog (or `eject`) removes a plugin. */
+  onEject?: (info: EjectInfo, fallback: string) => void;
+}
+
+/** A scheduling option that is wrong, named. */
+export class SchedulerError extends Error {
+  /** @param message what is wrong */
+  constructor(message: string) {
+    super(message);
+    this.name = "SchedulerError";
+  }
+}
+
+/** What a VM gives the scheduler when it starts. */
+export interface SchedVm {
+  /** VM name. */
+  name: string;
+  /** vCPUs. */
+  vcpus: number;
+  /** Per-VM parameters (weight, cap, period_ms, budget_ms, ...). */
+  params: SchedParams;
+  /** Its grant table. */
+  table: SharedArrayBuffer;
+  /** Its EMT blocks (the core wakes and pokes through them). */
+  emtBlocks: SharedArrayBuffer;
+}
+
+/** The available CPUs of this process (what the default slot count is). */
+export function availableCpus(): number {
+  return Math.max(1, navigator.hardwareConcurrency || 1);
+}
+
+/** Checks options; throws SchedulerError naming the bad one. */
+export function validateSchedulerOptions(o: SchedulerOptions): void {
+  const positive = (name: string, v: number | undefined, int = false) => {
+    if (v === undefined) return;
+    if (!Number.isFinite(v) || v <= 0 || (int && !Number.isInteger(v))) {
+      throw new SchedulerError(`${name} must be a positive ${int ? "integer" : "number"}, got ${v}`);
+    }
+  };
+  if (typeof o.plugin !== "string" || o.plugin === "") {
+    throw new SchedulerError("plugin must be a path or URL of a scheduler module");
+  }
+  positive("slots", o.slots, true);
+  positive("maxSliceMs", o.maxSliceMs);
+  positive("budgetMs", o.budgetMs);
+  positive("starvationMs", o.starvationMs);
+  if (o.ratelimitUs !== undefined && (!Number.isFinite(o.ratelimitUs) || o.ratelimitUs < 0)) {
+    throw new SchedulerError(`ratelimitUs must be >= 0, got ${o.ratelimitUs}`);
+  }
+  const slots = o.slots ?? availableCpus();
+  if (Array.isArray(o.pin)) {
+    if (o.pin.length !== slots) {
+      throw new SchedulerError(`pin lists ${o.pin.length} CPUs for ${slots} slots`);
+    }
+    for (const c of o.pin) {
+      if (!Number.isInteger(c) || c < 0) throw new SchedulerError(`pin: bad CPU ${c}`);
+    }
+  }
+}
+
+/** Resolves a plugin given on the command line or in a config file to a URL string. */
+export function resolvePlugin(plugin: string, base = `file://${Deno.cwd()}/`): string {
+  if (plugin.startsWith("builtin:")) return plugin;
+  try {
+    return new URL(plugin).href; // already a URL
+  } catch {
+    return new URL(plugin, base).href;
+  }
+}
+
+/** The running scheduler. */
+export class Scheduler {
+  #worker: Worker;
+  #doorbell: SharedArrayBuffer;
+  #pending = new Map<number, (r: Extract<CoreReply, { type: "done" }>) => void>();
+  #nextId = 1;
+  #options: SchedulerOptions;
+  #policy: string;
+  #closed = false;
+  /** Ejections seen so far. */
+  readonly ejections: EjectInfo[] = [];
+  /** Slots handed out. */
+  readonly slots: number;
+
+  private constructor(worker: Worker, doorbell: SharedArrayBuffer, options: SchedulerOptions) {
+    this.#worker = worker;
+    this.#doorbell = doorbell;
+    this.#options = options;
+    this.#policy = options.plugin;
+    this.slots = options.slots ?? availableCpus();
+  }
+
+  /** Starts the core and loads the plugin; rejects with the loader's error if it cannot. */
+  static async start(options: SchedulerOptions, shimPath: string): Promise<Scheduler> {
+    validateSchedulerOptions(options);
+    const slots = options.slots ?? availableCpus();
+    const pin = options.pin === true
+      ? Array.from({ length: slots }, (_, k) => k % availableCpus())
+      : Array.isArray(options.pin)
+      ? options.pin
+      : [];
+    const doorbell = allocateDoorbell();
+    const worker = new Worker(CORE_WORKER, { type: "module", name: "deno-vmm sched core" });
+    const s = new Scheduler(worker, doorbell, options);
+    const init: CoreRequest = {
+      type: "init",
+      shimPath,
+      doorbell,
+      slots,
+      pinCpus: pin,
+      ratelimitNs: (options.ratelimitUs ?? 1000) * 1e3,
+      maxSliceNs: (options.maxSliceMs ?? 100) * 1e6,
+      budgetNs: (options.budgetMs ?? 20) * 1e6,
+      starvationNs: (options.starvationMs ?? 1000) * 1e6,
+      policy: s.#spec(options.plugin, options.params ?? {}),
+    };
+    const ready = new Promise<string>((resolve, reject) => {
+      worker.onmessage = (ev: MessageEvent<CoreReply>) => {
+        const m = ev.data;
+        if (m.type === "ready") resolve(m.policy);
+        else if (m.type === "init-failed") reject(new SchedulerError(m.message));
+        else s.#onReply(m);
+      };
+      worker.onerror = (e) => {
+        e.preventDefault();
+        reject(new SchedulerError(`scheduler core failed: ${e.message}`));
+      };
+    });
+    worker.postMessage(init);
+    try {
+      s.#policy = await ready;
+    } catch (e) {
+      worker.terminate();
+      throw e;
+    }
+    worker.onmessage = (ev: MessageEvent<CoreReply>) => s.#onReply(ev.data);
+    return s;
+  }
+
+  #spec(plugin: string, params: SchedParams): PolicySpec {
+    return { plugin: resolvePlugin(plugin), params, allowImport: this.#options.allowImport };
+  }
+
+  #onReply(m: CoreReply): void {
+    if (m.type === "done") {
+      this.#pending.get(m.id)?.(m);
+      this.#pending.delete(m.id);
+    } else if (m.type === "ejected") {
+      this.ejections.push(m.info);
+      this.#policy = m.fallback;
+      this.#options.onEject?.(m.info, m.fallback);
+    }
+  }
+
+  async #request(
+    make: (id: number) => CoreRequest,
+  ): Promise<Extract<CoreReply, { type: "done" }>> {
+    if (this.#closed) throw new SchedulerError("the scheduler is closed");
+    const id = this.#nextId++;
+    const done = new Promise<Extract<CoreReply, { type: "done" }>>((resolve) =>
+      this.#pending.set(id, resolve)
+    );
+    this.#worker.postMessage(make(id));
+    const r = await done;
+    if (r.error) throw new SchedulerError(r.error);
+    return r;
+  }
+
+  /** The doorbell the EMTs ring. */
+  get doorbell(): SharedArrayBuffer {
+    return this.#doorbell;
+  }
+
+  /** Name of the policy in charge (the plugin, or the fallback after an ejection). */
+  get policy(): string {
+    return this.#policy;
+  }
+
+  /** Registers a VM's vCPUs (before its EMTs start). */
+  async addVm(vm: SchedVm): Promise<void> {
+    await this.#request((id) => ({
+      type: "add-vm",
+      id,
+      vm: vm.name,
+      vcpus: vm.vcpus,
+      params: vm.params,
+      table: vm.table,
+      emtBlocks: vm.emtBlocks,
+    }));
+  }
+
+  /** Removes a VM's vCPUs (after its EMTs stopped). */
+  async removeVm(name: string): Promise<void> {
+    if (this.#closed) return;
+    await this.#request((id) => ({ type: "remove-vm", id, vm: name }));
+  }
+
+  /** Ejects the plugin now; the built-in round-robin takes over. */
+  async eject(reason = "operator request"): Promise<void> {
+    await this.#request((id) => ({ type: "eject", id, reason }));
+  }
+
+  /** Replaces the policy at run time; every vCPU and its state is told to the new plugin. */
+  async swap(plugin: string, params: SchedParams = {}): Promise<void> {
+    const r = await this.#request((id) => ({ type: "swap", id, policy: this.#spec(plugin, params) }));
+    this.#policy = r.policy ?? plugin;
+  }
+
+  /** Changes parameters of a VM (`target` = VM name) or of the policy (`"*"`). */
+  async setParams(target: string, params: SchedParams): Promise<void> {
+    await this.#request((id) => ({ type: "set-params", id, target, params }));
+  }
+
+  /** Current statistics. */
+  async stats(): Promise<SchedStats> {
+    return (await this.#request((id) => ({ type: "stats", id }))).stats!;
+  }
+
+  /** Stops the core and the plugin. VMs must be stopped first. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await this.#request((id) => ({ type: "close", id }));
+    } finally {
+      this.#closed = true;
+      this.#worker.terminate();
+    }
+  }
+}
