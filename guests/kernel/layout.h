@@ -46,6 +46,7 @@
 #define PORT_COM1       0x3f8
 #define PORT_DEBUG_EXIT 0xf4
 #define PORT_BENCH      0xf0
+#define BENCH_MMIO      0xd1000000UL /* `mmio` workload: stores exit, the host ignores them */
 #define PORT_YIELD      0xf8 /* sys_yield: tells the host the vCPU gives up its slot */
 
 #endif

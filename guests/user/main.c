@@ -10,6 +10,7 @@ static const struct {
 } workloads[] = {
 	{"hello", w_hello}, {"spin", w_spin}, {"ipi", w_ipi}, {"sleep", w_sleep},
 	{"portio", w_portio}, {"triple", w_triple}, {"emufail", w_emufail}, {"badmmio", w_badmmio},
+	{"mmio", w_mmio},
 };
 #define NWORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
 

@@ -51,6 +51,7 @@ void w_spin(const struct env *e);
 void w_ipi(const struct env *e);
 void w_sleep(const struct env *e);
 void w_portio(const struct env *e);
+void w_mmio(const struct env *e);
 void w_triple(const struct env *e);
 void w_emufail(const struct env *e);
 void w_badmmio(const struct env *e);

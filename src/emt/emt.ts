@@ -46,6 +46,8 @@ import type { EmtInit, EmtMessage, VcpuFault } from "./protocol.ts";
 
 /** Port the `portio` benchmark workload writes; accepted and ignored. */
 export const BENCH_PORT = 0xf0;
+/** Page the `mmio` benchmark workload stores to; accepted and ignored. */
+export const BENCH_MMIO = 0xd1000000;
 /** The guest's sys_yield writes here (guests/ABI.md): it gives up its slot. */
 export const YIELD_PORT = 0xf8;
 /** At most this many unhandled-access lines are logged per vCPU. */
@@ -370,6 +372,10 @@ export class Emt {
     const addr = Number(run.getBigUint64(KVM_RUN.mmio_phys_addr, true));
     const len = run.getUint32(KVM_RUN.mmio_len, true);
     const write = run.getUint8(KVM_RUN.mmio_is_write) !== 0;
+    if (addr >= BENCH_MMIO && addr < BENCH_MMIO + 0x1000) {
+      if (!write) this.#runBytes.fill(0, KVM_RUN.mmio_data, KVM_RUN.mmio_data + 8);
+      return;
+    }
     if (addr >= LAPIC_BASE && addr < LAPIC_BASE + LAPIC_SIZE && len === 4) {
       const offset = addr - LAPIC_BASE;
       if (write) {

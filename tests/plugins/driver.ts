@@ -358,3 +358,151 @@ export function quantile(xs: number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
 }
+
+/** A small seeded PRNG (mulberry32). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Options of {@linkcode fuzz}. */
+export interface FuzzOptions {
+  plugin: SchedulerPlugin;
+  slots: number;
+  seed: number;
+  steps: number;
+  /** VMs: name, vCPU count and params. */
+  vms: { name: string; vcpus: number; params?: SchedParams }[];
+  /** Runtime parameter changes to try (picked at random). */
+  setParams?: { target: string; params: SchedParams }[];
+}
+
+/**
+ * Calls the hooks in random but contract-valid orders (halts of running and queued vCPUs,
+ * wakes, slice ends, preemptions, yields, ticks, parameter changes, vCPUs leaving and joining)
+ * and validates every answer as the core does. Returns the number of decisions checked.
+ */
+export function fuzz(o: FuzzOptions): number {
+  const rnd = prng(o.seed);
+  const maxSlice = 100_000_000;
+  const p = o.plugin;
+  p.init?.({
+    slots: o.slots,
+    params: {},
+    maxSliceNs: maxSlice,
+    ratelimitNs: 1_000_000,
+    report: () => {},
+  });
+  type St = "runnable" | "running" | "halted";
+  const state = new Map<number, St>();
+  const grantAt = new Map<number, number>();
+  const info = new Map<number, { vm: string; index: number; vmVcpus: number; params: SchedParams }>();
+  const slotOf: (number | null)[] = Array.from({ length: o.slots }, () => null);
+  let nextId = 0;
+  let now = 0;
+  let checked = 0;
+  for (const vm of o.vms) {
+    for (let i = 0; i < vm.vcpus; i++) {
+      const id = nextId++;
+      const st: St = rnd() < 0.7 ? "runnable" : "halted";
+      state.set(id, st);
+      info.set(id, { vm: vm.name, index: i, vmVcpus: vm.vcpus, params: vm.params ?? {} });
+      p.addVcpu?.({ id, vm: vm.name, index: i, vmVcpus: vm.vcpus, params: vm.params ?? {}, state: st });
+    }
+  }
+  const pick = (slot: number) => {
+    if (slotOf[slot] !== null) return;
+    const d = p.pickNext(slot, now);
+    if (d === null) return;
+    checked++;
+    const st = state.get(d.vcpu);
+    if (st !== "runnable") {
+      throw new DriverError(`step at ${now}: pickNext(${slot}) returned vCPU ${d.vcpu} (${st})`);
+    }
+    if (!(d.sliceNs > 0 && d.sliceNs <= maxSlice)) {
+      throw new DriverError(`pickNext(${slot}): slice ${d.sliceNs}`);
+    }
+    state.set(d.vcpu, "running");
+    grantAt.set(d.vcpu, now);
+    slotOf[slot] = d.vcpu;
+  };
+  const deschedule = (slot: number, reason: "slice" | "preempt" | "yield") => {
+    const v = slotOf[slot];
+    if (v === null) return pick(slot);
+    slotOf[slot] = null;
+    state.set(v, "runnable");
+    p.onDeschedule?.(v, slot, now - grantAt.get(v)!, reason, now);
+    pick(slot);
+  };
+  const checkSlot = (s: unknown, from: string) => {
+    if (s === undefined || s === null) return null;
+    if (typeof s !== "number" || !Number.isInteger(s) || s < 0 || s >= o.slots) {
+      throw new DriverError(`${from}: bad slot ${String(s)}`);
+    }
+    return s;
+  };
+  for (let i = 0; i < o.slots; i++) pick(i);
+  const tickNs = p.tickNs ?? 10_000_000;
+  let nextTick = tickNs;
+  for (let step = 0; step < o.steps; step++) {
+    now += Math.floor(rnd() * 3_000_000);
+    const ids = [...state.keys()];
+    const r = rnd();
+    if (now >= nextTick) {
+      nextTick += tickNs;
+      for (const s of p.onTick?.(now) ?? []) {
+        const slot = checkSlot(s, "onTick");
+        if (slot !== null) deschedule(slot, "preempt");
+      }
+    } else if (r < 0.25) {
+      const halted = ids.filter((id) => state.get(id) === "halted");
+      if (halted.length) {
+        const v = halted[Math.floor(rnd() * halted.length)];
+        state.set(v, "runnable");
+        const s = checkSlot(p.onWake(v, now), "onWake");
+        if (s !== null) deschedule(s, "preempt");
+        for (let i = 0; i < o.slots; i++) pick(i);
+      }
+    } else if (r < 0.5) {
+      const busy = ids.filter((id) => state.get(id) !== "halted");
+      if (busy.length) {
+        const v = busy[Math.floor(rnd() * busy.length)];
+        const slot = slotOf.indexOf(v);
+        const ran = slot >= 0 ? now - grantAt.get(v)! : 0;
+        if (slot >= 0) slotOf[slot] = null;
+        state.set(v, "halted");
+        p.onHalt(v, now, ran);
+        if (slot >= 0) pick(slot);
+      }
+    } else if (r < 0.75) {
+      const slot = Math.floor(rnd() * o.slots);
+      deschedule(slot, rnd() < 0.8 ? "slice" : "yield");
+    } else if (r < 0.8 && o.setParams?.length) {
+      const sp = o.setParams[Math.floor(rnd() * o.setParams.length)];
+      p.setParams?.(sp.target, sp.params);
+    } else if (r < 0.83) {
+      // A halted vCPU leaves, and joins again under a new id.
+      const halted = ids.filter((id) => state.get(id) === "halted");
+      if (halted.length) {
+        const v = halted[Math.floor(rnd() * halted.length)];
+        p.removeVcpu?.(v);
+        state.delete(v);
+        const inf = info.get(v)!;
+        const id = nextId++;
+        state.set(id, "runnable");
+        info.set(id, inf);
+        p.addVcpu?.({ id, ...inf, state: "runnable" });
+        for (let i = 0; i < o.slots; i++) pick(i);
+      }
+    } else {
+      for (let i = 0; i < o.slots; i++) pick(i);
+    }
+  }
+  return checked;
+}

@@ -1,0 +1,326 @@
+/**
+ * Gang: co-scheduling of each VM's vCPUs, against lock-holder preemption.
+ *
+ * A guest kernel assumes its vCPUs run at the same time: a vCPU spinning on a lock, or waiting
+ * for an IPI answer, wastes its slot while the vCPU it waits for is descheduled ("lock-holder
+ * preemption", Uhlig et al., "Towards Scalable Multiprocessor Virtual Machines", VM 2004).
+ * Gang scheduling (Ousterhout, "Scheduling Techniques for Concurrent Systems", ICDCS 1982;
+ * Feitelson & Rudolph, "Gang Scheduling Performance Benefits for Fine-Grain Synchronization",
+ * 1992) runs all threads of a job together, or none; VMware ESX's (relaxed) co-scheduling and
+ * Xen's core scheduling (`sched-gran=core`, xen/common/sched/core.c) do it for vCPUs.
+ *
+ * The policy, as pseudo-code:
+ *
+ * ```
+ * every turn (param slice_ms, default 30 ms, × weight/256 for the VM):
+ *   gang ← next VM in round-robin order that has a runnable vCPU
+ *   preempt as many slots as the gang has runnable vCPUs (slots running other VMs first),
+ *   and fill them with the gang's vCPUs, least recently run first
+ * a slot becomes free (halt, slice end):
+ *   run a runnable vCPU of the gang that is not running, else (work-conserving backfill)
+ *   the least recently run runnable vCPU of another VM, until the turn ends
+ * a vCPU of the gang wakes:
+ *   take an idle slot, else preempt a slot running a backfilled vCPU
+ * ```
+ *
+ * A VM with more vCPUs than slots is time-sliced inside its gang: each of its turns runs the
+ * `slots` vCPUs that ran least recently. Every slice ends with the turn, so all slots switch
+ * gangs together.
+ *
+ * Parameters. Policy-wide (`ctx.params`): `slice_ms` (default 30, Xen credit's time slice).
+ * Per VM (`VcpuInfo.params`, `setParams(vm, ...)`): `weight` (turn length × weight/256,
+ * default 256).
+ *
+ * Policy events (`ctx.report`): `gang` (vcpu: none, value: turn number, detail: the VM's name)
+ * at each turn.
+ *
+ * @module
+ */
+import type {
+  DescheduleReason,
+  PickDecision,
+  SchedContext,
+  SchedParams,
+  SchedulerPlugin,
+  SlotId,
+  VcpuId,
+  VcpuInfo,
+} from "../mod.ts";
+
+const NS_PER_US = 1_000;
+const NS_PER_MS = 1_000_000;
+/** Default turn (ms): Xen credit's `CSCHED_DEFAULT_TSLICE_MS` (credit.c:52). */
+const DEFAULT_SLICE_MS = 30;
+/** Default weight: Xen's `CSCHED_DEFAULT_WEIGHT` (credit.c:49). */
+const DEFAULT_WEIGHT = 256;
+/** A turn with less than this left is over (avoids slivers of slices). */
+const MIN_SLICE = 100 * NS_PER_US;
+
+/** A VM: one gang. */
+interface Gang {
+  name: string;
+  weight: number;
+  units: Unit[];
+}
+
+/** A vCPU. */
+interface Unit {
+  id: VcpuId;
+  gang: Gang;
+  index: number;
+  state: "runnable" | "running" | "halted";
+  slot: SlotId;
+  /** When it was last granted a slot (for least-recently-run order). */
+  lastRun: number;
+  /** Tie-breaker for `lastRun`: a global sequence number of grants. */
+  lastSeq: number;
+}
+
+/** Co-scheduling of VMs' vCPUs. */
+export class GangScheduler implements SchedulerPlugin {
+  /** Name shown in traces. */
+  readonly name = "gang";
+  /** Safety net for turn switches and idle slots (slices normally end with the turn). */
+  tickNs = 10 * NS_PER_MS;
+
+  #ctx: SchedContext | null = null;
+  #slots: (Unit | null)[] = [];
+  #units = new Map<VcpuId, Unit>();
+  /** VMs in round-robin order. */
+  #gangs: Gang[] = [];
+  /** The gang whose turn it is (or null when nothing is runnable). */
+  #current: Gang | null = null;
+  #turnEnd = 0;
+  #turn = 0;
+  #seq = 0;
+  #sliceNs = DEFAULT_SLICE_MS * NS_PER_MS;
+  #now = 0;
+
+  /** Slots, the turn length. */
+  init(ctx: SchedContext): void {
+    this.#ctx = ctx;
+    this.#slots = Array.from({ length: ctx.slots }, () => null);
+    this.#units.clear();
+    this.#gangs = [];
+    this.#current = null;
+    this.#turnEnd = 0;
+    this.#turn = 0;
+    this.#seq = 0;
+    this.#now = 0;
+    const ms = num(ctx.params.slice_ms, DEFAULT_SLICE_MS);
+    this.#sliceNs = (ms > 0 ? ms : DEFAULT_SLICE_MS) * NS_PER_MS;
+    this.tickNs = Math.max(MIN_SLICE, Math.floor(this.#sliceNs / 3));
+  }
+
+  /** A vCPU joins its VM's gang. */
+  addVcpu(info: VcpuInfo): void {
+    let gang = this.#gangs.find((g) => g.name === info.vm);
+    if (!gang) {
+      gang = { name: info.vm, weight: DEFAULT_WEIGHT, units: [] };
+      this.#gangs.push(gang);
+    }
+    const w = num(info.params.weight, 0);
+    if (w > 0) gang.weight = w;
+    const u: Unit = {
+      id: info.id,
+      gang,
+      index: info.index,
+      state: "halted",
+      slot: -1,
+      lastRun: -1,
+      lastSeq: 0,
+    };
+    gang.units.push(u);
+    gang.units.sort((a, b) => a.index - b.index);
+    this.#units.set(u.id, u);
+    if (info.state === "running" && info.slot !== undefined && !this.#slots[info.slot]) {
+      u.state = "running";
+      u.slot = info.slot;
+      this.#slots[info.slot] = u;
+    } else if (info.state !== "halted") {
+      u.state = "runnable";
+    }
+  }
+
+  /** A vCPU leaves. */
+  removeVcpu(id: VcpuId): void {
+    const u = this.#units.get(id);
+    if (!u) return;
+    this.#slots = this.#slots.map((s) => (s === u ? null : s));
+    remove(u.gang.units, u);
+    if (u.gang.units.length === 0) {
+      remove(this.#gangs, u.gang);
+      if (this.#current === u.gang) this.#current = null;
+    }
+    this.#units.delete(id);
+  }
+
+  /** `weight` of a VM; `slice_ms` policy-wide. */
+  setParams(target: string, params: SchedParams): void {
+    if (target === "*") {
+      const ms = num(params.slice_ms, 0);
+      if (ms > 0) this.#sliceNs = ms * NS_PER_MS;
+      return;
+    }
+    const gang = this.#gangs.find((g) => g.name === target);
+    const w = num(params.weight, 0);
+    if (gang && w > 0) gang.weight = w;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Hooks
+  // -------------------------------------------------------------------------------------------
+
+  /** A free slot: a vCPU of the gang, else a backfill, both until the turn ends. */
+  pickNext(slot: SlotId, now: number): PickDecision | null {
+    this.#now = now;
+    const stale = this.#slots[slot];
+    if (stale) {
+      stale.state = "runnable";
+      this.#slots[slot] = null;
+    }
+    this.#maybeAdvance(now);
+    const u = this.#nextMember() ?? this.#nextBackfill();
+    if (!u) return null;
+    u.state = "running";
+    u.slot = slot;
+    u.lastRun = now;
+    u.lastSeq = ++this.#seq;
+    this.#slots[slot] = u;
+    const maxSlice = this.#ctx?.maxSliceNs ?? this.#sliceNs;
+    return { vcpu: u.id, sliceNs: Math.max(1, Math.min(this.#turnEnd - now, maxSlice)) };
+  }
+
+  /** The vCPU halted: its slot (if any) is free. */
+  onHalt(vcpu: VcpuId, now: number, _ranNs: number): void {
+    this.#now = now;
+    const u = this.#units.get(vcpu);
+    if (!u) return;
+    if (u.state === "running" && this.#slots[u.slot] === u) this.#slots[u.slot] = null;
+    u.state = "halted";
+  }
+
+  /**
+   * A vCPU of the gang takes an idle slot or preempts a backfilled one; any other vCPU waits
+   * for an idle slot (the core fills those) or its gang's turn.
+   */
+  onWake(vcpu: VcpuId, now: number): SlotId | void {
+    this.#now = now;
+    const u = this.#units.get(vcpu);
+    if (!u || u.state !== "halted") return;
+    u.state = "runnable";
+    if (this.#slots.some((s) => s === null)) return; // the core fills idle slots
+    if (this.#current === null) {
+      this.#maybeAdvance(now); // nothing was runnable: this vCPU's gang gets the turn
+    }
+    if (u.gang !== this.#current) return;
+    const victim = this.#backfilledSlots()[0];
+    if (victim !== undefined) return victim;
+  }
+
+  /** Still runnable: it waits for its gang's next turn (or a backfill). */
+  onDeschedule(
+    vcpu: VcpuId,
+    slot: SlotId,
+    _ranNs: number,
+    _reason: DescheduleReason,
+    now: number,
+  ): void {
+    this.#now = now;
+    const u = this.#units.get(vcpu);
+    if (!u) return;
+    if (this.#slots[slot] === u) this.#slots[slot] = null;
+    u.state = "runnable";
+  }
+
+  /**
+   * Ends a turn that is due; preempts backfilled (or previous-gang) slots that the gang's
+   * waiting vCPUs need; asks for `pickNext` on idle slots while vCPUs wait.
+   */
+  onTick(now: number): SlotId[] {
+    this.#now = now;
+    const resched = new Set<SlotId>();
+    this.#maybeAdvance(now);
+    // Co-start: as many slots as the gang has vCPUs waiting switch to it, backfills first.
+    let waiting = this.#runnableWaiting(this.#current).length;
+    for (const cpu of this.#backfilledSlots()) {
+      if (waiting-- <= 0) break;
+      resched.add(cpu);
+    }
+    if (this.#runnableWaiting(null).length > 0) {
+      this.#slots.forEach((s, cpu) => {
+        if (!s) resched.add(cpu);
+      });
+    }
+    return [...resched];
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Turns
+  // -------------------------------------------------------------------------------------------
+
+  /** If the turn is over (or there is none), the next VM with a runnable vCPU gets one. */
+  #maybeAdvance(now: number): void {
+    if (this.#current !== null && now < this.#turnEnd - MIN_SLICE) return;
+    const n = this.#gangs.length;
+    const start = this.#current ? this.#gangs.indexOf(this.#current) : -1;
+    let next: Gang | null = null;
+    for (let k = 1; k <= n; k++) {
+      const g = this.#gangs[(start + k + n) % n];
+      if (g.units.some((u) => u.state !== "halted")) {
+        next = g;
+        break;
+      }
+    }
+    this.#current = next;
+    const w = next ? next.weight / DEFAULT_WEIGHT : 1;
+    this.#turnEnd = now + Math.max(MIN_SLICE, Math.round(this.#sliceNs * w));
+    if (next) {
+      this.#turn++;
+      this.#ctx?.report({ kind: "gang", value: this.#turn, detail: next.name });
+    }
+  }
+
+  /** The gang's runnable vCPU that ran least recently and is not running, if any. */
+  #nextMember(): Unit | null {
+    const waiting = this.#runnableWaiting(this.#current);
+    return waiting[0] ?? null;
+  }
+
+  /** The least recently run runnable vCPU of another VM (work-conserving backfill). */
+  #nextBackfill(): Unit | null {
+    const waiting = this.#runnableWaiting(null).filter((u) => u.gang !== this.#current);
+    return waiting[0] ?? null;
+  }
+
+  /** Runnable, not running vCPUs of `gang` (all gangs if null), least recently run first. */
+  #runnableWaiting(gang: Gang | null): Unit[] {
+    const list = gang ? gang.units : [...this.#units.values()];
+    return list
+      .filter((u) => u.state === "runnable")
+      .sort((a, b) => a.lastSeq - b.lastSeq || a.id - b.id);
+  }
+
+  /** Slots running a vCPU of another VM than the gang's. */
+  #backfilledSlots(): SlotId[] {
+    const out: SlotId[] = [];
+    this.#slots.forEach((s, cpu) => {
+      if (s && s.gang !== this.#current) out.push(cpu);
+    });
+    return out;
+  }
+}
+
+function num(v: number | string | boolean | undefined, dflt: number): number {
+  const n = typeof v === "string" ? Number(v) : typeof v === "number" ? v : NaN;
+  return Number.isFinite(n) ? n : dflt;
+}
+
+function remove<T>(list: T[], x: T): void {
+  const i = list.indexOf(x);
+  if (i >= 0) list.splice(i, 1);
+}
+
+/** The plugin: one gang scheduler. */
+const gang: GangScheduler = new GangScheduler();
+export default gang;
