@@ -40,6 +40,13 @@ export {
   type VcpuId,
   type VcpuInfo,
 } from "./src/sched/contract.ts";
+export {
+  Scheduler,
+  SchedulerError,
+  type SchedulerOptions,
+} from "./src/sched/scheduler.ts";
+export type { SchedStats, VcpuSchedStats } from "./src/sched/runtime_protocol.ts";
+export type { EjectInfo, EjectReason } from "./src/sched/watchdog.ts";
 
 if (import.meta.main) {
   const { main } = await import("./src/cli/main.ts");

@@ -91,7 +91,7 @@ const NS_PER_US = 1_000;
 const NS_PER_MS = 1_000_000;
 
 // ---------------------------------------------------------------------------------------------
-// Data (credit.c:161-230: struct csched_pcpu, csched_unit, csched_dom, csched_private)
+// Data (credit.c:154-236: struct csched_pcpu, csched_unit, csched_dom, csched_private)
 // ---------------------------------------------------------------------------------------------
 
 /** A VM: `struct csched_dom`. */
@@ -277,7 +277,7 @@ export class CreditScheduler implements SchedulerPlugin {
     let snext: Unit | null = spc.runq[0] ?? null;
     const pri = snext ? snext.pri : CSCHED_PRI_IDLE;
 
-    // SMP load balance (credit.c:1955-1967): if our best is OVER (or idle), look for more
+    // SMP load balance (credit.c:1980-1994): if our best is OVER (or idle), look for more
     // urgent work on other slots, at most once per load-balance rate limit.
     if (pri === CSCHED_PRI_IDLE) {
       // DEVIATION 2: a free slot takes anything queued anywhere, right away.
@@ -402,7 +402,7 @@ export class CreditScheduler implements SchedulerPlugin {
 
   /** `csched_unit_acct`: the tick found `u` running. */
   #unitAcct(u: Unit, now: number): void {
-    // "If this UNIT's priority was boosted when it last awoke, reset it" (credit.c:955-966).
+    // "If this UNIT's priority was boosted when it last awoke, reset it" (credit.c:953-961).
     if (u.pri === CSCHED_PRI_TS_BOOST) {
       u.pri = CSCHED_PRI_TS_UNDER;
       this.#report("boost", u.id, 0);

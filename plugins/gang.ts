@@ -12,7 +12,7 @@
  * The policy, as pseudo-code:
  *
  * ```
- * every turn (param slice_ms, default 30 ms, × weight/256 for the VM):
+ * every turn (slice_ms, default 30 ms, × weight/256 × vCPUs / min(vCPUs, slots) for the VM):
  *   gang ← next VM in round-robin order that has a runnable vCPU
  *   preempt as many slots as the gang has runnable vCPUs (slots running other VMs first),
  *   and fill them with the gang's vCPUs, least recently run first
@@ -55,6 +55,12 @@ const DEFAULT_SLICE_MS = 30;
 const DEFAULT_WEIGHT = 256;
 /** A turn with less than this left is over (avoids slivers of slices). */
 const MIN_SLICE = 100 * NS_PER_US;
+/**
+ * Longest round of turns: if every runnable VM's turn adds up to more, turns shrink, so that
+ * no vCPU waits more than this for its gang's turn (the core's watchdog ejects a policy that
+ * leaves a runnable vCPU waiting 1 s).
+ */
+const MAX_ROUND = 400 * NS_PER_MS;
 
 /** A VM: one gang. */
 interface Gang {
@@ -91,6 +97,10 @@ export class GangScheduler implements SchedulerPlugin {
   /** The gang whose turn it is (or null when nothing is runnable). */
   #current: Gang | null = null;
   #turnEnd = 0;
+  /** End of the current sub-turn: a VM with more vCPUs than slots runs them in subsets. */
+  #subEnd = 0;
+  /** Sub-turn length of the current turn. */
+  #subLen = 0;
   #turn = 0;
   #seq = 0;
   #sliceNs = DEFAULT_SLICE_MS * NS_PER_MS;
@@ -104,6 +114,7 @@ export class GangScheduler implements SchedulerPlugin {
     this.#gangs = [];
     this.#current = null;
     this.#turnEnd = 0;
+    this.#subEnd = 0;
     this.#turn = 0;
     this.#seq = 0;
     this.#now = 0;
@@ -188,7 +199,7 @@ export class GangScheduler implements SchedulerPlugin {
     u.lastSeq = ++this.#seq;
     this.#slots[slot] = u;
     const maxSlice = this.#ctx?.maxSliceNs ?? this.#sliceNs;
-    return { vcpu: u.id, sliceNs: Math.max(1, Math.min(this.#turnEnd - now, maxSlice)) };
+    return { vcpu: u.id, sliceNs: Math.max(1, Math.min(this.#subEnd - now, maxSlice)) };
   }
 
   /** The vCPU halted: its slot (if any) is free. */
@@ -259,26 +270,57 @@ export class GangScheduler implements SchedulerPlugin {
   // Turns
   // -------------------------------------------------------------------------------------------
 
-  /** If the turn is over (or there is none), the next VM with a runnable vCPU gets one. */
+  /**
+   * If the turn is over (or there is none), the next VM with a runnable vCPU gets one; if only
+   * the sub-turn is over, the VM's next subset of vCPUs (least recently run) gets the slots.
+   */
   #maybeAdvance(now: number): void {
-    if (this.#current !== null && now < this.#turnEnd - MIN_SLICE) return;
+    if (this.#current !== null && now < this.#subEnd - MIN_SLICE) return;
+    if (this.#current !== null && now < this.#turnEnd - MIN_SLICE) {
+      this.#subEnd = Math.min(this.#turnEnd, now + this.#subLen);
+      return;
+    }
+    const runnable = (g: Gang) => g.units.some((u) => u.state !== "halted");
     const n = this.#gangs.length;
     const start = this.#current ? this.#gangs.indexOf(this.#current) : -1;
     let next: Gang | null = null;
     for (let k = 1; k <= n; k++) {
       const g = this.#gangs[(start + k + n) % n];
-      if (g.units.some((u) => u.state !== "halted")) {
+      if (runnable(g)) {
         next = g;
         break;
       }
     }
     this.#current = next;
-    const w = next ? next.weight / DEFAULT_WEIGHT : 1;
-    this.#turnEnd = now + Math.max(MIN_SLICE, Math.round(this.#sliceNs * w));
+    // Shrink every turn if a round of them would be too long.
+    const round = this.#gangs.filter(runnable).reduce((s, g) => s + this.#turnLength(g), 0);
+    const scale = round > MAX_ROUND ? MAX_ROUND / round : 1;
+    const turn = Math.max(MIN_SLICE, Math.round(this.#turnLength(next) * scale));
+    this.#turnEnd = now + turn;
+    this.#subLen = Math.max(MIN_SLICE, Math.round(this.#subTurnLength(next) * scale));
+    this.#subEnd = Math.min(this.#turnEnd, now + this.#subLen);
     if (next) {
       this.#turn++;
       this.#ctx?.report({ kind: "gang", value: this.#turn, detail: next.name });
     }
+  }
+
+  /** A sub-turn: slice × weight/256 (one subset of `slots` vCPUs runs for that long). */
+  #subTurnLength(g: Gang | null): number {
+    return g ? (this.#sliceNs * g.weight) / DEFAULT_WEIGHT : this.#sliceNs;
+  }
+
+  /**
+   * A VM is entitled to weight × vCPUs, as under credit (credit.c counts a domain's weight once
+   * per active vCPU: `prv->weight += sdom->weight` in `__csched_unit_acct_start`). Its turn
+   * occupies min(vCPUs, slots) slots, so it lasts slice × weight/256 × vCPUs / min(vCPUs, slots):
+   * vCPUs / slots sub-turns when it has more vCPUs than slots.
+   */
+  #turnLength(g: Gang | null): number {
+    if (!g) return this.#sliceNs;
+    const n = Math.max(1, g.units.length);
+    const used = Math.min(n, this.#slots.length);
+    return (this.#subTurnLength(g) * n) / used;
   }
 
   /** The gang's runnable vCPU that ran least recently and is not running, if any. */

@@ -15,7 +15,17 @@ import type { PolicyEvent, SchedParams, SchedulerPlugin } from "../../mod.ts";
 export type DriverWorkload =
   | { kind: "spin" }
   | { kind: "periodic"; periodMs: number; computeMs: number; offsetMs?: number }
-  | { kind: "echo"; serviceUs: number; thinkUs: number };
+  | { kind: "echo"; serviceUs: number; thinkUs: number }
+  /**
+   * The tick-sampling attacker: runs until `runMs` past each `periodMs` boundary of wall time
+   * (just before the scheduler's tick), halts, and wakes `wakeUs` after the boundary.
+   */
+  | { kind: "attacker"; periodMs: number; runMs: number; wakeUs: number }
+  /**
+   * Spinlock contention (as the simulator's `lock`): loop { work `workUs`; acquire the VM's
+   * test-and-set lock, spinning while it is held; critical section `csUs`; release }.
+   */
+  | { kind: "lock"; csUs: number; workUs: number };
 
 /** A fake VM. */
 export interface DriverVm {
@@ -51,6 +61,9 @@ export interface DriverVmResult {
   /** Periodic: jobs and misses. */
   jobs: number;
   misses: number;
+  /** Lock: critical sections completed, and guest time spent spinning. */
+  acquisitions: number;
+  spinNs: number;
 }
 
 /** What {@linkcode drive} returns. */
@@ -83,6 +96,10 @@ interface V {
   runNs: number;
   /** periodic: the current job's deadline and compute left. */
   jobDeadline: number;
+  /** lock: phase, guest time left in it, and when it was last brought up to date. */
+  phase: "work" | "spin" | "cs";
+  left: number;
+  phaseAt: number;
 }
 
 interface S {
@@ -115,7 +132,10 @@ export function drive(o: DriveOptions): DriverResult {
     wakeLatencies: [],
     jobs: 0,
     misses: 0,
+    acquisitions: 0,
+    spinNs: 0,
   }));
+  const lockHolder: (V | null)[] = o.vms.map(() => null);
   const slots: S[] = Array.from({ length: o.slots }, () => ({
     vcpu: null,
     grantAt: 0,
@@ -143,6 +163,9 @@ export function drive(o: DriveOptions): DriverResult {
         wokenAt: -1,
         runNs: 0,
         jobDeadline: Infinity,
+        phase: "work",
+        left: 0,
+        phaseAt: 0,
       };
       if (w.kind === "periodic") {
         const off = (w.offsetMs ?? 0) * 1e6;
@@ -150,6 +173,8 @@ export function drive(o: DriveOptions): DriverResult {
         v.work = off > 0 ? 0 : w.computeMs * 1e6;
         v.wakeAt = off > 0 ? off : Infinity;
         v.jobDeadline = off + w.periodMs * 1e6;
+      } else if (w.kind === "lock") {
+        v.left = w.workUs * 1e3 * (1 + i / vm.vcpus);
       } else if (w.kind === "echo") {
         v.state = "halted";
         v.work = 0;
@@ -168,6 +193,75 @@ export function drive(o: DriveOptions): DriverResult {
   });
 
   const workloadOf = (v: V) => o.vms[v.vm].workload;
+
+  /** Lock: try to take the VM's lock (the vCPU is running). */
+  function tryAcquire(v: V) {
+    const w = workloadOf(v);
+    if (w.kind !== "lock" || v.phase !== "spin" || lockHolder[v.vm]) return;
+    lockHolder[v.vm] = v;
+    v.phase = "cs";
+    v.left = w.csUs * 1e3;
+  }
+  /** Lock: brings running lock vCPUs up to `t`, moving through phases. */
+  function lockProgress(t: number): boolean {
+    let any = false;
+    for (let round = 0; round < 4; round++) {
+      let changed = false;
+      for (const s of slots) {
+        const v = s.vcpu;
+        if (!v) continue;
+        const w = workloadOf(v);
+        if (w.kind !== "lock") continue;
+        const dt = t - v.phaseAt;
+        if (v.phase === "spin") {
+          res[v.vm].spinNs += dt;
+          v.phaseAt = t;
+          continue;
+        }
+        if (v.left > dt) {
+          v.left -= dt;
+          v.phaseAt = t;
+          continue;
+        }
+        // The phase ends at phaseAt + left.
+        const end = v.phaseAt + v.left;
+        v.phaseAt = end;
+        changed = true;
+        if (v.phase === "work") {
+          v.phase = "spin";
+          tryAcquire(v);
+        } else {
+          res[v.vm].acquisitions++;
+          lockHolder[v.vm] = null;
+          v.phase = "work";
+          v.left = w.workUs * 1e3;
+          // A running spinner takes it at once (the one that spun longest).
+          const spinner = slots.map((x) => x.vcpu).find((x) =>
+            x && x.vm === v.vm && x.phase === "spin"
+          );
+          if (spinner) {
+            res[spinner.vm].spinNs += end - spinner.phaseAt;
+            spinner.phaseAt = end;
+            tryAcquire(spinner);
+          }
+        }
+      }
+      if (!changed) break;
+      any = true;
+    }
+    return any;
+  }
+  /** Lock: the next phase end of a running lock vCPU. */
+  function lockNextEvent(v: V): number {
+    if (workloadOf(v).kind !== "lock" || v.phase === "spin") return Infinity;
+    return v.phaseAt + v.left;
+  }
+  /** When a running attacker halts next: `runMs` past the current period boundary. */
+  const attackerHaltAt = (w: { periodMs: number; runMs: number }, at: number) => {
+    const p = w.periodMs * 1e6;
+    const base = Math.floor(at / p) * p + w.runMs * 1e6;
+    return base >= at ? base : base + p;
+  };
 
   function charge(v: V, s: S) {
     const ran = now - s.grantAt;
@@ -192,6 +286,8 @@ export function drive(o: DriveOptions): DriverResult {
     }
     v.state = "running";
     v.slot = slot;
+    v.phaseAt = now;
+    tryAcquire(v);
     maxWait = Math.max(maxWait, now - v.waitingSince);
     if (v.wokenAt >= 0) {
       res[v.vm].wakeLatencies.push(now - v.wokenAt);
@@ -247,6 +343,9 @@ export function drive(o: DriveOptions): DriverResult {
       v.wakeAt = v.jobDeadline; // next release
     } else if (w.kind === "echo") {
       v.wakeAt = now + w.thinkUs * 1e3;
+    } else if (w.kind === "attacker") {
+      const per = w.periodMs * 1e6;
+      v.wakeAt = Math.floor(now / per) * per + per + w.wakeUs * 1e3;
     }
     p.onHalt(v.id, now, ran);
     grant(v.slot);
@@ -287,6 +386,9 @@ export function drive(o: DriveOptions): DriverResult {
       if (!s.vcpu) continue;
       t = Math.min(t, s.sliceEnd, s.preemptAt);
       if (s.vcpu.work !== Infinity) t = Math.min(t, s.grantAt + Math.max(0, s.vcpu.work));
+      const w = workloadOf(s.vcpu);
+      if (w.kind === "attacker") t = Math.min(t, attackerHaltAt(w, now));
+      t = Math.min(t, Math.max(now, lockNextEvent(s.vcpu)));
     }
     for (const v of vs) {
       if (v.state === "halted") t = Math.min(t, v.wakeAt);
@@ -299,13 +401,17 @@ export function drive(o: DriveOptions): DriverResult {
         if (v.state === "runnable") maxIdleWait = Math.max(maxIdleWait, t - v.waitingSince);
       }
     }
+    const lockMoved = lockProgress(t);
     now = t;
     if (now >= end) break;
     // Process, in a fixed order: completions, releases, wakes, slice ends, preemptions, tick.
-    let progressed = false;
+    let progressed = lockMoved;
     for (const s of slots) {
       const v = s.vcpu;
-      if (v && v.work !== Infinity && v.work - (now - s.grantAt) <= 0) {
+      if (!v) continue;
+      const w = workloadOf(v);
+      const attackerDone = w.kind === "attacker" && attackerHaltAt(w, s.grantAt) <= now;
+      if (attackerDone || (v.work !== Infinity && v.work - (now - s.grantAt) <= 0)) {
         halt(v);
         progressed = true;
       }
@@ -402,7 +508,10 @@ export function fuzz(o: FuzzOptions): number {
   type St = "runnable" | "running" | "halted";
   const state = new Map<number, St>();
   const grantAt = new Map<number, number>();
-  const info = new Map<number, { vm: string; index: number; vmVcpus: number; params: SchedParams }>();
+  const info = new Map<
+    number,
+    { vm: string; index: number; vmVcpus: number; params: SchedParams }
+  >();
   const slotOf: (number | null)[] = Array.from({ length: o.slots }, () => null);
   let nextId = 0;
   let now = 0;
@@ -413,7 +522,14 @@ export function fuzz(o: FuzzOptions): number {
       const st: St = rnd() < 0.7 ? "runnable" : "halted";
       state.set(id, st);
       info.set(id, { vm: vm.name, index: i, vmVcpus: vm.vcpus, params: vm.params ?? {} });
-      p.addVcpu?.({ id, vm: vm.name, index: i, vmVcpus: vm.vcpus, params: vm.params ?? {}, state: st });
+      p.addVcpu?.({
+        id,
+        vm: vm.name,
+        index: i,
+        vmVcpus: vm.vcpus,
+        params: vm.params ?? {},
+        state: st,
+      });
     }
   }
   const pick = (slot: number) => {
@@ -454,13 +570,14 @@ export function fuzz(o: FuzzOptions): number {
     now += Math.floor(rnd() * 3_000_000);
     const ids = [...state.keys()];
     const r = rnd();
-    if (now >= nextTick) {
+    while (now >= nextTick) {
       nextTick += tickNs;
       for (const s of p.onTick?.(now) ?? []) {
         const slot = checkSlot(s, "onTick");
         if (slot !== null) deschedule(slot, "preempt");
       }
-    } else if (r < 0.25) {
+    }
+    if (r < 0.25) {
       const halted = ids.filter((id) => state.get(id) === "halted");
       if (halted.length) {
         const v = halted[Math.floor(rnd() * halted.length)];

@@ -1,0 +1,209 @@
+/**
+ * The scheduler on real KVM: slots are enforced (never more EMTs in guest mode than slots),
+ * no wake-up is lost, accounting adds up, credit shares follow weights and caps hold, a policy
+ * can be swapped at run time, and an ejected plugin leaves every VM running.
+ */
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { KERNEL, requireKernel, sleep } from "./helpers/vmm.ts";
+import { type SchedulerOptions, type Vm, Vmm } from "../mod.ts";
+
+const PLUGINS = new URL("../plugins/", import.meta.url);
+const plugin = (name: string) => new URL(name, PLUGINS).href;
+
+async function withVmm(
+  scheduler: SchedulerOptions,
+  body: (vmm: Vmm) => Promise<void>,
+): Promise<void> {
+  await requireKernel();
+  const vmm = await Vmm.create({ scheduler });
+  try {
+    await body(vmm);
+  } finally {
+    await vmm.close();
+  }
+}
+
+/** Guest ns of each VM's vCPUs (the shim's clock) between two samples. */
+function guestNs(vm: Vm): number {
+  return vm.counters().reduce((s, c) => s + c.nsGuest, 0);
+}
+
+for (const slots of [1, 2]) {
+  Deno.test(`3 VMs x 2 vCPUs on ${slots} slot(s): never more in guest mode than slots`, async () => {
+    await withVmm({ plugin: plugin("rr.ts"), slots }, async (vmm) => {
+      const vms = [];
+      for (const name of ["a", "b", "c"]) {
+        vms.push(
+          await vmm.createVm({
+            name,
+            vcpus: 2,
+            kernel: KERNEL,
+            cmdline: "workload=spin seconds=0",
+          }),
+        );
+      }
+      const t0 = performance.now();
+      for (const vm of vms) await vm.start();
+      await sleep(600);
+      const wallNs = (performance.now() - t0) * 1e6;
+      assert(
+        vmm.guestModeHighWater <= slots,
+        `high-water ${vmm.guestModeHighWater} EMTs in guest mode with ${slots} slot(s)`,
+      );
+      // Every vCPU made progress: the slots went round.
+      for (const vm of vms) {
+        for (const [i, v] of vm.stats()!.vcpus.entries()) {
+          assert(v.iterations > 0n, `vm ${vm.name} vcpu ${i} never ran`);
+        }
+      }
+      // Accounting adds up: guest time <= slots x wall time (invariant 4).
+      const total = vms.reduce((s, vm) => s + guestNs(vm), 0);
+      assert(
+        total <= slots * wallNs * 1.02,
+        `guest ${total / 1e6} ms > ${slots} x ${wallNs / 1e6}`,
+      );
+      const stats = await vmm.scheduler!.stats();
+      assertEquals(stats.vcpus.length, 6);
+      for (const v of stats.vcpus) assert(v.grants > 0, `${v.vm}/${v.index} never granted`);
+    });
+  });
+}
+
+Deno.test("no lost wake-up: ipi and timer sleeps complete under a 1-slot scheduler", async () => {
+  await withVmm({ plugin: plugin("rr.ts"), slots: 1 }, async (vmm) => {
+    const ipi = await vmm.createVm({
+      name: "ipi",
+      vcpus: 2,
+      kernel: KERNEL,
+      cmdline: "workload=ipi rounds=100",
+    });
+    const sleeper = await vmm.createVm({
+      name: "sleeper",
+      kernel: KERNEL,
+      cmdline: "workload=sleep count=10 ms=5",
+    });
+    const hog = await vmm.createVm({
+      name: "hog",
+      kernel: KERNEL,
+      cmdline: "workload=spin seconds=0",
+    });
+    for (const vm of [ipi, sleeper, hog]) await vm.start();
+    const timer = setTimeout(() => [ipi, sleeper].forEach((vm) => vm.stop()), 20_000);
+    const [e1, e2] = await Promise.all([ipi.wait(), sleeper.wait()]);
+    clearTimeout(timer);
+    assertEquals(e1, { kind: "exit", status: 0 }, ipi.consoleText());
+    assertEquals(e2, { kind: "exit", status: 0 }, sleeper.consoleText());
+    assert(ipi.consoleText().includes("ipi: 100 round trips"));
+    assert(vmm.guestModeHighWater <= 1, `high-water ${vmm.guestModeHighWater}`);
+  });
+});
+
+Deno.test("credit: shares follow weights 1:2:4 on one slot (within 3 pp)", async () => {
+  await withVmm({ plugin: plugin("credit.ts"), slots: 1 }, async (vmm) => {
+    const weights = { w1: 256, w2: 512, w4: 1024 };
+    const vms = [];
+    for (const [name, weight] of Object.entries(weights)) {
+      vms.push(
+        await vmm.createVm({
+          name,
+          kernel: KERNEL,
+          cmdline: "workload=spin seconds=0",
+          sched: { weight },
+        }),
+      );
+    }
+    for (const vm of vms) await vm.start();
+    await sleep(500); // let credit settle
+    const a = vms.map(guestNs);
+    await sleep(2500);
+    const d = vms.map((vm, i) => guestNs(vm) - a[i]);
+    const sum = d.reduce((s, x) => s + x, 0);
+    const shares = d.map((x) => x / sum);
+    const want = [1 / 7, 2 / 7, 4 / 7];
+    shares.forEach((s, i) =>
+      assert(
+        Math.abs(s - want[i]) <= 0.03,
+        `shares ${shares.map((x) => (x * 100).toFixed(1))} %, want 14.3 / 28.6 / 57.1`,
+      )
+    );
+  });
+});
+
+Deno.test("credit: a 25 % cap holds beside an uncapped spinner", async () => {
+  await withVmm({ plugin: plugin("credit.ts"), slots: 1 }, async (vmm) => {
+    const capped = await vmm.createVm({
+      name: "capped",
+      kernel: KERNEL,
+      cmdline: "workload=spin seconds=0",
+      sched: { cap: 25 },
+    });
+    const free = await vmm.createVm({
+      name: "free",
+      kernel: KERNEL,
+      cmdline: "workload=spin seconds=0",
+    });
+    await capped.start();
+    await free.start();
+    await sleep(400);
+    const c0 = guestNs(capped), t0 = performance.now();
+    await sleep(2000);
+    const share = (guestNs(capped) - c0) / ((performance.now() - t0) * 1e6);
+    assert(share <= 0.26, `capped VM got ${(share * 100).toFixed(1)} % of the slot`);
+    assert(share >= 0.15, `capped VM got only ${(share * 100).toFixed(1)} %`);
+  });
+});
+
+Deno.test("hot-swap rr to credit mid-run: no VM stops, every vCPU keeps running", async () => {
+  await withVmm({ plugin: plugin("rr.ts"), slots: 1 }, async (vmm) => {
+    const vms = [];
+    for (const name of ["p", "q"]) {
+      vms.push(
+        await vmm.createVm({
+          name,
+          vcpus: 2,
+          kernel: KERNEL,
+          cmdline: "workload=spin seconds=0",
+        }),
+      );
+    }
+    for (const vm of vms) await vm.start();
+    await sleep(200);
+    await vmm.scheduler!.swap(plugin("credit.ts"));
+    assert(vmm.scheduler!.policy.includes("credit"), vmm.scheduler!.policy);
+    const before = vms.map((vm) => vm.stats()!.vcpus.map((v) => v.iterations));
+    await sleep(500);
+    vms.forEach((vm, i) => {
+      assertEquals(vm.state, "running");
+      vm.stats()!.vcpus.forEach((v, j) =>
+        assert(v.iterations > before[i][j], `vm ${vm.name} vcpu ${j} stalled after the swap`)
+      );
+    });
+    assertEquals(vmm.scheduler!.ejections, []);
+  });
+});
+
+Deno.test("a plugin that throws is ejected; rr takes over and the VMs keep running", async () => {
+  const ejected: string[] = [];
+  await withVmm({
+    plugin: new URL("./fixtures/kvm_plugins/throws_on_tick.ts", import.meta.url).href,
+    slots: 1,
+    onEject: (info) => ejected.push(`${info.reason}: ${info.detail}`),
+  }, async (vmm) => {
+    const vms = [];
+    for (const name of ["x", "y"]) {
+      vms.push(
+        await vmm.createVm({ name, kernel: KERNEL, cmdline: "workload=spin seconds=0" }),
+      );
+    }
+    for (const vm of vms) await vm.start();
+    await sleep(300);
+    assertEquals(ejected.length, 1, `ejections: ${ejected}`);
+    assert(/throw/.test(ejected[0]) && /onTick/.test(ejected[0]), ejected[0]);
+    const before = vms.map((vm) => vm.stats()!.vcpus[0].iterations);
+    await sleep(300);
+    vms.forEach((vm, i) => {
+      assertEquals(vm.state, "running");
+      assert(vm.stats()!.vcpus[0].iterations > before[i], `vm ${vm.name} stalled`);
+    });
+  });
+});
