@@ -12,7 +12,7 @@
  * The policy, as pseudo-code:
  *
  * ```
- * every turn (slice_ms, default 30 ms, × weight/256 × vCPUs / min(vCPUs, slots) for the VM):
+ * every turn (slice_ms, default 30 ms, × weight/256 × vCPUs / min(vCPUs, slots)):
  *   gang ← next VM in round-robin order that has a runnable vCPU
  *   preempt as many slots as the gang has runnable vCPUs (slots running other VMs first),
  *   and fill them with the gang's vCPUs, least recently run first
@@ -23,9 +23,12 @@
  *   take an idle slot, else preempt a slot running a backfilled vCPU
  * ```
  *
- * A VM with more vCPUs than slots is time-sliced inside its gang: each of its turns runs the
- * `slots` vCPUs that ran least recently. Every slice ends with the turn, so all slots switch
- * gangs together.
+ * A VM with more vCPUs than slots is time-sliced inside its gang: its turn is made of
+ * sub-turns of slice × weight/256, each running the `slots` vCPUs that ran least recently. A VM
+ * is entitled to weight × vCPUs (as under credit), so its turn lasts vCPUs / min(vCPUs, slots)
+ * sub-turns. Every slice ends with the (sub-)turn, so all slots switch together. If a round of
+ * turns would exceed 400 ms, every turn shrinks in proportion (the watchdog's starvation bound
+ * is 1 s).
  *
  * Parameters. Policy-wide (`ctx.params`): `slice_ms` (default 30, Xen credit's time slice).
  * Per VM (`VcpuInfo.params`, `setParams(vm, ...)`): `weight` (turn length × weight/256,

@@ -28,6 +28,27 @@ Deno.test("cli --config runs the VMs of a JSON file", async () => {
   match(r.stdout, /^\[c2\] hello from vcpu 1 of 2$/m);
 });
 
+Deno.test("cli run --sched enforces slots and prints the VMs' consoles", async () => {
+  await requireKernel();
+  const r = await runCli([
+    "run",
+    "--sched",
+    "plugins/credit.ts",
+    "--sched-param",
+    "tslice_ms=10",
+    "--slots",
+    "1",
+    "--vm",
+    `name=a,vcpus=2,weight=512,kernel=${KERNEL},cmdline=workload=hello`,
+    "--vm",
+    `name=b,kernel=${KERNEL},cmdline=workload=ipi rounds=20`,
+  ]);
+  assertEquals(r.code, 1, r.stderr); // b has one vCPU: its ipi workload exits 1
+  match(r.stdout, /^\[a\] hello: all 2 vcpus up$/m);
+  match(r.stdout, /^\[b\] ipi: needs 2 vcpus, have 1$/m);
+  match(r.stderr, /vm a: exit status 0/);
+});
+
 Deno.test("--help on every command", async () => {
   for (const args of [["--help"], ["run", "--help"]]) {
     const r = await runCli(args);
@@ -67,6 +88,14 @@ const badInputs: Array<[string, string[], RegExp]> = [
   ],
   ["bad config file", ["--config", "/nonexistent.json"], /cannot read \/nonexistent.json/],
   ["no VM", [], /no VM given/],
+  ["--slots without --sched", ["--slots", "1", "--vm", "name=a"], /need --sched PLUGIN/],
+  ["--slots 0", ["--sched", "plugins/rr.ts", "--slots", "0", "--vm", "name=a"], /--slots must be/],
+  [
+    "a plugin file that does not exist",
+    ["--sched", "/nonexistent/policy.ts", "--vm", `name=a,kernel=${KERNEL}`],
+    /\/nonexistent\/policy.ts/,
+  ],
+  ["bad weight", ["--sched", "plugins/rr.ts", "--vm", "name=a,weight=0"], /weight: must be/],
 ];
 
 for (const [what, args, message] of badInputs) {

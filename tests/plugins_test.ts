@@ -6,6 +6,8 @@
  *   gives a bad slice and never names a bad slot.
  * - Policy details, with the small deterministic driver (`drive`): BOOST, parking, load
  *   balancing, EDF order, depletion, co-scheduling.
+ * - Behaviour in the simulator (`simulate`, the real core): shares by weight, caps, BOOST
+ *   latency, deadlines, lock acquisitions. Ignored while `simulate` is not implemented.
  *
  * @module
  */
@@ -16,6 +18,7 @@ import { CreditScheduler } from "../plugins/credit.ts";
 import { Credit2Scheduler } from "../plugins/credit2.ts";
 import { RtdsScheduler } from "../plugins/rtds.ts";
 import { GangScheduler } from "../plugins/gang.ts";
+import { type SimOptions, type SimResult, simulate } from "../src/sim/mod.ts";
 
 const PLUGINS: [string, () => SchedulerPlugin][] = [
   ["credit", () => new CreditScheduler()],
@@ -432,4 +435,206 @@ Deno.test("gang: idle slots are backfilled, and a waking gang member takes its s
   assert.equal(p.onWake(1, 2 * MS), 1);
   p.onDeschedule(2, 1, 2 * MS, "preempt", 2 * MS);
   assert.equal(p.pickNext(1, 2 * MS)!.vcpu, 1);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Behaviour in the simulator (src/sim): the real core, a virtual clock, guest workloads
+// ---------------------------------------------------------------------------------------------
+
+/** Whether `simulate` is implemented yet (it is published before it works). */
+const SIM_READY = await simulate({
+  plugin: new CreditScheduler(),
+  slots: 1,
+  seconds: 0.01,
+  vms: [{ name: "probe", vcpus: 1, workload: { kind: "spin" } }],
+}).then(() => true, () => false);
+
+const plugin = (name: string) => new URL(`../plugins/${name}.ts`, import.meta.url).pathname;
+
+function sim(o: SimOptions): Promise<SimResult> {
+  return simulate({ seed: 7, ...o }).then((r) => {
+    assert.deepEqual(r.ejections, [], `ejected: ${JSON.stringify(r.ejections)}`);
+    assert.ok(r.maxRunning <= r.slots);
+    return r;
+  });
+}
+
+function vm(r: SimResult, name: string) {
+  const v = r.vms.find((x) => x.name === name);
+  assert.ok(v, `no VM ${name}`);
+  return v;
+}
+
+Deno.test({
+  name: "sim: every plugin runs sandboxed through the real core without ejection",
+  ignore: !SIM_READY,
+  async fn() {
+    for (const name of ["credit", "credit2", "rtds", "gang"]) {
+      const r = await sim({
+        plugin: plugin(name),
+        slots: 2,
+        seconds: 1,
+        vms: [
+          { name: "spin", vcpus: 2, workload: { kind: "spin" } },
+          { name: "echo", vcpus: 1, workload: { kind: "echo", mode: "closed", serviceUs: 50 } },
+          { name: "rt", vcpus: 1, workload: { kind: "periodic", periodMs: 10, computeMs: 2 } },
+        ],
+      });
+      assert.equal(r.finalPlugin, name);
+      const total = r.vms.reduce((s, v) => s + v.share, 0);
+      assert.ok(total > 0.95, `${name}: machine share ${total}`);
+    }
+  },
+});
+
+Deno.test({
+  name: "sim: credit shares follow weights 1:2:4 on one slot (within 1 pp)",
+  ignore: !SIM_READY,
+  async fn() {
+    const r = await sim({
+      plugin: new CreditScheduler(),
+      slots: 1,
+      seconds: 20,
+      vms: [
+        { name: "w1", vcpus: 1, params: { weight: 256 }, workload: { kind: "spin" } },
+        { name: "w2", vcpus: 1, params: { weight: 512 }, workload: { kind: "spin" } },
+        { name: "w4", vcpus: 1, params: { weight: 1024 }, workload: { kind: "spin" } },
+      ],
+    });
+    for (const [name, want] of [["w1", 1 / 7], ["w2", 2 / 7], ["w4", 4 / 7]] as const) {
+      const share = vm(r, name).share;
+      console.log(
+        `  credit ${name}: ${(share * 100).toFixed(2)} % (want ${(want * 100).toFixed(2)})`,
+      );
+      assert.ok(Math.abs(share - want) < 0.01, `${name}: ${share}`);
+    }
+  },
+});
+
+Deno.test({
+  name: "sim: a credit cap of 25 % holds beside an uncapped hog",
+  ignore: !SIM_READY,
+  async fn() {
+    const r = await sim({
+      plugin: new CreditScheduler(),
+      slots: 1,
+      seconds: 10,
+      vms: [
+        { name: "capped", vcpus: 1, params: { cap: 25 }, workload: { kind: "spin" } },
+        { name: "free", vcpus: 1, workload: { kind: "spin" } },
+      ],
+    });
+    const share = vm(r, "capped").share;
+    console.log(`  credit capped: ${(share * 100).toFixed(2)} %`);
+    assert.ok(share <= 0.26 && share >= 0.2, `capped ${share}`);
+  },
+});
+
+Deno.test({
+  name: "sim: credit BOOST keeps an echo server's wake latency low beside hogs",
+  ignore: !SIM_READY,
+  async fn() {
+    const vms: SimOptions["vms"] = [
+      {
+        name: "echo",
+        vcpus: 1,
+        workload: { kind: "echo", mode: "closed", serviceUs: 50, thinkUs: 2000 },
+      },
+      { name: "hog1", vcpus: 1, workload: { kind: "spin" } },
+      { name: "hog2", vcpus: 1, workload: { kind: "spin" } },
+    ];
+    const r = await sim({ plugin: new CreditScheduler(), slots: 1, seconds: 10, vms });
+    const p99 = vm(r, "echo").wakeLatency.p99;
+    console.log(`  credit echo wake latency p99: ${(p99 / 1e3).toFixed(1)} us`);
+    assert.ok(p99 < 1_000_000, `p99 ${p99}`);
+    assert.ok((r.policyEvents.boost ?? 0) > 100);
+    // Without BOOST (credit2 has none; round-robin neither) the echo server waits its turn.
+    const c2 = await sim({ plugin: new Credit2Scheduler(), slots: 1, seconds: 10, vms });
+    console.log(
+      `  credit2 echo wake latency p99: ${(vm(c2, "echo").wakeLatency.p99 / 1e3).toFixed(1)} us`,
+    );
+  },
+});
+
+Deno.test({
+  name: "sim: credit2 shares follow weights",
+  ignore: !SIM_READY,
+  async fn() {
+    const r = await sim({
+      plugin: new Credit2Scheduler(),
+      slots: 1,
+      seconds: 10,
+      vms: [
+        { name: "w1", vcpus: 1, params: { weight: 256 }, workload: { kind: "spin" } },
+        { name: "w2", vcpus: 1, params: { weight: 512 }, workload: { kind: "spin" } },
+        { name: "w4", vcpus: 1, params: { weight: 1024 }, workload: { kind: "spin" } },
+      ],
+    });
+    for (const [name, want] of [["w1", 1 / 7], ["w2", 2 / 7], ["w4", 4 / 7]] as const) {
+      const share = vm(r, name).share;
+      console.log(`  credit2 ${name}: ${(share * 100).toFixed(2)} %`);
+      assert.ok(Math.abs(share - want) < 0.01, `${name}: ${share}`);
+    }
+  },
+});
+
+Deno.test({
+  name: "sim: RTDS runs a schedulable periodic set on 2 slots with no deadline miss",
+  ignore: !SIM_READY,
+  async fn() {
+    const r = await sim({
+      plugin: new RtdsScheduler(),
+      slots: 2,
+      seconds: 5,
+      vms: [
+        {
+          name: "p10",
+          vcpus: 1,
+          params: { period_ms: 10, budget_ms: 4 },
+          workload: { kind: "periodic", periodMs: 10, computeMs: 3 },
+        },
+        {
+          name: "p20",
+          vcpus: 2,
+          params: { period_ms: 20, budget_ms: 8 },
+          workload: { kind: "periodic", periodMs: 20, computeMs: 7 },
+        },
+        {
+          name: "p5",
+          vcpus: 1,
+          params: { period_ms: 5, budget_ms: 2 },
+          workload: { kind: "periodic", periodMs: 5, computeMs: 1.5 },
+        },
+        {
+          name: "hog",
+          vcpus: 2,
+          params: { period_ms: 10, budget_ms: 2 },
+          workload: { kind: "spin" },
+        },
+      ],
+    });
+    for (const name of ["p10", "p20", "p5"]) {
+      const p = vm(r, name).periodic;
+      assert.ok(p && p.jobs > 100, `${name} jobs`);
+      console.log(`  rtds ${name}: ${p.jobs} jobs, ${p.misses} misses`);
+      assert.equal(p.misses, 0, `${name} misses`);
+    }
+  },
+});
+
+Deno.test({
+  name: "sim: gang gives a lock VM more acquisitions than credit does",
+  ignore: !SIM_READY,
+  async fn() {
+    const vms: SimOptions["vms"] = [
+      { name: "lock", vcpus: 4, workload: { kind: "lock", csUs: 20, workUs: 50 } },
+      { name: "spin", vcpus: 2, workload: { kind: "spin" } },
+    ];
+    const g = await sim({ plugin: new GangScheduler(), slots: 2, seconds: 10, vms });
+    const c = await sim({ plugin: new CreditScheduler(), slots: 2, seconds: 10, vms });
+    const ga = vm(g, "lock").lock!.acquisitions;
+    const ca = vm(c, "lock").lock!.acquisitions;
+    console.log(`  lock acquisitions: gang ${ga}, credit ${ca}`);
+    assert.ok(ga > ca, `gang ${ga} <= credit ${ca}`);
+  },
 });

@@ -5,6 +5,7 @@
  */
 import { ConfigError } from "../vm/config.ts";
 import { ElfError } from "../vm/elf.ts";
+import { SchedulerError } from "../sched/scheduler.ts";
 import { demoCommand } from "./demo.ts";
 import { runCommand } from "./run.ts";
 import { EXIT_USAGE, UsageError } from "./usage.ts";
@@ -43,7 +44,7 @@ export async function main(args: string[]): Promise<number> {
   } catch (e) {
     const err = e as Error & { code?: string };
     const usage = e instanceof UsageError || e instanceof ConfigError ||
-      e instanceof ElfError || (err.code?.startsWith("ERR_PARSE_ARGS") ?? false);
+      e instanceof ElfError || e instanceof SchedulerError || (err.code?.startsWith("ERR_PARSE_ARGS") ?? false);
     console.error(`deno-vmm ${command}: ${err.message}`);
     return usage ? EXIT_USAGE : 1;
   }

@@ -16,7 +16,6 @@
  */
 import { openShim, type ShimLibrary } from "../../ffi/shim.ts";
 import { EMT_BLOCK_SIZE } from "../emt/shim_layout.ts";
-import type { SchedulerPlugin } from "./contract.ts";
 import { type SchedAction, SchedCore } from "./core.ts";
 import { GrantTableCore, SCHED_EVENT } from "./grant_table.ts";
 import { LocalPolicy, type PolicyPort } from "./policy_port.ts";
@@ -55,7 +54,7 @@ class CoreThread {
       ratelimitNs: init.ratelimitNs,
       maxSliceNs: init.maxSliceNs,
       watchdog: { starvationNs: init.starvationNs, budgetNs: init.budgetNs },
-      fallback: () => new LocalPolicy(rr as SchedulerPlugin),
+      now: shim.symbols.shim_now_f64(),
       onEject: (info) => post({ type: "ejected", info, fallback: "rr (built-in fallback)" }),
     });
   }
@@ -142,7 +141,13 @@ class CoreThread {
     }
   }
 
-  addVm(vm: string, vcpus: number, params: Record<string, number | string | boolean>, table: SharedArrayBuffer, emtBlocks: SharedArrayBuffer): void {
+  addVm(
+    vm: string,
+    vcpus: number,
+    params: Record<string, number | string | boolean>,
+    table: SharedArrayBuffer,
+    emtBlocks: SharedArrayBuffer,
+  ): void {
     if (this.#vms.has(vm)) throw new Error(`vm ${vm} is already scheduled`);
     const t = new GrantTableCore(table);
     const base = Deno.UnsafePointer.of(emtBlocks)!;
@@ -232,7 +237,7 @@ class CoreThread {
 }
 
 async function loadPolicy(spec: PolicySpec, init: CoreInit): Promise<PolicyPort> {
-  if (spec.plugin === "builtin:rr") return new LocalPolicy(rr as SchedulerPlugin);
+  if (spec.plugin === "builtin:rr") return new LocalPolicy(rr, { name: "rr", params: spec.params });
   return await SandboxPolicy.create({
     plugin: spec.plugin,
     params: spec.params,

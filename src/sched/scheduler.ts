@@ -9,12 +9,7 @@
 import type { SchedParams } from "./contract.ts";
 import type { EjectInfo } from "./watchdog.ts";
 import { allocateDoorbell } from "./grant_table.ts";
-import type {
-  CoreReply,
-  CoreRequest,
-  PolicySpec,
-  SchedStats,
-} from "./runtime_protocol.ts";
+import type { CoreReply, CoreRequest, PolicySpec, SchedStats } from "./runtime_protocol.ts";
 
 const CORE_WORKER = new URL("./core_worker.ts", import.meta.url);
 
@@ -75,7 +70,9 @@ export function validateSchedulerOptions(o: SchedulerOptions): void {
   const positive = (name: string, v: number | undefined, int = false) => {
     if (v === undefined) return;
     if (!Number.isFinite(v) || v <= 0 || (int && !Number.isInteger(v))) {
-      throw new SchedulerError(`${name} must be a positive ${int ? "integer" : "number"}, got ${v}`);
+      throw new SchedulerError(
+        `${name} must be a positive ${int ? "integer" : "number"}, got ${v}`,
+      );
     }
   };
   if (typeof o.plugin !== "string" || o.plugin === "") {
@@ -243,7 +240,11 @@ export class Scheduler {
 
   /** Replaces the policy at run time; every vCPU and its state is told to the new plugin. */
   async swap(plugin: string, params: SchedParams = {}): Promise<void> {
-    const r = await this.#request((id) => ({ type: "swap", id, policy: this.#spec(plugin, params) }));
+    const r = await this.#request((id) => ({
+      type: "swap",
+      id,
+      policy: this.#spec(plugin, params),
+    }));
     this.#policy = r.policy ?? plugin;
   }
 

@@ -1,0 +1,149 @@
+/**
+ * The core ↔ sandbox channel: one SharedArrayBuffer holding a request (a batch of calls) and its
+ * reply, so that a batch costs one wake-up each way and no structured clone.
+ *
+ * Layout (all offsets in bytes):
+ *
+ * | offset          | type          | what                                                       |
+ * | --------------- | ------------- | ---------------------------------------------------------- |
+ * | 0               | Int32 × 16    | header: sequence numbers, counts, status (`H_*` indices)   |
+ * | 64              | Float64 × N×6 | request ops: `[opcode, a, b, c, d, e]` per call            |
+ * | after ops       | Float64 × R   | reply numbers (the answer of the batch's last call)        |
+ * | after reply     | Uint8 × B     | request side channel: UTF-8 JSON (VcpuInfo, params)        |
+ * | after that      | Uint8 × B     | reply side channel: UTF-8 JSON `{ fault?, events? }`       |
+ *
+ * Protocol: the core writes ops, then stores `H_REQ = seq + 1` and notifies; the worker runs the
+ * ops in order, writes the reply, stores `H_REP = H_REQ` and notifies. Only the last op of a batch
+ * may need an answer. Numbers are plain float64 (vCPU ids, slots, ns), JSON only for rare,
+ * structured things.
+ *
+ * @module
+ */
+
+/** Header index: request sequence number (written by the core). */
+export const H_REQ = 0;
+/** Header index: reply sequence number (written by the worker; equals `H_REQ` when answered). */
+export const H_REP = 1;
+/** Header index: ops in the request. */
+export const H_NOPS = 2;
+/** Header index: bytes used in the request side channel. */
+export const H_REQ_BYTES = 3;
+/** Header index: reply status (`ST_OK` or `ST_FAULT`). */
+export const H_STATUS = 4;
+/** Header index: reply side channel length in bytes (0: no JSON). */
+export const H_REP_BYTES = 5;
+/** Header index: the worker's spin budget before it sleeps, in ns (written by the core). */
+export const H_SPIN_NS = 6;
+
+/** Reply status: every op ran. */
+export const ST_OK = 0;
+/** Reply status: an op failed; the reply JSON has `fault`. */
+export const ST_FAULT = 1;
+
+/** Opcodes. Void hooks first; ops that need an answer have `op >= OP_ANSWERED`. */
+export const OP_ADD = 1;
+/** `removeVcpu(a)`. */
+export const OP_REMOVE = 2;
+/** `onHalt(a, b, c)`. */
+export const OP_HALT = 3;
+/** `onDeschedule(a, b, c, REASONS[d], e)`. */
+export const OP_DESCHED = 4;
+/** `setParams(json.target, json.params)`. */
+export const OP_PARAMS = 5;
+/** First opcode that needs an answer. */
+export const OP_ANSWERED = 16;
+/** `init(ctx)` (ctx JSON), answer: `[tickNs]`. */
+export const OP_INIT = 16;
+/** `pickNext(a, b)`, answer: `[0]` (null) or `[1, vcpu, sliceNs]`. */
+export const OP_PICK = 17;
+/** `onWake(a, b)`, answer: `[slot]` (`-1`: none). */
+export const OP_WAKE = 18;
+/** `onTick(a)`, answer: `[n, slot...]`. */
+export const OP_TICK = 19;
+/** Flush only: no call, answer `[]`. */
+export const OP_SYNC = 20;
+/** Leave the serving loop and close the worker. */
+export const OP_QUIT = 21;
+
+/** `onDeschedule` reasons by code. */
+export const REASONS = ["slice", "preempt", "yield"] as const;
+
+/** Doubles per op. */
+export const OP_STRIDE = 6;
+/** Ops per batch; a fuller queue is flushed early. */
+export const OPS_CAP = 4096;
+/** Reply numbers (an `onTick` answer lists at most this many slots, minus one). */
+export const REPLY_CAP = 4096;
+/** Bytes of each JSON side channel. */
+export const BYTES_CAP = 1 << 20;
+
+const HEADER_BYTES = 64;
+const OPS_OFF = HEADER_BYTES;
+const REPLY_OFF = OPS_OFF + OPS_CAP * OP_STRIDE * 8;
+const REQ_BYTES_OFF = REPLY_OFF + REPLY_CAP * 8;
+const REP_BYTES_OFF = REQ_BYTES_OFF + BYTES_CAP;
+const TOTAL = REP_BYTES_OFF + BYTES_CAP;
+
+/** Typed views over one channel buffer. */
+export interface ChannelViews {
+  /** The buffer (transfer it to the worker with `postMessage`). */
+  sab: SharedArrayBuffer;
+  /** Header words. */
+  hdr: Int32Array;
+  /** Request ops. */
+  ops: Float64Array;
+  /** Reply numbers. */
+  reply: Float64Array;
+  /** Request JSON bytes. */
+  reqBytes: Uint8Array;
+  /** Reply JSON bytes. */
+  repBytes: Uint8Array;
+}
+
+/** Allocates a channel buffer. */
+export function createChannel(): ChannelViews {
+  return channelViews(new SharedArrayBuffer(TOTAL));
+}
+
+/** Views over an existing channel buffer (in the worker). */
+export function channelViews(sab: SharedArrayBuffer): ChannelViews {
+  return {
+    sab,
+    hdr: new Int32Array(sab, 0, HEADER_BYTES / 4),
+    ops: new Float64Array(sab, OPS_OFF, OPS_CAP * OP_STRIDE),
+    reply: new Float64Array(sab, REPLY_OFF, REPLY_CAP),
+    reqBytes: new Uint8Array(sab, REQ_BYTES_OFF, BYTES_CAP),
+    repBytes: new Uint8Array(sab, REP_BYTES_OFF, BYTES_CAP),
+  };
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * Writes `value` as JSON into `bytes` at `offset`; returns its length, or `-1` if it does not fit.
+ * (TextEncoder cannot write into shared memory, hence the copy; this path is rare.)
+ */
+export function writeJson(bytes: Uint8Array, offset: number, value: unknown): number {
+  const data = encoder.encode(JSON.stringify(value));
+  if (offset + data.length > bytes.length) return -1;
+  bytes.set(data, offset);
+  return data.length;
+}
+
+/** Reads JSON written by {@linkcode writeJson}. */
+export function readJson(bytes: Uint8Array, offset: number, length: number): unknown {
+  return JSON.parse(decoder.decode(bytes.slice(offset, offset + length)));
+}
+
+/** The reply side channel's content. */
+export interface ReplyJson {
+  /** Why the batch failed. */
+  fault?: {
+    reason: "throw" | "invalid";
+    hook: string;
+    message: string;
+  };
+  /** Policy events reported during the batch. */
+  events?: { kind: string; vcpu?: number; value?: number; detail?: string }[];
+}

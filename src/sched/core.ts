@@ -1,0 +1,885 @@
+/**
+ * The scheduler core: the trusted, synchronous, deterministic state machine between the EMTs
+ * (or the simulator's model of them) and a policy plugin. It has no I/O and no timers: the
+ * caller passes the time (`now`, ns) into every event method and carries out the actions each
+ * one returns (`grant`: let an EMT enter guest mode on a slot until a deadline; `preempt`: poke
+ * it out of guest mode), and calls {@linkcode SchedCore.advance} at
+ * {@linkcode SchedCore.nextTimerAt}.
+ *
+ * What it guarantees, whatever the plugin does:
+ *
+ * - A slot holds at most one vCPU, from its grant until the EMT reports that it left guest mode
+ *   (`halt`, `sliceEnd`, `preempted`, `yield`); a `preempt` does not free the slot, the EMT's
+ *   acknowledgement does. So there are never more vCPUs in guest mode than slots.
+ * - Only a runnable vCPU that is not running is granted, for `0 < slice <= maxSliceNs`, on a slot
+ *   that exists and is free: every decision is validated, and a plugin that throws, answers with
+ *   an invalid decision, times out (sandbox) or starves a runnable vCPU is ejected
+ *   (sched_ext's watchdog, `kernel/sched/ext.c`); the built-in round-robin takes over, is told
+ *   every vCPU and its state, and no vCPU is lost.
+ * - Context switches are rate-limited as Xen's credit scheduler does (`csched_schedule` in
+ *   `xen/common/sched/credit.c`, `sched_ratelimit_us`, default 1000 µs): a preemption asked for
+ *   a vCPU that has run less than `ratelimitNs` since its grant is deferred until it has.
+ *   Slice ends, halts and yields are never delayed.
+ * - `pickNext` is asked for a free slot only while some vCPU is runnable and not running (else
+ *   its only valid answer is `null`); every idle slot is offered once per event while vCPUs
+ *   wait, so a slot a plugin left idle is retried on the next wake, tick or deschedule.
+ * - Accounting adds up: a vCPU's run time is what its EMT reports, clamped to the time it held
+ *   its slot, so the sum over vCPUs never exceeds `slots × elapsed`.
+ *
+ * @module
+ */
+import rr from "../../plugins/rr.ts";
+import type {
+  DescheduleReason,
+  PolicyEvent,
+  SchedParams,
+  SlotId,
+  VcpuId,
+  VcpuInfo,
+} from "./contract.ts";
+import { Histogram, type LatencySummary } from "./histogram.ts";
+import { LocalPolicy, type PolicyPort } from "./policy_port.ts";
+import {
+  type EjectInfo,
+  type EjectReason,
+  PolicyFault,
+  Watchdog,
+  type WatchdogOptions,
+} from "./watchdog.ts";
+
+/** Let the EMT of `vcpu` enter guest mode on `slot` until `deadline` (the slice end). */
+export interface GrantAction {
+  /** Kind tag. */
+  type: "grant";
+  /** The vCPU. */
+  vcpu: VcpuId;
+  /** The slot it now holds. */
+  slot: SlotId;
+  /** Grant generation: increases with every grant, core-wide. */
+  generation: number;
+  /** Slice length (ns). */
+  sliceNs: number;
+  /** `now + sliceNs`: when the EMT must leave guest mode and report `sliceEnd`. */
+  deadline: number;
+}
+
+/**
+ * Force the EMT of `vcpu` out of guest mode (poke it). It keeps its slot until it reports
+ * `preempted` (or `halt`/`sliceEnd`, whichever happened first).
+ */
+export interface PreemptAction {
+  /** Kind tag. */
+  type: "preempt";
+  /** The vCPU. */
+  vcpu: VcpuId;
+  /** The slot it holds. */
+  slot: SlotId;
+  /** The generation of the grant being revoked. */
+  generation: number;
+}
+
+/** What an event method asks the runtime to do, in order. */
+export type SchedAction = GrantAction | PreemptAction;
+
+/** A vCPU joining ({@linkcode SchedCore.addVcpu}): its identity and initial state. */
+export interface NewVcpu {
+  /** Scheduler id, unique for the core's lifetime. */
+  id: VcpuId;
+  /** Its VM's name. */
+  vm: string;
+  /** Index in its VM. */
+  index: number;
+  /** vCPUs in its VM. */
+  vmVcpus: number;
+  /** Per-VM scheduling parameters. */
+  params: SchedParams;
+  /** `runnable` (default: wants a slot now) or `halted` (waits for a wake). */
+  state?: "runnable" | "halted";
+}
+
+/** Options of {@linkcode SchedCore}. */
+export interface SchedCoreOptions {
+  /** Number of slots (pCPUs) handed out. */
+  slots: number;
+  /** The policy in charge at start (its `init` is called by the constructor). */
+  policy: PolicyPort;
+  /** Context-switch rate limit (ns); default 1 ms (Xen's `sched_ratelimit_us` 1000); 0: off. */
+  ratelimitNs?: number;
+  /** Largest slice accepted (ns); default 100 ms. */
+  maxSliceNs?: number;
+  /** Starvation bound and the sandbox budget. */
+  watchdog?: WatchdogOptions;
+  /**
+   * Creates the policy that takes over after an ejection; default: the built-in round-robin
+   * (`plugins/rr.ts`) in-process. It must not fail.
+   */
+  fallback?: () => PolicyPort;
+  /** Called after an ejection, once the fallback is in charge. */
+  onEject?: (info: EjectInfo) => void;
+  /** Called for every policy event a plugin reports, with the time of the call. */
+  onPolicyEvent?: (event: PolicyEvent, at: number) => void;
+  /** The time the core starts at (ns); default 0. */
+  now?: number;
+}
+
+/** A vCPU's scheduling state as the core sees it. */
+export type VcpuState = "halted" | "runnable" | "running";
+
+/** One vCPU's statistics ({@linkcode SchedCore.stats}). */
+export interface VcpuStats {
+  /** Scheduler id. */
+  id: VcpuId;
+  /** VM name. */
+  vm: string;
+  /** Index in its VM. */
+  index: number;
+  /** Current state. */
+  state: VcpuState;
+  /** Slot held when running. */
+  slot?: SlotId;
+  /** Guest time reported by its EMT (ns), clamped to the time it held a slot. */
+  runNs: number;
+  /** Time it held a slot (grant → release), ns; includes hand-off and preempt latency. */
+  slotNs: number;
+  /** Time runnable without a slot (ns). */
+  waitNs: number;
+  /** Time halted (ns). */
+  haltedNs: number;
+  /** Grants received. */
+  grants: number;
+  /** Times it was preempted (a `preempt` it acknowledged). */
+  preemptions: number;
+  /** Wakes (halted → runnable). */
+  wakes: number;
+  /** Wake → grant latency. */
+  wakeLatency: LatencySummary;
+  /** Wake → grant latency, median (ns). */
+  wakeLatencyP50Ns: number;
+  /** Wake → grant latency, 99th percentile (ns). */
+  wakeLatencyP99Ns: number;
+}
+
+/** One slot's statistics. */
+export interface SlotStats {
+  /** Slot id. */
+  slot: SlotId;
+  /** The vCPU holding it, or -1. */
+  vcpu: VcpuId;
+  /** Time held by some vCPU (ns). */
+  busyNs: number;
+  /** Time free (ns). */
+  idleNs: number;
+  /** Grants on this slot. */
+  grants: number;
+}
+
+/** A snapshot of the core's accounting ({@linkcode SchedCore.stats}). */
+export interface CoreStats {
+  /** When it was taken (ns). */
+  at: number;
+  /** The policy in charge. */
+  policy: string;
+  /** Grants made (accepted `pickNext` decisions). */
+  decisions: number;
+  /** Preemptions asked for (by `onWake`/`onTick`, after rate limiting). */
+  preemptRequests: number;
+  /** Preemptions the rate limit deferred. */
+  deferredPreemptions: number;
+  /** Ejections so far. */
+  ejections: EjectInfo[];
+  /** Per vCPU, in order of `addVcpu`. */
+  vcpus: VcpuStats[];
+  /** Per slot. */
+  slots: SlotStats[];
+}
+
+const HALTED = 0;
+const RUNNABLE = 1;
+const RUNNING = 2;
+const STATE_NAMES: VcpuState[] = ["halted", "runnable", "running"];
+
+class VcpuRec {
+  state = HALTED;
+  slot = -1;
+  since: number;
+  grantAt = 0;
+  generation = 0;
+  wokenAt = -1;
+  runNs = 0;
+  slotNs = 0;
+  waitNs = 0;
+  haltedNs = 0;
+  grants = 0;
+  preemptions = 0;
+  wakes = 0;
+  readonly wakeLatency = new Histogram();
+  constructor(readonly info: NewVcpu, now: number) {
+    this.since = now;
+  }
+  /** Adds the time since the last transition to the current state's bucket. */
+  account(now: number): void {
+    const d = now - this.since;
+    if (this.state === RUNNABLE) this.waitNs += d;
+    else if (this.state === HALTED) this.haltedNs += d;
+    else this.slotNs += d;
+    this.since = now;
+  }
+}
+
+class SlotRec {
+  vcpu = -1;
+  generation = 0;
+  preempting = false;
+  deferredAt = Infinity;
+  deferredGen = 0;
+  since: number;
+  busyNs = 0;
+  idleNs = 0;
+  grants = 0;
+  constructor(readonly id: number, now: number) {
+    this.since = now;
+  }
+  account(now: number): void {
+    const d = now - this.since;
+    if (this.vcpu === -1) this.idleNs += d;
+    else this.busyNs += d;
+    this.since = now;
+  }
+}
+
+const NO_ACTIONS: SchedAction[] = [];
+Object.freeze(NO_ACTIONS);
+
+/**
+ * The scheduler core. Every event method takes the current time and returns the actions to carry
+ * out, in order (the same frozen empty array when there are none). Time must not go backwards;
+ * an earlier `now` is treated as the latest one seen.
+ */
+export class SchedCore {
+  readonly #ratelimitNs: number;
+  readonly #maxSliceNs: number;
+  readonly #slots: SlotRec[];
+  readonly #vcpus = new Map<VcpuId, VcpuRec>();
+  readonly #watchdog: Watchdog;
+  readonly #fallback: () => PolicyPort;
+  readonly #onEject?: (info: EjectInfo) => void;
+  readonly #onPolicyEvent?: (event: PolicyEvent, at: number) => void;
+  readonly #ejections: EjectInfo[] = [];
+  #port: PolicyPort;
+  #isFallback = false;
+  #portEpoch = 0;
+  #adoptedAt: number;
+  #tickNs = 0;
+  #tickAt = Infinity;
+  #now: number;
+  #out: SchedAction[] | null = null;
+  #waiting = 0;
+  #idle: number;
+  #deferred = 0;
+  #generation = 0;
+  #decisions = 0;
+  #preemptRequests = 0;
+  #deferredPreemptions = 0;
+  #closed = false;
+
+  /**
+   * Creates the core and initialises `options.policy` (`init`). If that fails, the fallback
+   * takes over at once and the ejection is reported.
+   */
+  constructor(options: SchedCoreOptions) {
+    const slots = options.slots;
+    if (!Number.isInteger(slots) || slots < 1) throw new RangeError(`slots must be >= 1: ${slots}`);
+    const now = options.now ?? 0;
+    this.#now = now;
+    this.#adoptedAt = now;
+    this.#ratelimitNs = Math.max(0, options.ratelimitNs ?? 1_000_000);
+    this.#maxSliceNs = options.maxSliceNs ?? 100_000_000;
+    if (!(this.#maxSliceNs > 0)) throw new RangeError(`maxSliceNs must be > 0`);
+    this.#slots = Array.from({ length: slots }, (_, i) => new SlotRec(i, now));
+    this.#idle = slots;
+    this.#watchdog = new Watchdog(options.watchdog, now);
+    this.#fallback = options.fallback ?? (() => new LocalPolicy(rr, { name: "rr" }));
+    this.#onEject = options.onEject;
+    this.#onPolicyEvent = options.onPolicyEvent;
+    this.#port = options.policy;
+    this.#adopt(options.policy, now, false);
+    this.#events();
+  }
+
+  // ---------------------------------------------------------------- queries
+
+  /** The name of the policy in charge. */
+  get policyName(): string {
+    return this.#port.name;
+  }
+
+  /** Whether the built-in fallback is in charge (after an ejection). */
+  get onFallback(): boolean {
+    return this.#isFallback;
+  }
+
+  /** Number of slots. */
+  get slots(): number {
+    return this.#slots.length;
+  }
+
+  /** The last grant generation handed out. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** Ejections so far. */
+  get ejections(): readonly EjectInfo[] {
+    return this.#ejections;
+  }
+
+  /** The context-switch rate limit (ns). */
+  get ratelimitNs(): number {
+    return this.#ratelimitNs;
+  }
+
+  /** The largest slice accepted (ns). */
+  get maxSliceNs(): number {
+    return this.#maxSliceNs;
+  }
+
+  /** Whether `id` is a known vCPU. */
+  hasVcpu(id: VcpuId): boolean {
+    return this.#vcpus.has(id);
+  }
+
+  /** A vCPU's state and the slot it holds (-1 when not running); `null` if unknown. */
+  vcpuState(id: VcpuId): { state: VcpuState; slot: SlotId } | null {
+    const v = this.#vcpus.get(id);
+    return v ? { state: STATE_NAMES[v.state], slot: v.slot } : null;
+  }
+
+  /** The vCPU holding `slot`, or -1. */
+  slotHolder(slot: SlotId): VcpuId {
+    return this.#slots[slot]?.vcpu ?? -1;
+  }
+
+  /** Number of vCPUs holding a slot (never more than `slots`). */
+  runningCount(): number {
+    return this.#slots.length - this.#idle;
+  }
+
+  /** The earliest time `advance` has work (tick, deferred preemption, watchdog); or Infinity. */
+  nextTimerAt(): number {
+    let t = this.#tickAt;
+    if (this.#deferred > 0) {
+      for (const s of this.#slots) if (s.deferredAt < t) t = s.deferredAt;
+    }
+    const w = this.#watchdog.nextCheckAt();
+    return w < t ? w : t;
+  }
+
+  /** A snapshot of the accounting up to `now` (does not change state). */
+  stats(now: number = this.#now): CoreStats {
+    const at = Math.max(now, this.#now);
+    const vcpus: VcpuStats[] = [];
+    for (const v of this.#vcpus.values()) {
+      const d = at - v.since;
+      const wl = v.wakeLatency.summary();
+      vcpus.push({
+        id: v.info.id,
+        vm: v.info.vm,
+        index: v.info.index,
+        state: STATE_NAMES[v.state],
+        ...(v.state === RUNNING ? { slot: v.slot } : {}),
+        runNs: v.runNs,
+        slotNs: v.slotNs + (v.state === RUNNING ? d : 0),
+        waitNs: v.waitNs + (v.state === RUNNABLE ? d : 0),
+        haltedNs: v.haltedNs + (v.state === HALTED ? d : 0),
+        grants: v.grants,
+        preemptions: v.preemptions,
+        wakes: v.wakes,
+        wakeLatency: wl,
+        wakeLatencyP50Ns: wl.p50,
+        wakeLatencyP99Ns: wl.p99,
+      });
+    }
+    const slots = this.#slots.map((s) => {
+      const d = at - s.since;
+      return {
+        slot: s.id,
+        vcpu: s.vcpu,
+        busyNs: s.busyNs + (s.vcpu !== -1 ? d : 0),
+        idleNs: s.idleNs + (s.vcpu === -1 ? d : 0),
+        grants: s.grants,
+      };
+    });
+    return {
+      at,
+      policy: this.#port.name,
+      decisions: this.#decisions,
+      preemptRequests: this.#preemptRequests,
+      deferredPreemptions: this.#deferredPreemptions,
+      ejections: [...this.#ejections],
+      vcpus,
+      slots,
+    };
+  }
+
+  // ---------------------------------------------------------------- events
+
+  /** A vCPU joins (VM start). Throws if the id is taken. */
+  addVcpu(info: NewVcpu, now: number): SchedAction[] {
+    if (this.#vcpus.has(info.id)) throw new Error(`vCPU ${info.id} is already known`);
+    this.#begin(now);
+    const v = new VcpuRec({ ...info, params: { ...info.params } }, this.#now);
+    if (info.state !== "halted") {
+      v.state = RUNNABLE;
+      this.#waiting++;
+    }
+    this.#vcpus.set(info.id, v);
+    try {
+      this.#port.addVcpu(this.#infoOf(v));
+    } catch (e) {
+      this.#fault(e);
+    }
+    this.#fill();
+    return this.#end();
+  }
+
+  /**
+   * A vCPU leaves (its VM stopped; its EMT is gone). Its slot, if any, is freed without
+   * `onDeschedule`; the plugin gets `removeVcpu`.
+   */
+  removeVcpu(id: VcpuId, now: number): SchedAction[] {
+    const v = this.#vcpus.get(id);
+    if (!v) return NO_ACTIONS;
+    this.#begin(now);
+    if (v.state === RUNNING) this.#release(v, 0);
+    else if (v.state === RUNNABLE) this.#waiting--;
+    v.account(this.#now);
+    this.#vcpus.delete(id);
+    try {
+      this.#port.removeVcpu(id);
+    } catch (e) {
+      this.#fault(e);
+    }
+    this.#fill();
+    return this.#end();
+  }
+
+  /**
+   * A halted vCPU has an interrupt: it is runnable again. The plugin's `onWake` may name a slot
+   * to preempt (rate-limited); idle slots are then offered. A wake for a vCPU that is not halted
+   * is ignored (the interrupt will be seen when it runs).
+   */
+  wake(id: VcpuId, now: number): SchedAction[] {
+    const v = this.#vcpus.get(id);
+    if (!v || v.state !== HALTED) return NO_ACTIONS;
+    this.#begin(now);
+    v.account(this.#now);
+    v.state = RUNNABLE;
+    v.wokenAt = this.#now;
+    v.wakes++;
+    this.#waiting++;
+    let slot = -1;
+    const epoch = this.#portEpoch;
+    try {
+      slot = this.#port.onWake(id, this.#now);
+    } catch (e) {
+      this.#fault(e);
+    }
+    if (epoch === this.#portEpoch) {
+      if (slot >= this.#slots.length || slot < -1) {
+        this.#eject(
+          "invalid",
+          `onWake(vCPU ${id}) returned slot ${slot}, but slots are 0..${this.#slots.length - 1}`,
+        );
+      } else if (slot >= 0) {
+        this.#requestPreempt(slot);
+      }
+    }
+    this.#fill();
+    return this.#end();
+  }
+
+  /** The running (or runnable) vCPU halted after running `ranNs` since its grant. */
+  halt(id: VcpuId, now: number, ranNs: number): SchedAction[] {
+    const v = this.#vcpus.get(id);
+    if (!v || v.state === HALTED) return NO_ACTIONS;
+    this.#begin(now);
+    let ran = 0;
+    if (v.state === RUNNING) ran = this.#release(v, ranNs);
+    else this.#waiting--;
+    v.account(this.#now);
+    v.state = HALTED;
+    v.wokenAt = -1;
+    try {
+      this.#port.onHalt(id, this.#now, ran);
+    } catch (e) {
+      this.#fault(e);
+    }
+    this.#fill();
+    return this.#end();
+  }
+
+  /** The running vCPU's slice ended (its EMT left guest mode at the deadline). */
+  sliceEnd(id: VcpuId, now: number, ranNs: number): SchedAction[] {
+    return this.#deschedule(id, now, ranNs, "slice");
+  }
+
+  /** The EMT acknowledged a `preempt`: it left guest mode after `ranNs`. */
+  preempted(id: VcpuId, now: number, ranNs: number): SchedAction[] {
+    return this.#deschedule(id, now, ranNs, "preempt");
+  }
+
+  /** The running vCPU gave up its slot voluntarily (e.g. a pause-loop exit). */
+  yield(id: VcpuId, now: number, ranNs: number): SchedAction[] {
+    return this.#deschedule(id, now, ranNs, "yield");
+  }
+
+  /** Timers: the plugin's tick, deferred preemptions, the watchdog's starvation check. */
+  advance(now: number): SchedAction[] {
+    this.#begin(now);
+    const t = this.#now;
+    if (t >= this.#tickAt) {
+      this.#tickAt += this.#tickNs;
+      if (this.#tickAt <= t) this.#tickAt = t + this.#tickNs;
+      let slots: SlotId[] = [];
+      const epoch = this.#portEpoch;
+      try {
+        slots = this.#port.onTick(t);
+      } catch (e) {
+        this.#fault(e);
+      }
+      if (epoch === this.#portEpoch) {
+        for (const s of slots) {
+          if (s < 0 || s >= this.#slots.length) {
+            this.#eject(
+              "invalid",
+              `onTick returned slot ${s}, but slots are 0..${this.#slots.length - 1}`,
+            );
+            break;
+          }
+          this.#requestPreempt(s);
+          if (epoch !== this.#portEpoch) break;
+        }
+      }
+    }
+    if (this.#deferred > 0) {
+      for (const s of this.#slots) {
+        if (s.deferredAt <= t) {
+          s.deferredAt = Infinity;
+          this.#deferred--;
+          if (s.vcpu !== -1 && s.deferredGen === s.generation && !s.preempting) {
+            this.#issuePreempt(s);
+          }
+        }
+      }
+    }
+    if (this.#watchdog.due(t)) {
+      const starving = this.#isFallback ? null : this.#watchdog.check(t, this.#waitingVcpus());
+      if (starving) {
+        const v = this.#vcpus.get(starving.id)!;
+        const waited = (t - starving.waitingSince) / 1e6;
+        this.#eject(
+          "starvation",
+          `vCPU ${v.info.id} (${v.info.vm}#${v.info.index}) was runnable for ${
+            waited.toFixed(1)
+          } ms without a slot (bound ${this.#watchdog.starvationNs / 1e6} ms)`,
+        );
+      }
+    }
+    this.#fill();
+    return this.#end();
+  }
+
+  /** Ejects the current plugin by hand; the fallback takes over (`reason` is the detail). */
+  eject(reason: string, now: number): SchedAction[] {
+    this.#begin(now);
+    this.#eject("manual", reason || "manual ejection");
+    this.#fill();
+    return this.#end();
+  }
+
+  /**
+   * Hot-swaps the policy: the old port is closed, the new one is initialised and told every
+   * vCPU with its current state (running ones keep their slot until their slice ends). If the
+   * new plugin fails while being told, it is ejected and the fallback takes over.
+   */
+  swapPolicy(port: PolicyPort, now: number): SchedAction[] {
+    this.#begin(now);
+    this.#port.close();
+    this.#adopt(port, this.#now, false);
+    this.#fill();
+    return this.#end();
+  }
+
+  /** Runtime parameter change (`target`: a VM name or `"*"`). Idle slots are offered after. */
+  setParams(target: string, params: SchedParams, now: number): SchedAction[] {
+    this.#begin(now);
+    if (target !== "*") {
+      for (const v of this.#vcpus.values()) {
+        if (v.info.vm === target) Object.assign(v.info.params, params);
+      }
+    }
+    try {
+      this.#port.setParams(target, params);
+    } catch (e) {
+      this.#fault(e);
+    }
+    this.#fill();
+    return this.#end();
+  }
+
+  /** Closes the policy port (terminates a sandbox Worker). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#port.close();
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  #begin(now: number): void {
+    if (now > this.#now) this.#now = now;
+    this.#out = null;
+  }
+
+  #end(): SchedAction[] {
+    this.#events();
+    const out = this.#out;
+    this.#out = null;
+    return out ?? NO_ACTIONS;
+  }
+
+  #push(a: SchedAction): void {
+    (this.#out ??= []).push(a);
+  }
+
+  #infoOf(v: VcpuRec): VcpuInfo {
+    const i = v.info;
+    const info: VcpuInfo = {
+      id: i.id,
+      vm: i.vm,
+      index: i.index,
+      vmVcpus: i.vmVcpus,
+      params: { ...i.params },
+      state: STATE_NAMES[v.state] as VcpuInfo["state"],
+    };
+    if (v.state === RUNNING) info.slot = v.slot;
+    return info;
+  }
+
+  #events(): void {
+    const evs = this.#port.takeEvents();
+    if (evs.length === 0 || !this.#onPolicyEvent) return;
+    for (const e of evs) this.#onPolicyEvent(e, this.#now);
+  }
+
+  *#waitingVcpus(): Iterable<{ id: number; waitingSince: number }> {
+    for (const v of this.#vcpus.values()) {
+      if (v.state === RUNNABLE) {
+        yield { id: v.info.id, waitingSince: Math.max(v.since, this.#adoptedAt) };
+      }
+    }
+  }
+
+  /** Frees `v`'s slot; returns the accepted run time. */
+  #release(v: VcpuRec, ranNs: number): number {
+    const s = this.#slots[v.slot];
+    const held = this.#now - v.grantAt;
+    const ran = ranNs > 0 ? (ranNs < held ? ranNs : held) : 0;
+    v.runNs += ran;
+    s.account(this.#now);
+    s.vcpu = -1;
+    s.preempting = false;
+    if (s.deferredAt !== Infinity) {
+      s.deferredAt = Infinity;
+      this.#deferred--;
+    }
+    this.#idle++;
+    v.slot = -1;
+    return ran;
+  }
+
+  #deschedule(id: VcpuId, now: number, ranNs: number, reason: DescheduleReason): SchedAction[] {
+    const v = this.#vcpus.get(id);
+    if (!v || v.state !== RUNNING) return NO_ACTIONS;
+    this.#begin(now);
+    const slot = v.slot;
+    const ran = this.#release(v, ranNs);
+    v.account(this.#now);
+    v.state = RUNNABLE;
+    this.#waiting++;
+    if (reason === "preempt") v.preemptions++;
+    const epoch = this.#portEpoch;
+    try {
+      this.#port.onDeschedule(id, slot, ran, reason, this.#now);
+    } catch (e) {
+      this.#fault(e);
+    }
+    if (epoch === this.#portEpoch) this.#offer(slot);
+    this.#fill();
+    return this.#end();
+  }
+
+  /** Asks the plugin who runs on the free `slot`; validates and grants. */
+  #offer(slot: number): void {
+    if (this.#waiting === 0) return;
+    const epoch = this.#portEpoch;
+    let d: { vcpu: number; sliceNs: number } | null = null;
+    try {
+      d = this.#port.pickNext(slot, this.#now);
+    } catch (e) {
+      this.#fault(e);
+      return;
+    }
+    if (epoch !== this.#portEpoch) return;
+    if (d === null) return;
+    const v = this.#vcpus.get(d.vcpu);
+    let bad: string | null = null;
+    if (!v) bad = `chose vCPU ${d.vcpu}, which does not exist`;
+    else if (v.state === HALTED) bad = `chose vCPU ${d.vcpu}, which is halted`;
+    else if (v.state === RUNNING) {
+      bad = `chose vCPU ${d.vcpu}, which is already running on slot ${v.slot}`;
+    } else if (!(d.sliceNs > 0)) {
+      bad = `gave vCPU ${d.vcpu} a slice of ${d.sliceNs} ns (must be > 0)`;
+    } else if (d.sliceNs > this.#maxSliceNs) {
+      bad = `gave vCPU ${d.vcpu} a slice of ${d.sliceNs} ns (max ${this.#maxSliceNs})`;
+    }
+    if (bad !== null) {
+      this.#eject("invalid", `pickNext(slot ${slot}) ${bad}`);
+      return;
+    }
+    this.#grant(v!, slot, d.sliceNs);
+  }
+
+  #grant(v: VcpuRec, slot: number, sliceNs: number): void {
+    const s = this.#slots[slot];
+    const now = this.#now;
+    v.account(now);
+    this.#waiting--;
+    v.state = RUNNING;
+    v.slot = slot;
+    v.grantAt = now;
+    v.grants++;
+    if (v.wokenAt >= 0) {
+      v.wakeLatency.record(now - v.wokenAt);
+      v.wokenAt = -1;
+    }
+    s.account(now);
+    s.vcpu = v.info.id;
+    s.grants++;
+    s.preempting = false;
+    const generation = ++this.#generation;
+    s.generation = generation;
+    v.generation = generation;
+    this.#idle--;
+    this.#decisions++;
+    this.#push({
+      type: "grant",
+      vcpu: v.info.id,
+      slot,
+      generation,
+      sliceNs,
+      deadline: now + sliceNs,
+    });
+  }
+
+  /** The plugin wants `slot` rescheduled: preempt its vCPU (rate-limited) or fill it. */
+  #requestPreempt(slot: number): void {
+    const s = this.#slots[slot];
+    if (s.vcpu === -1) {
+      this.#offer(slot);
+      return;
+    }
+    if (s.preempting) return;
+    const v = this.#vcpus.get(s.vcpu)!;
+    const ranFor = this.#now - v.grantAt;
+    if (ranFor < this.#ratelimitNs) {
+      // Xen credit's ratelimit: let it run ratelimitNs since its grant, then preempt.
+      const at = v.grantAt + this.#ratelimitNs;
+      if (s.deferredAt === Infinity) {
+        this.#deferred++;
+        this.#deferredPreemptions++;
+      }
+      s.deferredAt = at;
+      s.deferredGen = s.generation;
+      return;
+    }
+    this.#issuePreempt(s);
+  }
+
+  #issuePreempt(s: SlotRec): void {
+    s.preempting = true;
+    if (s.deferredAt !== Infinity) {
+      s.deferredAt = Infinity;
+      this.#deferred--;
+    }
+    this.#preemptRequests++;
+    this.#push({ type: "preempt", vcpu: s.vcpu, slot: s.id, generation: s.generation });
+  }
+
+  /** Offers every idle slot once while some vCPU waits; restarts after an ejection. */
+  #fill(): void {
+    let restarts = 0;
+    for (let i = 0; i < this.#slots.length; i++) {
+      if (this.#waiting === 0 || this.#idle === 0) return;
+      if (this.#slots[i].vcpu !== -1) continue;
+      const epoch = this.#portEpoch;
+      this.#offer(i);
+      if (epoch !== this.#portEpoch && restarts++ < 3) i = -1;
+    }
+  }
+
+  /** A port call failed: eject with its reason (non-faults are bugs and propagate). */
+  #fault(e: unknown): void {
+    if (!(e instanceof PolicyFault)) throw e;
+    this.#eject(e.reason, e.message);
+  }
+
+  #eject(reason: EjectReason, detail: string): void {
+    const old = this.#port;
+    if (this.#isFallback && reason !== "manual") {
+      throw new Error(`the fallback policy ${old.name} failed (${reason}): ${detail}`);
+    }
+    const info: EjectInfo = { plugin: old.name, reason, detail, at: this.#now };
+    this.#ejections.push(info);
+    this.#events();
+    old.close();
+    this.#adopt(this.#fallback(), this.#now, true);
+    this.#onEject?.(info);
+  }
+
+  /** Puts `port` in charge: init, then every vCPU with its state. */
+  #adopt(port: PolicyPort, now: number, isFallback: boolean): void {
+    this.#port = port;
+    this.#isFallback = isFallback;
+    this.#portEpoch++;
+    this.#adoptedAt = now;
+    for (const s of this.#slots) {
+      if (s.deferredAt !== Infinity) {
+        s.deferredAt = Infinity;
+        this.#deferred--;
+      }
+    }
+    this.#tickNs = 0;
+    this.#tickAt = Infinity;
+    const epoch = this.#portEpoch;
+    try {
+      port.init({
+        slots: this.#slots.length,
+        maxSliceNs: this.#maxSliceNs,
+        ratelimitNs: this.#ratelimitNs,
+      });
+      for (const v of this.#vcpus.values()) port.addVcpu(this.#infoOf(v));
+    } catch (e) {
+      if (isFallback) throw e;
+      this.#fault(e);
+      return;
+    }
+    if (epoch !== this.#portEpoch) return;
+    const tick = port.tickNs;
+    if (tick > 0) {
+      this.#tickNs = tick;
+      this.#tickAt = now + tick;
+    }
+    this.#watchdog.reset(now);
+  }
+}

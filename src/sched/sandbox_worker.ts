@@ -1,0 +1,287 @@
+/// <reference lib="deno.worker" />
+/**
+ * The sandbox Worker's entry: imports one plugin module (by a computed specifier, so that Deno
+ * loads it with this Worker's permissions, which deny everything but reading the plugin's own
+ * file) and serves batches of calls from the core over the shared channel (`channel.ts`).
+ *
+ * Start-up: the core posts `{ sab, spec }`; the worker imports `spec`, checks the default export
+ * and posts `{ ok: true, name }` or `{ ok: false, error }`. From then on it only talks through
+ * the channel: it spins briefly for the next request, then sleeps in `Atomics.waitAsync`, which
+ * returns to the event loop, so that promise rejections the plugin caused (a denied `fetch`,
+ * `Deno.connect`, dynamic `import()`) are seen and reported as faults in the next reply. While
+ * requests keep arriving during the spin it still yields to the event loop about once a
+ * millisecond for the same reason.
+ *
+ * @module
+ */
+import {
+  channelViews,
+  H_NOPS,
+  H_REP,
+  H_REP_BYTES,
+  H_REQ,
+  H_SPIN_NS,
+  H_STATUS,
+  OP_ADD,
+  OP_DESCHED,
+  OP_HALT,
+  OP_INIT,
+  OP_PARAMS,
+  OP_PICK,
+  OP_QUIT,
+  OP_REMOVE,
+  OP_STRIDE,
+  OP_SYNC,
+  OP_TICK,
+  OP_WAKE,
+  readJson,
+  REASONS,
+  REPLY_CAP,
+  type ReplyJson,
+  ST_FAULT,
+  ST_OK,
+  writeJson,
+} from "./channel.ts";
+import type {
+  PolicyEvent,
+  SchedContext,
+  SchedParams,
+  SchedulerPlugin,
+  VcpuInfo,
+} from "./contract.ts";
+import {
+  checkPick,
+  checkTick,
+  checkTickNs,
+  checkVoid,
+  checkWake,
+  errorText,
+  pluginFromModule,
+} from "./load.ts";
+
+/** The start message from the core. */
+interface StartMessage {
+  sab: SharedArrayBuffer;
+  spec: string;
+}
+
+/** Events per batch beyond which reports are dropped (a flooding plugin). */
+const MAX_EVENTS = 10_000;
+
+let asyncFault: string | null = null;
+self.addEventListener("unhandledrejection", (e) => {
+  e.preventDefault();
+  asyncFault ??= `a promise the plugin started was rejected: ${errorText(e.reason)}`;
+});
+self.addEventListener("error", (e) => {
+  e.preventDefault();
+  asyncFault ??= `uncaught error in the plugin: ${errorText(e.error ?? e.message)}`;
+});
+
+self.onmessage = async (e: MessageEvent<StartMessage>) => {
+  self.onmessage = null;
+  const { sab, spec } = e.data;
+  let plugin: SchedulerPlugin;
+  try {
+    // A computed specifier: a string literal would be preloaded with the parent's permissions.
+    const mod = await import(spec);
+    const p = pluginFromModule(mod);
+    if (typeof p === "string") {
+      self.postMessage({ ok: false, error: p });
+      return;
+    }
+    plugin = p;
+  } catch (err) {
+    self.postMessage({ ok: false, error: errorText(err) });
+    return;
+  }
+  self.postMessage({ ok: true, name: typeof plugin.name === "string" ? plugin.name : "" });
+  await serve(sab, plugin);
+  self.close();
+};
+
+/** A macrotask turn: lets Deno dispatch `unhandledrejection` and finish async ops. */
+function turn(): Promise<void> {
+  return new Promise((resolve) => {
+    const ch = new MessageChannel();
+    ch.port2.onmessage = () => {
+      ch.port1.close();
+      ch.port2.close();
+      resolve();
+    };
+    ch.port1.postMessage(0);
+  });
+}
+
+class HookFault {
+  constructor(
+    readonly reason: "throw" | "invalid",
+    readonly hook: string,
+    readonly message: string,
+  ) {}
+}
+
+async function serve(sab: SharedArrayBuffer, plugin: SchedulerPlugin): Promise<void> {
+  const ch = channelViews(sab);
+  const { hdr, ops, reply, reqBytes, repBytes } = ch;
+  let events: PolicyEvent[] = [];
+  let dropped = 0;
+  const report = (ev: PolicyEvent) => {
+    if (events.length >= MAX_EVENTS) {
+      dropped++;
+      return;
+    }
+    const out: PolicyEvent = { kind: String(ev?.kind ?? "") };
+    if (typeof ev?.vcpu === "number") out.vcpu = ev.vcpu;
+    if (typeof ev?.value === "number") out.value = ev.value;
+    if (typeof ev?.detail === "string") out.detail = ev.detail;
+    events.push(out);
+  };
+  let params: SchedParams = {};
+
+  const call = (hook: string, f: () => unknown): unknown => {
+    let r: unknown;
+    try {
+      r = f();
+    } catch (err) {
+      throw new HookFault("throw", hook, `${hook} threw ${errorText(err)}`);
+    }
+    return r;
+  };
+  const callVoid = (hook: string, f: () => unknown): void => {
+    const bad = checkVoid(hook, call(hook, f));
+    if (bad !== null) throw new HookFault("invalid", hook, bad);
+  };
+
+  /** Runs one batch; returns whether the core asked us to quit. */
+  const runBatch = (): boolean => {
+    const n = Atomics.load(hdr, H_NOPS);
+    let status = ST_OK;
+    let json: ReplyJson | null = null;
+    let quit = false;
+    try {
+      if (asyncFault !== null) throw new HookFault("throw", "(async)", asyncFault);
+      for (let i = 0; i < n; i++) {
+        const o = i * OP_STRIDE;
+        const op = ops[o];
+        const a = ops[o + 1], b = ops[o + 2], c = ops[o + 3], d = ops[o + 4], e = ops[o + 5];
+        switch (op) {
+          case OP_ADD: {
+            const info = readJson(reqBytes, a, b) as VcpuInfo;
+            if (plugin.addVcpu) callVoid("addVcpu", () => plugin.addVcpu!(info));
+            break;
+          }
+          case OP_REMOVE:
+            if (plugin.removeVcpu) callVoid("removeVcpu", () => plugin.removeVcpu!(a));
+            break;
+          case OP_HALT:
+            callVoid("onHalt", () => plugin.onHalt(a, b, c));
+            break;
+          case OP_DESCHED:
+            if (plugin.onDeschedule) {
+              callVoid("onDeschedule", () => plugin.onDeschedule!(a, b, c, REASONS[d], e));
+            }
+            break;
+          case OP_PARAMS: {
+            const { target, params: p } = readJson(reqBytes, a, b) as {
+              target: string;
+              params: SchedParams;
+            };
+            if (target === "*") params = { ...params, ...p };
+            if (plugin.setParams) callVoid("setParams", () => plugin.setParams!(target, p));
+            break;
+          }
+          case OP_INIT: {
+            const ctx = readJson(reqBytes, a, b) as Omit<SchedContext, "report">;
+            params = { ...ctx.params };
+            const context: SchedContext = { ...ctx, params: { ...params }, report };
+            if (plugin.init) callVoid("init", () => plugin.init!(context));
+            const t = checkTickNs(plugin);
+            if (typeof t === "string") throw new HookFault("invalid", "tickNs", t);
+            reply[0] = t;
+            break;
+          }
+          case OP_PICK: {
+            const r = checkPick(call("pickNext", () => plugin.pickNext(a, b)));
+            if (typeof r === "string") throw new HookFault("invalid", "pickNext", r);
+            if (r === null) reply[0] = 0;
+            else {
+              reply[0] = 1;
+              reply[1] = r.vcpu;
+              reply[2] = r.sliceNs;
+            }
+            break;
+          }
+          case OP_WAKE: {
+            const r = checkWake(call("onWake", () => plugin.onWake(a, b)));
+            if (typeof r === "string") throw new HookFault("invalid", "onWake", r);
+            reply[0] = r;
+            break;
+          }
+          case OP_TICK: {
+            const r = plugin.onTick ? checkTick(call("onTick", () => plugin.onTick!(a))) : [];
+            if (typeof r === "string") throw new HookFault("invalid", "onTick", r);
+            if (r.length >= REPLY_CAP) {
+              throw new HookFault("invalid", "onTick", `onTick returned ${r.length} slots`);
+            }
+            reply[0] = r.length;
+            for (let k = 0; k < r.length; k++) reply[1 + k] = r[k];
+            break;
+          }
+          case OP_SYNC:
+            break;
+          case OP_QUIT:
+            quit = true;
+            break;
+          default:
+            throw new HookFault("invalid", "(channel)", `unknown opcode ${op}`);
+        }
+      }
+    } catch (err) {
+      status = ST_FAULT;
+      const f = err instanceof HookFault
+        ? err
+        : new HookFault("throw", "(sandbox)", errorText(err));
+      json = { fault: { reason: f.reason, hook: f.hook, message: f.message } };
+      asyncFault = null;
+    }
+    if (events.length > 0 || dropped > 0) {
+      if (dropped > 0) events.push({ kind: "dropped", value: dropped });
+      json = { ...(json ?? {}), events };
+      events = [];
+      dropped = 0;
+    }
+    let len = 0;
+    if (json !== null) {
+      len = writeJson(repBytes, 0, json);
+      if (len < 0) len = writeJson(repBytes, 0, { fault: json.fault });
+    }
+    Atomics.store(hdr, H_STATUS, status);
+    Atomics.store(hdr, H_REP_BYTES, len);
+    return quit;
+  };
+
+  let seq = 0; // the core starts at 1 (it may already have sent it)
+  let lastTurn = performance.now();
+  for (;;) {
+    // Wait for the next request: spin, then sleep in the event loop.
+    const spinMs = Atomics.load(hdr, H_SPIN_NS) / 1e6;
+    const t0 = performance.now();
+    while (Atomics.load(hdr, H_REQ) === seq) {
+      if (performance.now() - t0 >= spinMs) {
+        const w = Atomics.waitAsync(hdr, H_REQ, seq);
+        if (w.async) await w.value;
+        lastTurn = performance.now();
+      }
+    }
+    seq = Atomics.load(hdr, H_REQ);
+    const quit = runBatch();
+    Atomics.store(hdr, H_REP, seq);
+    Atomics.notify(hdr, H_REP);
+    if (quit) return;
+    if (performance.now() - lastTurn >= 1) {
+      await turn();
+      lastTurn = performance.now();
+    }
+  }
+}
