@@ -4,6 +4,7 @@
  */
 import { benchExits } from "./exits.ts";
 import { benchStartup, memoryPerWorker } from "./startup.ts";
+import { benchDecisions, benchEnforcement, benchHandoff } from "./sched.ts";
 import { fmt } from "./stats.ts";
 
 const results: Record<string, unknown> = { date: new Date().toISOString() };
@@ -37,6 +38,33 @@ console.log(
   `  ${fmt(mem.perVcpuMb, 2)} MB per vCPU, bare Deno Worker ${fmt(mem.bareWorkerMb, 2)} MB, ratio ${
     fmt(mem.perVcpuMb / mem.bareWorkerMb, 2)
   }`,
+);
+
+console.log("== scheduler: decision latency, pickNext through the sandbox (rr), 20,000 calls");
+const dec = await benchDecisions();
+results.decisions = dec;
+console.log(
+  `  sandbox p50 ${fmt(dec.sandboxP50Ns / 1e3, 2)} us (goal <= 10), p99 ${
+    fmt(dec.sandboxP99Ns / 1e3, 1)
+  } us; in-process p50 ${fmt(dec.localP50Ns / 1e3, 2)} us`,
+);
+
+console.log("== scheduler: slot hand-off, 2 spinning VMs on 1 slot, 1 ms slices");
+const hand = await benchHandoff();
+results.handoff = hand;
+console.log(
+  `  ${fmt(hand.handoffNs / 1e3, 1)} us per grant (${hand.grants} grants), C futex one-way ${
+    fmt(hand.futexNs / 1e3, 1)
+  } us, ratio ${fmt(hand.ratio, 2)} (goal <= 2)`,
+);
+
+console.log("== scheduler: enforcement cost, 2 spinning VMs on 2 slots, rr 10 ms slices");
+const enf = await benchEnforcement();
+results.enforcement = enf;
+console.log(
+  `  spin rate with/without the scheduler ${fmt(enf.scheduledRate / enf.freeRate, 4)}, cost ${
+    fmt(enf.cost * 100, 2)
+  } % (goal <= 1 %)`,
 );
 
 await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });

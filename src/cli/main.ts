@@ -44,7 +44,8 @@ export async function main(args: string[]): Promise<number> {
   } catch (e) {
     const err = e as Error & { code?: string };
     const usage = e instanceof UsageError || e instanceof ConfigError ||
-      e instanceof ElfError || e instanceof SchedulerError || (err.code?.startsWith("ERR_PARSE_ARGS") ?? false);
+      e instanceof ElfError || e instanceof SchedulerError ||
+      (err.code?.startsWith("ERR_PARSE_ARGS") ?? false);
     console.error(`deno-vmm ${command}: ${err.message}`);
     return usage ? EXIT_USAGE : 1;
   }

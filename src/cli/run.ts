@@ -9,7 +9,12 @@ import { ConfigError, type VmConfig } from "../vm/config.ts";
 import type { Vm, VmExit } from "../vm/vm.ts";
 import { Vmm } from "../vmm.ts";
 import { parseVmSpec } from "./vm_spec.ts";
-import { SCHED_FLAGS, SCHED_FLAGS_HELP, schedulerFromConfig, schedulerFromFlags } from "./sched_flags.ts";
+import {
+  SCHED_FLAGS,
+  SCHED_FLAGS_HELP,
+  schedulerFromConfig,
+  schedulerFromFlags,
+} from "./sched_flags.ts";
 import type { SchedulerOptions } from "../sched/scheduler.ts";
 import { UsageError } from "./usage.ts";
 
@@ -134,8 +139,10 @@ export async function runCommand(args: string[]): Promise<number> {
       ...scheduler,
       onEject: (info, fallback) =>
         Deno.stderr.writeSync(
-          enc.encode(`scheduler: ${info.plugin} ejected (${info.reason}: ${info.detail}); ` +
-            `${fallback} takes over\n`),
+          enc.encode(
+            `scheduler: ${info.plugin} ejected (${info.reason}: ${info.detail}); ` +
+              `${fallback} takes over\n`,
+          ),
         ),
     },
   });

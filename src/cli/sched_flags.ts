@@ -20,7 +20,8 @@ export const SCHED_FLAGS = {
 } as const;
 
 /** Help lines of the scheduler flags. */
-export const SCHED_FLAGS_HELP = `  --sched PLUGIN      enforce slots with this policy (plugins/credit.ts, a path or URL);
+export const SCHED_FLAGS_HELP =
+  `  --sched PLUGIN      enforce slots with this policy (plugins/credit.ts, a path or URL);
                       without it every vCPU thread runs free under Linux's scheduler
   --sched-param K=V   a plugin parameter (repeatable), e.g. tslice_ms=30
   --slots N           slots (pCPUs) the scheduler hands out (default: available CPUs)

@@ -354,6 +354,15 @@ export class SchedCore {
     return v ? { state: STATE_NAMES[v.state], slot: v.slot } : null;
   }
 
+  /** A copy of a vCPU's wake → grant latency histogram (to merge per VM); `null` if unknown. */
+  wakeHistogram(id: VcpuId): Histogram | null {
+    const v = this.#vcpus.get(id);
+    if (!v) return null;
+    const h = new Histogram();
+    h.merge(v.wakeLatency);
+    return h;
+  }
+
   /** The vCPU holding `slot`, or -1. */
   slotHolder(slot: SlotId): VcpuId {
     return this.#slots[slot]?.vcpu ?? -1;

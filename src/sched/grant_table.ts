@@ -1,8 +1,10 @@
 /**
  * The shared memory between the EMTs of one VM and the scheduler core: per vCPU a grant
  * record (written by the core, read by the EMT) and a single-producer single-consumer ring of
- * scheduling events (written by the EMT, read by the core). A VMM-wide doorbell word tells the
- * core that some ring has news (`Atomics.notify`; the core waits with `Atomics.waitAsync`).
+ * scheduling events (written by the EMT, read by the core). A VMM-wide doorbell tells the core
+ * that some ring has news: word 0 counts events, word 1 counts control messages the main thread
+ * posted (so the core, which sleeps in a synchronous `Atomics.wait` on word 0, knows to let its
+ * event loop deliver them).
  *
  * A grant is `{generation, slot, sliceDeadline}`; generations only grow, so an EMT tells a new
  * grant from the one it just gave back, and a revoke names the generation it revokes. An EMT
@@ -82,7 +84,18 @@ export function allocateGrantTable(vcpus: number): SharedArrayBuffer {
 
 /** Allocates the VMM-wide doorbell. */
 export function allocateDoorbell(): SharedArrayBuffer {
-  return new SharedArrayBuffer(4);
+  return new SharedArrayBuffer(8);
+}
+
+/** Doorbell words. */
+export const DOORBELL = { events: 0, control: 1 } as const;
+
+/** Tells the core a control message was posted (after `postMessage`). */
+export function ringControl(doorbell: SharedArrayBuffer): void {
+  const w = new Int32Array(doorbell);
+  Atomics.add(w, DOORBELL.control, 1);
+  Atomics.add(w, DOORBELL.events, 1);
+  Atomics.notify(w, DOORBELL.events);
 }
 
 /** One vCPU's record, as the EMT uses it. */

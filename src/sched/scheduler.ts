@@ -8,7 +8,7 @@
  */
 import type { SchedParams } from "./contract.ts";
 import type { EjectInfo } from "./watchdog.ts";
-import { allocateDoorbell } from "./grant_table.ts";
+import { allocateDoorbell, ringControl } from "./grant_table.ts";
 import type { CoreReply, CoreRequest, PolicySpec, SchedStats } from "./runtime_protocol.ts";
 
 const CORE_WORKER = new URL("./core_worker.ts", import.meta.url);
@@ -199,6 +199,7 @@ export class Scheduler {
       this.#pending.set(id, resolve)
     );
     this.#worker.postMessage(make(id));
+    ringControl(this.#doorbell);
     const r = await done;
     if (r.error) throw new SchedulerError(r.error);
     return r;

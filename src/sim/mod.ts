@@ -1,7 +1,7 @@
 /**
  * The scheduler simulator: a discrete-event model of EMTs and guest workloads with a virtual
- * clock, deterministic for a seed, that runs a plugin through the same {@linkcode SchedCore} and
- * (by default) the same sandbox as the real VMM.
+ * clock, deterministic for a seed, that runs a plugin through the same `SchedCore` and (by
+ * default) the same sandbox as the real VMM.
  *
  * ```ts
  * import { simulate } from "./src/sim/mod.ts";
@@ -9,18 +9,152 @@
  *   plugin: "plugins/rr.ts",
  *   slots: 1,
  *   seconds: 2,
- *   vms: [{ name: "a", vcpus: 1, workload: { kind: "spin" } }],
+ *   vms: [
+ *     { name: "a", vcpus: 1, workload: { kind: "spin" } },
+ *     { name: "b", vcpus: 1, workload: { kind: "echo", mode: "open", ratePerSec: 500, serviceUs: 50 } },
+ *   ],
  * });
- * console.log(r.vms[0].share);
+ * console.log(r.vms.map((vm) => `${vm.name} ${(vm.share * 100).toFixed(1)} %`));
  * ```
  *
  * @module
  */
 export type * from "./types.ts";
 export type { EjectInfo, EjectReason } from "../sched/watchdog.ts";
+import type { SchedParams, SchedulerPlugin } from "../sched/contract.ts";
+import { pluginFromModule, PluginLoadError } from "../sched/load.ts";
+import { LocalPolicy, type PolicyPort } from "../sched/policy_port.ts";
+import { resolvePluginUrl, SandboxPolicy } from "../sched/sandbox.ts";
+import { Engine, type EngineStep } from "./engine.ts";
 import type { SimOptions, SimResult } from "./types.ts";
 
-/** Runs a simulation. */
-export function simulate(_options: SimOptions): Promise<SimResult> {
-  return Promise.reject(new Error("simulate: not implemented yet"));
+/** How long the sandbox's two sides spin before sleeping in the simulator (calls come fast). */
+const SIM_SPIN_NS = 500_000;
+
+let instances = 0;
+
+/** Options that shape how a plugin is loaded for a simulation. */
+interface LoadContext {
+  slots: number;
+  maxSliceNs: number;
+  ratelimitNs: number;
+  budgetNs?: number;
+  sandbox: boolean;
+  allowRead?: string[];
+  allowImport?: string[];
+}
+
+/**
+ * Loads a plugin for a simulation: an object runs in-process; a path or URL runs in the sandbox,
+ * or in-process as a fresh module instance when `sandbox` is false.
+ */
+async function loadPort(
+  plugin: string | URL | SchedulerPlugin,
+  params: SchedParams,
+  c: LoadContext,
+): Promise<PolicyPort> {
+  if (typeof plugin === "object" && !(plugin instanceof URL)) {
+    return new LocalPolicy(plugin, { params, name: "plugin" });
+  }
+  if (c.sandbox) {
+    return await SandboxPolicy.create({
+      plugin,
+      params,
+      slots: c.slots,
+      maxSliceNs: c.maxSliceNs,
+      ratelimitNs: c.ratelimitNs,
+      budgetNs: c.budgetNs,
+      spinNs: SIM_SPIN_NS,
+      allowRead: c.allowRead,
+      allowImport: c.allowImport,
+    });
+  }
+  const spec = String(plugin);
+  const url = resolvePluginUrl(plugin);
+  // A fresh module instance per simulation, so module-level state never leaks between runs.
+  if (url.protocol === "file:") url.searchParams.set("sim-instance", String(++instances));
+  let mod: unknown;
+  try {
+    mod = await import(url.href);
+  } catch (e) {
+    throw new PluginLoadError(spec, (e as Error).message);
+  }
+  const p = pluginFromModule(mod);
+  if (typeof p === "string") throw new PluginLoadError(spec, p);
+  return new LocalPolicy(p, { params, name: spec });
+}
+
+function check(ok: boolean, message: string): void {
+  if (!ok) throw new RangeError(`simulate: ${message}`);
+}
+
+/**
+ * Runs a simulation. Rejects with a `PluginLoadError` when a plugin cannot be loaded and with a
+ * `RangeError` naming the bad option otherwise. A plugin that misbehaves during the run is
+ * ejected (see `SimResult.ejections`) and the run goes on under the fallback round-robin.
+ */
+export async function simulate(options: SimOptions): Promise<SimResult> {
+  const o = options;
+  check(Number.isInteger(o.slots) && o.slots >= 1, `slots must be an integer >= 1, got ${o.slots}`);
+  check(typeof o.seconds === "number" && o.seconds > 0, `seconds must be > 0, got ${o.seconds}`);
+  check(Array.isArray(o.vms) && o.vms.length > 0, "vms must list at least one VM");
+  const names = new Set<string>();
+  for (const vm of o.vms) {
+    check(typeof vm.name === "string" && vm.name !== "", "every VM needs a name");
+    check(!names.has(vm.name), `VM name ${vm.name} is used twice`);
+    names.add(vm.name);
+    check(
+      Number.isInteger(vm.vcpus) && vm.vcpus >= 1,
+      `VM ${vm.name}: vcpus must be an integer >= 1, got ${vm.vcpus}`,
+    );
+  }
+  const seed = o.seed ?? 1;
+  const maxSliceNs = o.maxSliceNs ?? 100_000_000;
+  const ratelimitNs = o.ratelimitNs ?? 1_000_000;
+  const ctx: LoadContext = {
+    slots: o.slots,
+    maxSliceNs,
+    ratelimitNs,
+    budgetNs: o.budgetNs,
+    sandbox: o.sandbox !== false,
+    allowRead: o.allowRead,
+    allowImport: o.allowImport,
+  };
+  const ports: PolicyPort[] = [];
+  try {
+    const port = await loadPort(o.plugin, o.params ?? {}, ctx);
+    ports.push(port);
+    const script: EngineStep[] = [];
+    for (const s of o.script ?? []) {
+      const at = Math.round(s.atMs * 1e6);
+      if (s.action === "eject") script.push({ at, action: "eject", detail: s.detail ?? "script" });
+      else if (s.action === "setParams") {
+        script.push({ at, action: "setParams", target: s.target, params: s.params });
+      } else if (s.action === "swap") {
+        const p = await loadPort(s.plugin, s.params ?? {}, ctx);
+        ports.push(p);
+        script.push({ at, action: "swap", port: p });
+      } else {
+        throw new RangeError(`simulate: unknown script action ${(s as { action: string }).action}`);
+      }
+    }
+    const engine = new Engine({
+      port,
+      slots: o.slots,
+      endNs: Math.round(o.seconds * 1e9),
+      seed,
+      vms: o.vms,
+      ratelimitNs,
+      maxSliceNs,
+      starvationNs: o.starvationNs,
+      handoffNs: o.handoffNs,
+      pokeNs: o.pokeNs,
+      windowNs: o.windowNs,
+      script,
+      onPolicyEvent: o.onPolicyEvent,
+    });
+    return engine.run();
+  } finally {
+    for (const p of ports) p.close();
+  }
 }

@@ -1,0 +1,460 @@
+/**
+ * The simulator's discrete-event engine: a virtual clock (integer ns), an event queue, a model of
+ * each vCPU's EMT, and the real {@linkcode SchedCore} deciding who runs.
+ *
+ * The EMT model, per vCPU: `halted` → (wake) → `waiting` → (grant) → `granted` → (after the
+ * hand-off latency) `guest` → leaves guest mode at the first of: its workload halts (report
+ * `halt`), the grant's deadline (report `sliceEnd`), a preempt's poke taking effect after the
+ * poke latency (report `preempted`). Reports carry the guest time since the grant (`ranNs`).
+ * The engine carries out the core's actions and calls its `advance` at `nextTimerAt`.
+ *
+ * @module
+ */
+import type { PolicyPort } from "../sched/policy_port.ts";
+import { type SchedAction, SchedCore } from "../sched/core.ts";
+import type { EjectInfo } from "../sched/watchdog.ts";
+import { Histogram } from "../sched/histogram.ts";
+import type { PolicyEvent, SchedParams } from "../sched/contract.ts";
+import { type Behaviour, createBehaviour, type SimHost } from "./behaviour.ts";
+import { Prng } from "./prng.ts";
+import { EventQueue } from "./queue.ts";
+import type {
+  LatencyStats,
+  SimResult,
+  SimVcpuResult,
+  SimVmResult,
+  SimVmSpec,
+  SimWindow,
+} from "./types.ts";
+
+const HALTED = 0, WAITING = 1, GRANTED = 2, GUEST = 3;
+const EV_VCPU = 0, EV_TIMER = 1, EV_EXT = 2, EV_SCRIPT = 3, EV_WINDOW = 4;
+
+class SimVcpu {
+  mode = HALTED;
+  grantAt = 0;
+  guestStart = 0;
+  deadline = Infinity;
+  preemptAt = Infinity;
+  boundaryAt = Infinity;
+  runSince = 0;
+  guestNs = 0;
+  grantGuestNs = 0;
+  windowBase = 0;
+  ver = 0;
+  nextAt = Infinity;
+  constructor(
+    readonly id: number,
+    readonly vm: number,
+    readonly index: number,
+    readonly beh: Behaviour,
+  ) {}
+}
+
+/** A scripted action, resolved (ports created beforehand). */
+export type EngineStep =
+  | { at: number; action: "eject"; detail: string }
+  | { at: number; action: "swap"; port: PolicyPort }
+  | { at: number; action: "setParams"; target: string; params: SchedParams };
+
+/** What the engine needs (resolved from `SimOptions`). */
+export interface EngineOptions {
+  /** The policy in charge at start. */
+  port: PolicyPort;
+  /** Creates the fallback policy. */
+  fallback?: () => PolicyPort;
+  /** Slots. */
+  slots: number;
+  /** Virtual time to simulate (ns). */
+  endNs: number;
+  /** Seed. */
+  seed: number;
+  /** The VMs. */
+  vms: SimVmSpec[];
+  /** Core options. */
+  ratelimitNs?: number;
+  /** Core options. */
+  maxSliceNs?: number;
+  /** Watchdog starvation bound. */
+  starvationNs?: number;
+  /** Grant → guest latency (ns). */
+  handoffNs?: number;
+  /** Preempt → out of guest latency (ns). */
+  pokeNs?: number;
+  /** Per-window shares. */
+  windowNs?: number;
+  /** Operator actions. */
+  script?: EngineStep[];
+  /** Policy events. */
+  onPolicyEvent?: (event: PolicyEvent, at: number) => void;
+}
+
+/** Runs one simulation; see the module documentation. */
+export class Engine implements SimHost {
+  readonly #q = new EventQueue();
+  readonly #core: SchedCore;
+  readonly #v: SimVcpu[] = [];
+  readonly #behaviours: Behaviour[] = [];
+  readonly #vms: SimVmSpec[];
+  readonly #slots: number;
+  readonly #end: number;
+  readonly #handoff: number;
+  readonly #poke: number;
+  readonly #windowNs: number;
+  readonly #script: EngineStep[];
+  readonly #ejections: EjectInfo[] = [];
+  readonly #policyEvents: Record<string, number> = {};
+  readonly #windows: SimWindow[] = [];
+  readonly #seed: number;
+  readonly #startPolicy: string;
+  #timerAt = Infinity;
+  #timerVer = 0;
+  #now = 0;
+  #events = 0;
+  #inGuest = 0;
+  #maxInGuest = 0;
+
+  /** Builds the model and the core (the policy is initialised and told every vCPU). */
+  constructor(o: EngineOptions) {
+    this.#vms = o.vms;
+    this.#slots = o.slots;
+    this.#end = Math.round(o.endNs);
+    this.#handoff = Math.max(0, Math.round(o.handoffNs ?? 0));
+    this.#poke = Math.max(0, Math.round(o.pokeNs ?? 0));
+    this.#windowNs = o.windowNs && o.windowNs > 0 ? Math.round(o.windowNs) : 0;
+    this.#script = [...(o.script ?? [])].sort((a, b) => a.at - b.at);
+    this.#seed = o.seed;
+    const userEvent = o.onPolicyEvent;
+    this.#core = new SchedCore({
+      slots: o.slots,
+      policy: o.port,
+      ratelimitNs: o.ratelimitNs,
+      maxSliceNs: o.maxSliceNs,
+      watchdog: { starvationNs: o.starvationNs },
+      fallback: o.fallback,
+      onEject: (info) => this.#ejections.push(info),
+      onPolicyEvent: (e, at) => {
+        this.#policyEvents[e.kind] = (this.#policyEvents[e.kind] ?? 0) + 1;
+        userEvent?.(e, at);
+      },
+    });
+    this.#startPolicy = this.#core.policyName;
+    const rng = new Prng(o.seed);
+    let id = 0;
+    o.vms.forEach((vm, k) => {
+      const b = createBehaviour(this, id, vm.vcpus, rng.fork(), vm.workload);
+      this.#behaviours.push(b);
+      for (let i = 0; i < vm.vcpus; i++) this.#v.push(new SimVcpu(id++, k, i, b));
+    });
+  }
+
+  // ------------------------------------------------------------------ SimHost
+
+  /** @inheritdoc */
+  at(t: number, behaviour: Behaviour, tag: number): void {
+    if (t >= this.#end) return;
+    this.#q.push(t, EV_EXT, this.#behaviours.indexOf(behaviour), tag);
+  }
+
+  /** @inheritdoc */
+  touch(id: number, t: number): void {
+    const v = this.#v[id];
+    if (v.mode === GUEST) this.#sync(v, t);
+  }
+
+  /** @inheritdoc */
+  notify(id: number, t: number): void {
+    const v = this.#v[id];
+    if (v.mode === HALTED) {
+      v.mode = WAITING;
+      this.#apply(this.#core.wake(id, t), t);
+    } else if (v.mode === GUEST) {
+      this.#sync(v, t);
+      v.boundaryAt = t + v.beh.left(v.index);
+      this.#plan(v);
+    }
+  }
+
+  /** @inheritdoc */
+  inGuest(id: number): boolean {
+    return this.#v[id].mode === GUEST;
+  }
+
+  // ------------------------------------------------------------------ run
+
+  /** Runs to the end; returns the results. */
+  run(): SimResult {
+    const wall0 = performance.now();
+    const t0 = 0;
+    for (const v of this.#v) {
+      const runnable = v.beh.initiallyRunnable(v.index);
+      if (runnable) v.mode = WAITING;
+      const spec = this.#vms[v.vm];
+      this.#apply(
+        this.#core.addVcpu({
+          id: v.id,
+          vm: spec.name,
+          index: v.index,
+          vmVcpus: spec.vcpus,
+          params: spec.params ?? {},
+          state: runnable ? "runnable" : "halted",
+        }, t0),
+        t0,
+      );
+    }
+    for (const b of this.#behaviours) b.start(t0);
+    this.#script.forEach((s, i) => {
+      if (s.at < this.#end) this.#q.push(Math.max(0, Math.round(s.at)), EV_SCRIPT, i, 0);
+    });
+    if (this.#windowNs > 0) this.#q.push(this.#windowNs, EV_WINDOW, 0, 0);
+    this.#timer(t0);
+
+    const q = this.#q;
+    const end = this.#end;
+    while (q.pop()) {
+      const t = q.time;
+      if (t >= end) break;
+      this.#now = t;
+      switch (q.kind) {
+        case EV_VCPU: {
+          const v = this.#v[q.target];
+          if (q.ver !== v.ver) continue;
+          v.nextAt = Infinity;
+          this.#vcpuEvent(v, t);
+          break;
+        }
+        case EV_TIMER:
+          if (q.ver !== this.#timerVer) continue;
+          this.#timerAt = Infinity;
+          this.#apply(this.#core.advance(t), t);
+          break;
+        case EV_EXT:
+          this.#behaviours[q.target].onEvent(q.ver, t);
+          break;
+        case EV_SCRIPT:
+          this.#scriptStep(this.#script[q.target], t);
+          break;
+        case EV_WINDOW:
+          this.#window(t);
+          break;
+      }
+      this.#events++;
+      this.#timer(t);
+    }
+    this.#now = end;
+    for (const v of this.#v) if (v.mode === GUEST) this.#sync(v, end);
+    if (this.#windowNs > 0 && this.#windows.length * this.#windowNs < end) this.#window(end);
+    const wallMs = performance.now() - wall0;
+    const result = this.#results(wallMs);
+    this.#core.close();
+    return result;
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  #timer(t: number): void {
+    const next = this.#core.nextTimerAt();
+    if (next !== this.#timerAt) {
+      this.#timerAt = next;
+      this.#timerVer++;
+      if (next < this.#end) this.#q.push(Math.max(t, next), EV_TIMER, 0, this.#timerVer);
+    }
+  }
+
+  #sync(v: SimVcpu, t: number): void {
+    const d = t - v.runSince;
+    if (d > 0) {
+      v.beh.progress(v.index, d);
+      v.guestNs += d;
+      v.grantGuestNs += d;
+      v.runSince = t;
+    }
+  }
+
+  /** Queues the vCPU's next EMT event (if any) and invalidates the previous one. */
+  #plan(v: SimVcpu): void {
+    let next = Infinity;
+    if (v.mode === GUEST) {
+      next = v.boundaryAt < v.deadline ? v.boundaryAt : v.deadline;
+      if (v.preemptAt < next) next = v.preemptAt;
+    } else if (v.mode === GRANTED) {
+      next = v.guestStart < v.deadline ? v.guestStart : v.deadline;
+      if (v.preemptAt < next) next = v.preemptAt;
+    }
+    if (next === v.nextAt) return;
+    v.ver++;
+    v.nextAt = next;
+    if (next < this.#end) this.#q.push(next, EV_VCPU, v.id, v.ver);
+  }
+
+  #enter(v: SimVcpu, t: number): void {
+    v.mode = GUEST;
+    v.runSince = t;
+    if (++this.#inGuest > this.#maxInGuest) this.#maxInGuest = this.#inGuest;
+    v.beh.enter(v.index, t);
+    v.boundaryAt = t + v.beh.left(v.index);
+  }
+
+  #vcpuEvent(v: SimVcpu, t: number): void {
+    if (v.mode === GRANTED) {
+      if (v.guestStart <= t && v.guestStart <= v.deadline && v.guestStart <= v.preemptAt) {
+        this.#enter(v, t);
+      } else if (v.deadline <= t) {
+        this.#leave(v, t, "slice");
+        return;
+      } else if (v.preemptAt <= t) {
+        this.#leave(v, t, "preempt");
+        return;
+      } else {
+        this.#plan(v);
+        return;
+      }
+    }
+    if (v.mode !== GUEST) return;
+    this.#sync(v, t);
+    let guard = 0;
+    while (v.boundaryAt <= t) {
+      if (!v.beh.step(v.index, t)) {
+        this.#leave(v, t, "halt");
+        return;
+      }
+      if (v.mode !== GUEST) return;
+      v.boundaryAt = t + v.beh.left(v.index);
+      if (++guard > 1_000_000) throw new Error(`vCPU ${v.id}: workload makes no progress`);
+    }
+    if (v.deadline <= t) this.#leave(v, t, "slice");
+    else if (v.preemptAt <= t) this.#leave(v, t, "preempt");
+    else this.#plan(v);
+  }
+
+  #leave(v: SimVcpu, t: number, why: "halt" | "slice" | "preempt"): void {
+    if (v.mode === GUEST) {
+      this.#sync(v, t);
+      this.#inGuest--;
+    }
+    const ran = v.grantGuestNs;
+    v.mode = why === "halt" ? HALTED : WAITING;
+    v.preemptAt = Infinity;
+    v.deadline = Infinity;
+    v.boundaryAt = Infinity;
+    this.#plan(v);
+    const core = this.#core;
+    const actions = why === "halt"
+      ? core.halt(v.id, t, ran)
+      : why === "slice"
+      ? core.sliceEnd(v.id, t, ran)
+      : core.preempted(v.id, t, ran);
+    this.#apply(actions, t);
+  }
+
+  #apply(actions: SchedAction[], t: number): void {
+    for (let k = 0; k < actions.length; k++) {
+      const a = actions[k];
+      const v = this.#v[a.vcpu];
+      if (a.type === "grant") {
+        v.mode = GRANTED;
+        v.grantAt = t;
+        v.guestStart = t + this.#handoff;
+        v.deadline = a.deadline;
+        v.preemptAt = Infinity;
+        v.grantGuestNs = 0;
+        if (this.#handoff === 0) this.#enter(v, t);
+        this.#plan(v);
+      } else {
+        const at = t + this.#poke;
+        if (at < v.preemptAt) {
+          v.preemptAt = at;
+          this.#plan(v);
+        }
+      }
+    }
+  }
+
+  #scriptStep(s: EngineStep, t: number): void {
+    if (s.action === "eject") this.#apply(this.#core.eject(s.detail, t), t);
+    else if (s.action === "swap") this.#apply(this.#core.swapPolicy(s.port, t), t);
+    else this.#apply(this.#core.setParams(s.target, s.params, t), t);
+  }
+
+  #window(t: number): void {
+    for (const v of this.#v) if (v.mode === GUEST) this.#sync(v, t);
+    const start = this.#windows.length * this.#windowNs;
+    const len = t - start;
+    const shares: Record<string, number> = {};
+    for (const vm of this.#vms) shares[vm.name] = 0;
+    for (const v of this.#v) {
+      const name = this.#vms[v.vm].name;
+      shares[name] += (v.guestNs - v.windowBase) / (this.#slots * len);
+      v.windowBase = v.guestNs;
+    }
+    this.#windows.push({ startNs: start, endNs: t, shares });
+    const next = t + this.#windowNs;
+    if (next < this.#end) this.#q.push(next, EV_WINDOW, 0, 0);
+  }
+
+  #vmWakeLatency(vcpus: SimVcpuResult[]): LatencyStats {
+    const h = new Histogram();
+    for (const x of vcpus) {
+      const mine = this.#core.wakeHistogram(x.id);
+      if (mine) h.merge(mine);
+    }
+    return h.summary();
+  }
+
+  #results(wallMs: number): SimResult {
+    const end = this.#end;
+    const stats = this.#core.stats(end);
+    const total = this.#slots * end;
+    const vcpus: SimVcpuResult[] = [];
+    for (const v of this.#v) {
+      const cs = stats.vcpus.find((x) => x.id === v.id)!;
+      const r: SimVcpuResult = {
+        id: v.id,
+        vm: this.#vms[v.vm].name,
+        index: v.index,
+        runNs: v.guestNs,
+        share: total > 0 ? v.guestNs / total : 0,
+        waitNs: cs.waitNs,
+        haltedNs: cs.haltedNs,
+        grants: cs.grants,
+        preemptions: cs.preemptions,
+        wakeLatency: cs.wakeLatency,
+      };
+      vcpus.push(r);
+    }
+    const vms: SimVmResult[] = this.#vms.map((spec, k) => {
+      const mine = vcpus.filter((x) => x.vm === spec.name);
+      const sum = (f: (x: SimVcpuResult) => number) => mine.reduce((a, x) => a + f(x), 0);
+      const runNs = sum((x) => x.runNs);
+      return {
+        name: spec.name,
+        vcpus: spec.vcpus,
+        runNs,
+        share: total > 0 ? runNs / total : 0,
+        waitNs: sum((x) => x.waitNs),
+        haltedNs: sum((x) => x.haltedNs),
+        grants: sum((x) => x.grants),
+        preemptions: sum((x) => x.preemptions),
+        wakeLatency: this.#vmWakeLatency(mine),
+        ...this.#behaviours[k].results(end),
+      };
+    });
+    const result: SimResult = {
+      plugin: this.#startPolicy,
+      finalPlugin: this.#core.policyName,
+      slots: this.#slots,
+      seed: this.#seed,
+      elapsedNs: end,
+      events: this.#events,
+      wallMs,
+      eventsPerSec: wallMs > 0 ? this.#events / (wallMs / 1000) : 0,
+      ejections: [...this.#ejections],
+      policyEvents: { ...this.#policyEvents },
+      vms,
+      vcpus,
+      maxRunning: this.#maxInGuest,
+    };
+    if (this.#windowNs > 0) result.windows = this.#windows;
+    return result;
+  }
+}
