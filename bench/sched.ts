@@ -9,7 +9,7 @@
  * - enforcement cost: spin progress of 2 VMs on 2 slots (vCPUs <= slots) under the scheduler
  *   against the same VMs with no scheduler.
  */
-import { Vmm } from "../mod.ts";
+import { type Vm, Vmm } from "../mod.ts";
 import { LocalPolicy } from "../src/sched/policy_port.ts";
 import { SandboxPolicy } from "../src/sched/sandbox.ts";
 import rr from "../plugins/rr.ts";
@@ -84,7 +84,7 @@ export async function benchHandoff(seconds = 2): Promise<HandoffResult> {
   });
   let handoffNs = NaN, grants = 0;
   try {
-    const vms = [];
+    const vms: Vm[] = [];
     for (const name of ["h1", "h2"]) {
       vms.push(await vmm.createVm({ name, kernel: KERNEL, cmdline: "workload=spin seconds=0" }));
     }
@@ -114,7 +114,7 @@ async function spinRate(scheduled: boolean, seconds: number): Promise<number> {
     scheduled ? { scheduler: { plugin: RR, params: { slice_ms: 10 }, slots: 2 } } : {},
   );
   try {
-    const vms = [];
+    const vms: Vm[] = [];
     for (const name of ["e1", "e2"]) {
       vms.push(await vmm.createVm({ name, kernel: KERNEL, cmdline: "workload=spin seconds=0" }));
     }
