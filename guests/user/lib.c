@@ -110,3 +110,25 @@ void mark_done(void) { __atomic_add_fetch(&STATS->done, 1, __ATOMIC_SEQ_CST); }
 void wait_all_done(const struct env *e) {
 	while (__atomic_load_n(&STATS->done, __ATOMIC_ACQUIRE) < e->ncpus) cpu_relax();
 }
+
+/* A unit of work the compiler cannot remove: `iterations` loop trips. */
+void work(u64 iterations) {
+	for (u64 i = 0; i < iterations; i++) __asm__ volatile("" ::: "memory");
+}
+
+/*
+ * Iterations of work() that take `us` microseconds on this vCPU when it is not interrupted:
+ * the best of 5 timed 1 ms bursts (a burst that lost its CPU only looks slower).
+ */
+u64 calibrate_work(const struct env *e, u64 us) {
+	const u64 probe = 200000;
+	u64 best = ~0UL;
+	for (int k = 0; k < 5; k++) {
+		u64 t0 = rdtsc();
+		work(probe);
+		u64 dt = rdtsc() - t0;
+		if (dt < best) best = dt;
+	}
+	u64 ns = tsc_to_ns(e, best);
+	return ns ? probe * us * 1000 / ns : probe;
+}

@@ -10,7 +10,7 @@ static const struct {
 } workloads[] = {
 	{"hello", w_hello}, {"spin", w_spin}, {"ipi", w_ipi}, {"sleep", w_sleep},
 	{"portio", w_portio}, {"triple", w_triple}, {"emufail", w_emufail}, {"badmmio", w_badmmio},
-	{"mmio", w_mmio},
+	{"mmio", w_mmio}, {"periodic", w_periodic}, {"lock", w_lock}, {"attacker", w_attacker},
 };
 #define NWORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
 

@@ -44,6 +44,8 @@ void user_exit(u32 status) __attribute__((noreturn));
 void park(void) __attribute__((noreturn));
 void wait_all_done(const struct env *e);
 void mark_done(void);
+void work(u64 iterations);
+u64 calibrate_work(const struct env *e, u64 us);
 
 /* The workloads. Each runs on every vCPU. */
 void w_hello(const struct env *e);
@@ -55,5 +57,8 @@ void w_mmio(const struct env *e);
 void w_triple(const struct env *e);
 void w_emufail(const struct env *e);
 void w_badmmio(const struct env *e);
+void w_periodic(const struct env *e);
+void w_lock(const struct env *e);
+void w_attacker(const struct env *e);
 
 #endif

@@ -142,6 +142,8 @@ export class SandboxPolicy implements PolicyPort {
   #initKey = "";
   #events: PolicyEvent[] = NO_EVENTS;
   #dead: string | null = null;
+  #closed = false;
+  #timedOut = false;
   #lastHook = "";
   #roundTrips = 0;
 
@@ -359,6 +361,7 @@ export class SandboxPolicy implements PolicyPort {
 
   #kill(why: string): void {
     this.#dead = why;
+    this.#timedOut = true;
     try {
       this.#worker.terminate();
     } catch {
@@ -454,8 +457,9 @@ export class SandboxPolicy implements PolicyPort {
 
   /** Asks the Worker to leave its loop, then terminates it. Idempotent. */
   close(): void {
-    if (this.#dead === null) {
-      this.#dead = "closed";
+    if (!this.#closed && !this.#timedOut) {
+      this.#closed = true;
+      this.#dead ??= "closed";
       const { hdr, ops } = this.#ch;
       ops[0] = OP_QUIT;
       Atomics.store(hdr, H_NOPS, 1);

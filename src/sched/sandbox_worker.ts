@@ -6,11 +6,10 @@
  *
  * Start-up: the core posts `{ sab, spec }`; the worker imports `spec`, checks the default export
  * and posts `{ ok: true, name }` or `{ ok: false, error }`. From then on it only talks through
- * the channel: it spins briefly for the next request, then sleeps in `Atomics.waitAsync`, which
- * returns to the event loop, so that promise rejections the plugin caused (a denied `fetch`,
- * `Deno.connect`, dynamic `import()`) are seen and reported as faults in the next reply. While
- * requests keep arriving during the spin it still yields to the event loop about once a
- * millisecond for the same reason.
+ * the channel: it spins briefly for the next request, then sleeps in `Atomics.wait`. About once
+ * a millisecond while busy, and every 50 ms while idle, it yields to its event loop, so that
+ * promise rejections the plugin caused (a denied `fetch`, `Deno.connect`, dynamic `import()`)
+ * are seen and reported as a fault in the next reply.
  *
  * @module
  */
@@ -64,6 +63,9 @@ interface StartMessage {
   sab: SharedArrayBuffer;
   spec: string;
 }
+
+/** How long the worker sleeps before it yields to its event loop when idle (ms). */
+const IDLE_MS = 50;
 
 /** Events per batch beyond which reports are dropped (a flooding plugin). */
 const MAX_EVENTS = 10_000;
@@ -264,13 +266,18 @@ async function serve(sab: SharedArrayBuffer, plugin: SchedulerPlugin): Promise<v
   let seq = 0; // the core starts at 1 (it may already have sent it)
   let lastTurn = performance.now();
   for (;;) {
-    // Wait for the next request: spin, then sleep in the event loop.
+    // Wait for the next request: spin, then sleep in Atomics.wait (a futex: reliable and fast;
+    // Atomics.waitAsync here sometimes missed a wake-up for tens of ms). Every IDLE_MS of sleep
+    // and every millisecond of work, yield to the event loop once, so that promise rejections
+    // the plugin caused are seen and a terminate() takes effect.
     const spinMs = Atomics.load(hdr, H_SPIN_NS) / 1e6;
     const t0 = performance.now();
+    while (Atomics.load(hdr, H_REQ) === seq && performance.now() - t0 < spinMs) {
+      // spin
+    }
     while (Atomics.load(hdr, H_REQ) === seq) {
-      if (performance.now() - t0 >= spinMs) {
-        const w = Atomics.waitAsync(hdr, H_REQ, seq);
-        if (w.async) await w.value;
+      if (Atomics.wait(hdr, H_REQ, seq, IDLE_MS) === "timed-out") {
+        await turn();
         lastTurn = performance.now();
       }
     }
