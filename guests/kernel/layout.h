@@ -27,6 +27,7 @@
 #define SIPI_VECTOR      (TRAMPOLINE_ADDR >> 12)
 #define STATS_ADDR       0x50000
 #define STATS_SIZE       0x10000
+#define ECHO_PAGE        0x60000 /* echo workload: request counters shared with the host */
 
 /* Interrupt vectors. 0..31 are the architectural exceptions (SDM Vol. 3A
  * 6.3.1); the LAPIC refuses vectors below 16. */
@@ -47,6 +48,7 @@
 #define PORT_DEBUG_EXIT 0xf4
 #define PORT_BENCH      0xf0
 #define BENCH_MMIO      0xd1000000UL /* `mmio` workload: stores exit, the host ignores them */
+#define ECHO_DOORBELL   0xd1001000UL /* echo workload: a store answers requests up to its value */
 #define PORT_YIELD      0xf8 /* sys_yield: tells the host the vCPU gives up its slot */
 
 #endif

@@ -60,5 +60,6 @@ void w_badmmio(const struct env *e);
 void w_periodic(const struct env *e);
 void w_lock(const struct env *e);
 void w_attacker(const struct env *e);
+void w_echo(const struct env *e);
 
 #endif

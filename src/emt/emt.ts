@@ -26,16 +26,11 @@ import { DELIVERY, type Ipi, LAPIC_BASE, LAPIC_SIZE, LocalApic } from "../device
 import { COM1_BASE, Uart16550 } from "../devices/uart.ts";
 import { DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE, DebugExit } from "../devices/debug_exit.ts";
 import { LegacyPic } from "../devices/pic.ts";
+import { ECHO_DOORBELL, EchoDoorbell } from "../devices/echo.ts";
 import { setSipiState } from "../vm/cpu_setup.ts";
 import type { ShimLibrary } from "../../ffi/shim.ts";
 import { Mailboxes } from "./mailbox.ts";
-import {
-  COUNTER,
-  COUNTERS_OFFSET,
-  EMT_BLOCK_SIZE,
-  HALT_KIND,
-  RUN_RESULT,
-} from "./shim_layout.ts";
+import { COUNTER, COUNTERS_OFFSET, EMT_BLOCK_SIZE, HALT_KIND, RUN_RESULT } from "./shim_layout.ts";
 import {
   type Grant,
   GrantRecordEmt,
@@ -69,6 +64,7 @@ export class Emt {
   #uart: Uart16550;
   #debugExit: DebugExit;
   #pic = new LegacyPic();
+  #echo: EchoDoorbell | null = null;
   #waitingForSipi: boolean;
   #halted = false;
   #haltedIf = true;
@@ -129,6 +125,7 @@ export class Emt {
     if (init.sched) {
       this.#sched = new GrantRecordEmt(init.sched.table, init.vcpu, init.sched.doorbell);
     }
+    if (init.echo) this.#echo = new EchoDoorbell(init.echo);
   }
 
   /** Runs the vCPU until the VM stops. Never throws: faults are reported and stop the VM. */
@@ -372,6 +369,10 @@ export class Emt {
     const addr = Number(run.getBigUint64(KVM_RUN.mmio_phys_addr, true));
     const len = run.getUint32(KVM_RUN.mmio_len, true);
     const write = run.getUint8(KVM_RUN.mmio_is_write) !== 0;
+    if (addr === ECHO_DOORBELL && write && this.#echo) {
+      this.#echo.ring(run.getUint32(KVM_RUN.mmio_data, true), this.#shim.shim_now_f64());
+      return;
+    }
     if (addr >= BENCH_MMIO && addr < BENCH_MMIO + 0x1000) {
       if (!write) this.#runBytes.fill(0, KVM_RUN.mmio_data, KVM_RUN.mmio_data + 8);
       return;

@@ -44,6 +44,8 @@ export interface EmtInit {
   haltPollNs: number;
   /** Set when a scheduler enforces slots: the VM's grant table and the VMM's doorbell. */
   sched?: { table: SharedArrayBuffer; doorbell: SharedArrayBuffer };
+  /** The echo device's channel, when the guest runs the `echo` workload. */
+  echo?: SharedArrayBuffer;
 }
 
 /** An error that stopped the VM, as an EMT reports it. */

@@ -6,6 +6,13 @@
  */
 import { allocateGrantTable } from "../sched/grant_table.ts";
 import type { Scheduler } from "../sched/scheduler.ts";
+import {
+  allocateEchoChannel,
+  type EchoLoadOptions,
+  type EchoResult,
+  validateEchoLoad,
+} from "../devices/echo.ts";
+import type { EchoClientInit } from "../devices/echo_client_worker.ts";
 import type { Kvm, VcpuFd, VmFd } from "../kvm/kvm.ts";
 import type { ShimLibrary } from "../../ffi/shim.ts";
 import { mailboxBytes, Mailboxes } from "../emt/mailbox.ts";
@@ -90,6 +97,7 @@ export class Vm {
   #mailboxSab: SharedArrayBuffer;
   #mail: Mailboxes;
   #grantTable?: SharedArrayBuffer;
+  #echo?: SharedArrayBuffer;
   #state: VmState = "created";
   #exit?: VmExit;
   #stoppedCount = 0;
@@ -113,6 +121,7 @@ export class Vm {
     this.#mailboxSab = new SharedArrayBuffer(mailboxBytes(config.vcpus));
     this.#mail = new Mailboxes(this.#mailboxSab, config.vcpus);
     if (host.scheduler) this.#grantTable = allocateGrantTable(config.vcpus);
+    if (/(^|\s)workload=echo(\s|$)/.test(config.cmdline)) this.#echo = allocateEchoChannel();
     this.#vmFd = host.kvm.createVm();
     try {
       this.#vmFd.setTssAddr(0xfffbd000); // three pages below the BIOS area, as QEMU does
@@ -219,6 +228,7 @@ export class Vm {
         unhandled: this.config.unhandled,
         haltPollNs: this.config.haltPollNs,
         sched: scheduler ? { table: this.#grantTable!, doorbell: scheduler.doorbell } : undefined,
+        echo: this.#echo,
       };
       worker.postMessage(init);
     }
@@ -277,6 +287,46 @@ export class Vm {
     this.#host.scheduler?.removeVm(this.name).catch(() => {});
     this.#resolveWorkersDone();
     this.#resolveEnded(this.#exit);
+  }
+
+  /**
+   * Sends requests to the guest's `echo` workload for `options.seconds` (open or closed loop)
+   * and resolves with latency and throughput measured by the host: arrival to answer.
+   */
+  async echoLoad(options: EchoLoadOptions): Promise<EchoResult> {
+    if (!this.#echo) throw new Error(`vm ${this.name}: not running the echo workload`);
+    validateEchoLoad(options);
+    if (this.#state !== "running") throw new Error(`vm ${this.name}: not running`);
+    const worker = new Worker(new URL("../devices/echo_client_worker.ts", import.meta.url), {
+      type: "module",
+      name: `echo client ${this.name}`,
+    });
+    try {
+      const reply = new Promise<{ ok: boolean; result?: EchoResult; error?: string }>(
+        (resolve, reject) => {
+          worker.onmessage = (ev) => resolve(ev.data);
+          worker.onerror = (ev) => {
+            ev.preventDefault();
+            reject(new Error(`echo client: ${ev.message}`));
+          };
+        },
+      );
+      const init: EchoClientInit = {
+        shimPath: this.#host.shimPath,
+        memAddress: this.#memory.hostAddress.toString(),
+        mailboxes: this.#mailboxSab,
+        vcpus: this.config.vcpus,
+        emtBlocks: this.#emtBlocks,
+        channel: this.#echo,
+        load: options,
+      };
+      worker.postMessage(init);
+      const r = await reply;
+      if (!r.ok) throw new Error(`echo client: ${r.error}`);
+      return r.result!;
+    } finally {
+      worker.terminate();
+    }
   }
 
   /** Resolves with how the VM ended (guest exit status, fault, or stop). */

@@ -1,6 +1,6 @@
 /** Test helpers for booting our guest kernel. */
 import { type VmConfig, Vmm } from "../../mod.ts";
-import type { Vm, VmExit } from "../../mod.ts";
+import type { GuestStats, Vm, VmExit } from "../../mod.ts";
 
 /** The guest kernel `deno task build` makes. */
 export const KERNEL = new URL("../../guests/build/kernel.elf", import.meta.url).pathname;
@@ -18,7 +18,7 @@ export async function requireKernel(): Promise<void> {
 export async function bootToExit(
   config: VmConfig,
   timeoutMs = 20_000,
-): Promise<{ exit: VmExit; console: string[]; log: string[]; vm: Vm }> {
+): Promise<{ exit: VmExit; console: string[]; log: string[]; vm: Vm; stats: GuestStats | null }> {
   await requireKernel();
   const vmm = await Vmm.create();
   try {
@@ -27,7 +27,8 @@ export async function bootToExit(
     const timer = setTimeout(() => vm.stop(), timeoutMs);
     const exit = await vm.wait();
     clearTimeout(timer);
-    return { exit, console: vm.console.map((l) => l.line), log: [...vm.log], vm };
+    const stats = vm.stats(); // guest memory is gone after close
+    return { exit, console: vm.console.map((l) => l.line), log: [...vm.log], vm, stats };
   } finally {
     await vmm.close();
   }

@@ -1,0 +1,80 @@
+/** The guest's scheduling workloads, each on its own: what it reports and how it behaves. */
+import { deepStrictEqual as assertEquals, match, ok as assert } from "node:assert/strict";
+import { bootToExit, KERNEL, requireKernel, sleep } from "./helpers/vmm.ts";
+import { Vmm } from "../mod.ts";
+
+Deno.test("periodic: every job runs, misses and lateness are reported", async () => {
+  const { exit, console, vm } = await bootToExit({
+    name: "rt",
+    vcpus: 2,
+    cmdline: "workload=periodic period_ms=10 compute_us=1000 jobs=20",
+  });
+  assertEquals(exit, { kind: "exit", status: 0 }, console.join("\n"));
+  const line = console.find((l) => l.startsWith("periodic: "));
+  match(line ?? "", /^periodic: 40 jobs, \d+ misses, max lateness \d+ us$/);
+  const c = vm.counters();
+  // Between jobs each vCPU sleeps on its LAPIC timer: it halts about once per job.
+  for (const v of c) assert(v.halts >= 15, `only ${v.halts} halts for 20 jobs`);
+});
+
+Deno.test("lock: every vCPU takes the shared lock", async () => {
+  const { exit, console, stats } = await bootToExit({
+    name: "lock",
+    vcpus: 2,
+    cmdline: "workload=lock seconds=1 cs_us=2 work_us=20",
+  });
+  assertEquals(exit, { kind: "exit", status: 0 }, console.join("\n"));
+  const m = console.find((l) => l.startsWith("lock: "))?.match(/^lock: (\d+) acquisitions/);
+  assert(m, console.join("\n"));
+  const per = stats!.vcpus.map((v) => Number(v.iterations));
+  assertEquals(per.reduce((s, x) => s + x, 0), Number(m[1]));
+  for (const n of per) assert(n > 50, `a vCPU took the lock only ${n} times`);
+});
+
+Deno.test("attacker: runs just under 10 ms, then halts, over and over", async () => {
+  const { exit, vm, stats } = await bootToExit({
+    name: "attacker",
+    cmdline: "workload=attacker seconds=1 run_us=9500 sleep_us=500",
+  });
+  assertEquals(exit, { kind: "exit", status: 0 });
+  const rounds = Number(stats!.vcpus[0].rounds);
+  assert(rounds >= 80 && rounds <= 105, `${rounds} run/sleep rounds in 1 s`);
+  const c = vm.counters()[0];
+  assert(c.halts >= rounds, `${c.halts} halts for ${rounds} sleeps`);
+});
+
+Deno.test("echo: open and closed loop requests are all answered, latency measured", async () => {
+  await requireKernel();
+  const vmm = await Vmm.create();
+  try {
+    const vm = await vmm.createVm({
+      name: "echo",
+      kernel: KERNEL,
+      cmdline: "workload=echo service_us=50",
+    });
+    await vm.start();
+    for (let i = 0; i < 200 && !vm.consoleText().includes("echo: ready"); i++) await sleep(10);
+    const open = await vm.echoLoad({ mode: "open", ratePerSec: 300, seconds: 0.5 });
+    assert(open.sent >= 100 && open.sent <= 200, `open loop sent ${open.sent}`);
+    assertEquals(open.completed, open.sent);
+    assert(open.p50Ns >= 50_000, `p50 ${open.p50Ns} ns is below the 50 us service time`);
+    assert(open.p99Ns >= open.p50Ns);
+    const closed = await vm.echoLoad({ mode: "closed", clients: 2, seconds: 0.5 });
+    assert(closed.completed > 100, `closed loop answered ${closed.completed}`);
+    assert(closed.sent - closed.completed <= 2, "a closed-loop client has one request in flight");
+    const served = Number(vm.stats()!.vcpus[0].rounds);
+    assert(served >= open.sent + closed.completed && served <= open.sent + closed.sent);
+    await assertRejects(() => vm.echoLoad({ mode: "open", seconds: 0.1, ratePerSec: -1 }));
+  } finally {
+    await vmm.close();
+  }
+});
+
+async function assertRejects(f: () => Promise<unknown>): Promise<void> {
+  try {
+    await f();
+  } catch {
+    return;
+  }
+  throw new Error("expected a rejection");
+}
