@@ -106,12 +106,12 @@ Deno.test("core: ratelimit defers a preemption until the vCPU ran ratelimitNs", 
   assertEquals(core.advance(MS), [{ type: "preempt", vcpu: 0, slot: 0, generation: 1 }]);
   assertEquals(core.stats().deferredPreemptions, 1);
   // A slice end before the deferred time cancels it.
-  core.preempted(0, 1.01 * MS, 1.01 * MS); // 1 runs now (generation 2)
-  core.halt(0, 1.01 * MS, 0);
-  core.wake(0, 1.5 * MS); // would preempt 1, which ran only 0.49 ms: deferred to 2.01 ms
-  assertEquals(core.nextTimerAt(), 2.01 * MS);
-  assertEquals(grants(core.halt(1, 1.8 * MS, 0.79 * MS)), [0]);
-  assertEquals(core.advance(2.01 * MS), []); // cancelled: the slot changed hands
+  core.preempted(0, 1_010_000, 1_010_000); // 1 runs now (generation 2)
+  core.halt(0, 1_010_000, 0);
+  core.wake(0, 1_500_000); // would preempt 1, which ran only 0.49 ms: deferred to 2.01 ms
+  assertEquals(core.nextTimerAt(), 2_010_000);
+  assertEquals(grants(core.halt(1, 1_800_000, 790_000)), [0]);
+  assertEquals(core.advance(2_010_000), []); // cancelled: the slot changed hands
 });
 
 Deno.test("core: grant generations increase", () => {

@@ -207,3 +207,25 @@ Deno.test("a plugin that throws is ejected; rr takes over and the VMs keep runni
     });
   });
 });
+
+Deno.test("pause gives the slot away and stops guest time; resume takes it back", async () => {
+  await withVmm({ plugin: plugin("rr.ts"), slots: 1 }, async (vmm) => {
+    const a = await vmm.createVm({ name: "a", kernel: KERNEL, cmdline: "workload=spin seconds=0" });
+    const b = await vmm.createVm({ name: "b", kernel: KERNEL, cmdline: "workload=spin seconds=0" });
+    await a.start();
+    await b.start();
+    await sleep(200);
+    a.pause();
+    assertEquals(a.state, "paused");
+    await sleep(50);
+    const a0 = guestNs(a), b0 = guestNs(b), t0 = performance.now();
+    await sleep(300);
+    const wall = (performance.now() - t0) * 1e6;
+    assertEquals(guestNs(a), a0, "a paused VM ran guest code");
+    assert(guestNs(b) - b0 > 0.8 * wall, `b got ${(guestNs(b) - b0) / 1e6} ms of ${wall / 1e6}`);
+    a.resume();
+    await sleep(300);
+    assert(guestNs(a) > a0 + 50e6, "a did not run again after resume");
+    assert(vmm.guestModeHighWater <= 1);
+  });
+});

@@ -155,6 +155,12 @@ export class Emt {
     for (;;) {
       if (mail.stopRequested || this.#stopping) return;
       if (mail.hasPending(me)) this.#takeMail();
+      if (mail.paused) {
+        // Out of guest mode until resumed; under a scheduler the slot goes back (not runnable).
+        if (this.#sched) this.#giveBack(SCHED_EVENT.halt);
+        shim.shim_halt(self, 0, HALT_KIND.guest, 0);
+        continue;
+      }
       if (this.#waitingForSipi) {
         shim.shim_halt(self, 0, HALT_KIND.guest, 0);
         continue;

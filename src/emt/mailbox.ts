@@ -13,7 +13,7 @@
 const HEADER_WORDS = 16;
 const STRIDE = 32;
 const W = { summary: 0, irr: 1, init: 9, sipi: 10, ldr: 11 } as const;
-const H = { stop: 0 } as const;
+const H = { stop: 0, pause: 1 } as const;
 
 /** Bytes of mailbox memory a VM with `vcpus` vCPUs needs. */
 export function mailboxBytes(vcpus: number): number {
@@ -53,6 +53,16 @@ export class Mailboxes {
   /** Asks every EMT of the VM to stop. */
   requestStop(): void {
     Atomics.store(this.words, H.stop, 1);
+  }
+
+  /** Pauses (`true`) or resumes the VM's EMTs; the caller then wakes and pokes them. */
+  setPaused(paused: boolean): void {
+    Atomics.store(this.words, H.pause, paused ? 1 : 0);
+  }
+
+  /** Whether the VM is paused. */
+  get paused(): boolean {
+    return Atomics.load(this.words, H.pause) !== 0;
   }
 
   /** Whether a stop was requested. */

@@ -31,6 +31,8 @@ interface VcpuSlotRef {
   index: number;
   table: GrantTableCore;
   emt: Deno.PointerObject;
+  /** The generation of its last grant (revoked when it gives a grant back). */
+  lastGeneration: number;
 }
 
 const post = (m: CoreReply) => self.postMessage(m);
@@ -80,6 +82,7 @@ class CoreThread {
       const v = this.#vcpus.get(a.vcpu);
       if (!v) continue;
       if (a.type === "grant") {
+        v.lastGeneration = a.generation;
         v.table.grant(v.index, {
           generation: a.generation,
           slot: a.slot,
@@ -102,6 +105,12 @@ class CoreThread {
         for (let ev = table.next(i); ev !== null; ev = table.next(i)) {
           const now = this.#now();
           const id = ids[i];
+          if (ev.type !== SCHED_EVENT.runnable) {
+            // Whatever the vCPU gives back, its last grant is dead: an EMT that halted while a
+            // grant was on its way must not take that grant later (pause, INIT).
+            const ref = this.#vcpus.get(id);
+            if (ref && ref.lastGeneration) table.revoke(i, ref.lastGeneration);
+          }
           switch (ev.type) {
             case SCHED_EVENT.runnable:
               this.#apply(core.wake(id, now));
@@ -163,6 +172,7 @@ class CoreThread {
         index: i,
         table: t,
         emt: Deno.UnsafePointer.offset(base, i * EMT_BLOCK_SIZE)!,
+        lastGeneration: 0,
       });
       this.#apply(this.#core.addVcpu({
         id,

@@ -35,7 +35,7 @@ export interface VmExit {
 }
 
 /** A VM's lifecycle state. */
-export type VmState = "created" | "running" | "stopping" | "ended" | "closed";
+export type VmState = "created" | "running" | "paused" | "stopping" | "ended" | "closed";
 
 /** One console line. */
 export interface ConsoleLine {
@@ -268,12 +268,7 @@ export class Vm {
 
   #requestStop(): void {
     this.#mail.requestStop();
-    const base = Deno.UnsafePointer.of(this.#emtBlocks)!;
-    for (let i = 0; i < this.config.vcpus; i++) {
-      const p = Deno.UnsafePointer.offset(base, i * EMT_BLOCK_SIZE)!;
-      this.#host.shim.symbols.shim_wake(p);
-      this.#host.shim.symbols.shim_poke(p);
-    }
+    this.#kickAll();
   }
 
   #finish(): void {
@@ -329,6 +324,35 @@ export class Vm {
     }
   }
 
+  /**
+   * Pauses the VM: every EMT leaves guest mode and waits (under a scheduler its vCPUs give
+   * their slots back). Guest time stands still; the LAPIC timers' deadlines do not.
+   */
+  pause(): void {
+    if (this.#state !== "running") throw new Error(`vm ${this.name}: cannot pause, ${this.#state}`);
+    this.#state = "paused";
+    this.#mail.setPaused(true);
+    this.#kickAll();
+  }
+
+  /** Resumes a paused VM. */
+  resume(): void {
+    if (this.#state !== "paused") throw new Error(`vm ${this.name}: not paused (${this.#state})`);
+    this.#state = "running";
+    this.#mail.setPaused(false);
+    this.#kickAll();
+  }
+
+  /** Wakes every EMT and pokes it out of guest mode. */
+  #kickAll(): void {
+    const base = Deno.UnsafePointer.of(this.#emtBlocks)!;
+    for (let i = 0; i < this.config.vcpus; i++) {
+      const p = Deno.UnsafePointer.offset(base, i * EMT_BLOCK_SIZE)!;
+      this.#host.shim.symbols.shim_wake(p);
+      this.#host.shim.symbols.shim_poke(p);
+    }
+  }
+
   /** Resolves with how the VM ended (guest exit status, fault, or stop). */
   wait(): Promise<VmExit> {
     return this.#ended;
@@ -344,7 +368,7 @@ export class Vm {
       this.#resolveEnded(this.#exit);
       return this.#exit;
     }
-    if (this.#state === "running") this.#state = "stopping";
+    if (this.#state === "running" || this.#state === "paused") this.#state = "stopping";
     this.#requestStop();
     await this.#endedWorkers;
     return this.#exit!;
