@@ -23,6 +23,7 @@ import { DOORBELL, GrantTableCore, SCHED_EVENT } from "./grant_table.ts";
 import { LocalPolicy, type PolicyPort } from "./policy_port.ts";
 import { SandboxPolicy } from "./sandbox.ts";
 import type { CoreInit, CoreReply, CoreRequest, PolicySpec } from "./runtime_protocol.ts";
+import { TRACE, TraceRecorder } from "../trace/events.ts";
 import rr from "../../plugins/rr.ts";
 
 /** One vCPU as this thread knows it. */
@@ -37,6 +38,15 @@ interface VcpuSlotRef {
 
 const post = (m: CoreReply) => self.postMessage(m);
 
+/** Trace `runEnd` reason (RUN_END_REASON index) per EMT event type. */
+const RUN_END: Record<number, number> = {
+  [SCHED_EVENT.halt]: 0,
+  [SCHED_EVENT.sliceEnd]: 1,
+  [SCHED_EVENT.preempted]: 2,
+  [SCHED_EVENT.yield]: 3,
+  [SCHED_EVENT.gone]: 4,
+};
+
 class CoreThread {
   #init: CoreInit;
   #shim: ShimLibrary["symbols"];
@@ -49,11 +59,14 @@ class CoreThread {
   #closed = false;
   /** Control messages handled so far (compared with the doorbell's control word). */
   controlHandled = 0;
+  #trace: TraceRecorder;
 
   constructor(init: CoreInit, shim: ShimLibrary, policy: PolicyPort) {
     this.#init = init;
     this.#shim = shim.symbols;
     this.#bell = new Int32Array(init.doorbell);
+    this.#trace = new TraceRecorder(Math.max(1, init.traceCapacity), init.traceCapacity > 0);
+    const trace = this.#trace;
     this.#core = new SchedCore({
       slots: init.slots,
       policy,
@@ -61,7 +74,20 @@ class CoreThread {
       maxSliceNs: init.maxSliceNs,
       watchdog: { starvationNs: init.starvationNs, budgetNs: init.budgetNs },
       now: shim.symbols.shim_now_f64(),
-      onEject: (info) => post({ type: "ejected", info, fallback: "rr (built-in fallback)" }),
+      onEject: (info) => {
+        trace.record(
+          TRACE.eject,
+          info.at,
+          -1,
+          -1,
+          0,
+          0,
+          trace.intern(`${info.reason}: ${info.detail}`),
+        );
+        post({ type: "ejected", info, fallback: "rr (built-in fallback)" });
+      },
+      onPolicyEvent: (e, at) =>
+        trace.record(TRACE.policy, at, e.vcpu ?? -1, -1, e.value ?? 0, 0, trace.intern(e.kind)),
     });
   }
 
@@ -82,6 +108,7 @@ class CoreThread {
       const v = this.#vcpus.get(a.vcpu);
       if (!v) continue;
       if (a.type === "grant") {
+        this.#trace.record(TRACE.grant, this.#lastNow, a.vcpu, a.slot, a.sliceNs);
         v.lastGeneration = a.generation;
         v.table.grant(v.index, {
           generation: a.generation,
@@ -91,6 +118,7 @@ class CoreThread {
         });
         this.#shim.shim_wake(v.emt);
       } else if (a.type === "preempt") {
+        this.#trace.record(TRACE.preempt, this.#lastNow, a.vcpu, a.slot);
         v.table.revoke(v.index, a.generation);
         this.#shim.shim_poke(v.emt);
       }
@@ -111,6 +139,16 @@ class CoreThread {
             const ref = this.#vcpus.get(id);
             if (ref && ref.lastGeneration) table.revoke(i, ref.lastGeneration);
           }
+          const t0 = performance.now();
+          const before = core.vcpuState(id);
+          const trace = this.#trace;
+          if (ev.type === SCHED_EVENT.runnable) {
+            trace.record(TRACE.wake, ev.at, id);
+          } else if (before?.state === "running") {
+            trace.record(TRACE.runEnd, ev.at, id, before.slot, ev.ranNs, RUN_END[ev.type]);
+          } else if (ev.type === SCHED_EVENT.halt) {
+            trace.record(TRACE.halt, ev.at, id);
+          }
           switch (ev.type) {
             case SCHED_EVENT.runnable:
               this.#apply(core.wake(id, now));
@@ -129,8 +167,10 @@ class CoreThread {
               break;
             case SCHED_EVENT.gone:
               this.#apply(core.removeVcpu(id, now));
+              trace.record(TRACE.vcpuRemove, now, id);
               break;
           }
+          trace.record(TRACE.decision, now, id, -1, (performance.now() - t0) * 1e6, ev.type - 1);
         }
       }
     }
@@ -145,7 +185,13 @@ class CoreThread {
       }
       const seen = Atomics.load(this.#bell, DOORBELL.events);
       this.#drain();
-      this.#apply(this.#core.advance(this.#now()));
+      const t0 = performance.now();
+      const timed = this.#core.advance(this.#now());
+      if (timed.length) {
+        const ns = (performance.now() - t0) * 1e6;
+        this.#trace.record(TRACE.decision, this.#lastNow, -1, -1, ns, 6);
+        this.#apply(timed);
+      }
       const next = this.#core.nextTimerAt();
       const waitMs = next === Infinity ? 1000 : (next - this.#now()) / 1e6;
       if (waitMs > 0) Atomics.wait(this.#bell, DOORBELL.events, seen, waitMs);
@@ -174,6 +220,8 @@ class CoreThread {
         emt: Deno.UnsafePointer.offset(base, i * EMT_BLOCK_SIZE)!,
         lastGeneration: 0,
       });
+      this.#trace.nameVcpu({ id, vm, index: i });
+      this.#trace.record(TRACE.vcpuAdd, now, id, -1, i, 0, this.#trace.intern(vm));
       this.#apply(this.#core.addVcpu({
         id,
         vm,
@@ -238,6 +286,12 @@ class CoreThread {
         }];
       }),
     };
+  }
+
+  trace(clear: boolean) {
+    const t = this.#trace.collect({ slots: this.#init.slots, policy: this.#core.policyName });
+    if (clear) this.#trace.clear();
+    return t;
   }
 
   close(): void {
@@ -305,6 +359,11 @@ self.onmessage = async (ev: MessageEvent<CoreRequest>) => {
       case "stats":
         post({ type: "done", id: m.id, stats: t.stats() });
         break;
+      case "trace": {
+        const trace = t.trace(m.clear);
+        self.postMessage({ type: "done", id: m.id, trace } satisfies CoreReply, [trace.records]);
+        break;
+      }
       case "close":
         t.close();
         post({ type: "done", id: m.id });

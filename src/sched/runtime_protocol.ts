@@ -7,6 +7,7 @@
  */
 import type { SchedParams } from "./contract.ts";
 import type { EjectInfo } from "./watchdog.ts";
+import type { TraceData } from "../trace/events.ts";
 
 /** How the core loads its policy. */
 export interface PolicySpec {
@@ -40,6 +41,8 @@ export interface CoreInit {
   starvationNs: number;
   /** The policy. */
   policy: PolicySpec;
+  /** Trace ring: records kept (0: tracing off). */
+  traceCapacity: number;
 }
 
 /** Control requests to the core. */
@@ -59,6 +62,7 @@ export type CoreRequest =
   | { type: "swap"; id: number; policy: PolicySpec }
   | { type: "set-params"; id: number; target: string; params: SchedParams }
   | { type: "stats"; id: number }
+  | { type: "trace"; id: number; clear: boolean }
   | { type: "close"; id: number };
 
 /** Per-vCPU statistics, as the core keeps them. */
@@ -107,5 +111,12 @@ export interface SchedStats {
 export type CoreReply =
   | { type: "ready"; policy: string }
   | { type: "init-failed"; message: string }
-  | { type: "done"; id: number; error?: string; stats?: SchedStats; policy?: string }
+  | {
+    type: "done";
+    id: number;
+    error?: string;
+    stats?: SchedStats;
+    policy?: string;
+    trace?: TraceData;
+  }
   | { type: "ejected"; info: EjectInfo; fallback: string };

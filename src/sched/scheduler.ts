@@ -8,6 +8,7 @@
  */
 import type { SchedParams } from "./contract.ts";
 import type { EjectInfo } from "./watchdog.ts";
+import type { TraceData } from "../trace/events.ts";
 import { allocateDoorbell, ringControl } from "./grant_table.ts";
 import type { CoreReply, CoreRequest, PolicySpec, SchedStats } from "./runtime_protocol.ts";
 
@@ -33,6 +34,8 @@ export interface SchedulerOptions {
   starvationMs?: number;
   /** Hosts a remote plugin may import from (scoped grant); default none. */
   allowImport?: string[];
+  /** Trace ring size in records (32 bytes each; default 262,144; 0 turns tracing off). */
+  traceRecords?: number;
   /** Called when the watchdog (or `eject`) removes a plugin. */
   onEject?: (info: EjectInfo, fallback: string) => void;
 }
@@ -151,6 +154,7 @@ export class Scheduler {
       budgetNs: (options.budgetMs ?? 20) * 1e6,
       starvationNs: (options.starvationMs ?? 1000) * 1e6,
       policy: s.#spec(options.plugin, options.params ?? {}),
+      traceCapacity: options.traceRecords ?? 1 << 18,
     };
     const ready = new Promise<string>((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<CoreReply>) => {
@@ -257,6 +261,11 @@ export class Scheduler {
   /** Current statistics. */
   async stats(): Promise<SchedStats> {
     return (await this.#request((id) => ({ type: "stats", id }))).stats!;
+  }
+
+  /** The trace so far (oldest first); `clear` starts a new one. */
+  async trace(clear = false): Promise<TraceData> {
+    return (await this.#request((id) => ({ type: "trace", id, clear }))).trace!;
   }
 
   /** Stops the core and the plugin. VMs must be stopped first. */
