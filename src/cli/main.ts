@@ -8,6 +8,7 @@ import { ElfError } from "../vm/elf.ts";
 import { SchedulerError } from "../sched/scheduler.ts";
 import { demoCommand } from "./demo.ts";
 import { runCommand } from "./run.ts";
+import { scenarioCommand } from "./scenario.ts";
 import { EXIT_USAGE, UsageError } from "./usage.ts";
 
 /** Top-level help. */
@@ -18,6 +19,7 @@ Usage: deno run -A mod.ts <command> [options]
 Commands:
   run       boot VMs and print their consoles    (run --help)
   demo      three VMs side by side, then what every vCPU did
+  scenario  run a scenario file on KVM or in the simulator (scenario --help)
 
 Every command takes --help.
 `;
@@ -25,6 +27,7 @@ Every command takes --help.
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   run: runCommand,
   demo: demoCommand,
+  scenario: scenarioCommand,
 };
 
 /** Runs the CLI with `args`; returns the exit status (2 for usage and config errors). */

@@ -1,0 +1,215 @@
+/**
+ * Runs a scenario on KVM: boots its VMs under a policy plugin (or `host`: no slots, Linux
+ * schedules the EMTs, weights as nice levels), generates the echo load, measures shares over
+ * 1 s windows from the shim's ns-in-guest clocks and the workloads' own counters, and reports.
+ *
+ * @module
+ */
+import type { EchoResult } from "../devices/echo.ts";
+import type { SchedulerOptions } from "../sched/scheduler.ts";
+import type { Vm } from "../vm/vm.ts";
+import { Vmm } from "../vmm.ts";
+import { niceForWeight, setThreadCpus, setThreadNice } from "./host_threads.ts";
+import { jainIndex, type ScenarioResult, type VmOutcome } from "./result.ts";
+import type { Scenario, ScenarioVm } from "./scenario.ts";
+
+/** Options of {@linkcode runScenarioKvm}. */
+export interface KvmRunOptions {
+  /** Policy plugin path/URL, or `host`. */
+  policy: string;
+  /** Plugin parameters (over the scenario's). */
+  params?: Record<string, number | string | boolean>;
+  /** Override the scenario's seconds. */
+  seconds?: number;
+  /** Kernel image (default: guests/build/kernel.elf). */
+  kernel?: string;
+  /** Called with each VMM once it exists (live views). */
+  onVmm?: (vmm: Vmm) => void;
+  /** Scheduler options beyond plugin/params/slots (trace size...). */
+  scheduler?: Partial<SchedulerOptions>;
+}
+
+/** The guest command line of a scenario VM running for `seconds`. */
+export function cmdlineFor(vm: ScenarioVm, seconds: number): string {
+  const w = vm.workload;
+  const long = Math.ceil(seconds) + 30; // outlives the measurement; the VM is stopped after
+  switch (w.kind) {
+    case "spin":
+      return "workload=spin seconds=0";
+    case "periodic":
+      return `workload=periodic period_ms=${w.periodMs} compute_us=${
+        Math.round(w.computeMs * 1000)
+      } ` +
+        `jobs=${Math.ceil((long * 1000) / w.periodMs)}`;
+    case "echo":
+      return `workload=echo service_us=${w.serviceUs}`;
+    case "lock":
+      return `workload=lock seconds=${long} cs_us=${w.csUs} work_us=${w.workUs}`;
+    case "ipi":
+      return "workload=ipi rounds=100000000";
+    case "attacker":
+      return `workload=attacker seconds=0 run_us=${w.runUs ?? 9500} sleep_us=${w.sleepUs ?? 500}`;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+const guestNs = (vm: Vm) => vm.counters().reduce((s, c) => s + c.nsGuest, 0);
+
+/** Sum of a stats-record word over the VM's vCPUs. */
+function statSum(
+  vm: Vm,
+  pick: (v: { iterations: bigint; rounds: bigint; misses: bigint }) => bigint,
+) {
+  const s = vm.stats();
+  return s ? s.vcpus.reduce((a, v) => a + Number(pick(v)), 0) : 0;
+}
+
+/** Runs `scenario` on KVM and reports. */
+export async function runScenarioKvm(
+  scenario: Scenario,
+  options: KvmRunOptions,
+): Promise<ScenarioResult> {
+  const seconds = options.seconds ?? scenario.seconds;
+  const host = options.policy === "host";
+  const vmm = await Vmm.create({
+    scheduler: host ? undefined : {
+      ...options.scheduler,
+      plugin: options.policy,
+      params: { ...scenario.params, ...options.params },
+      slots: scenario.slots,
+    },
+  });
+  const ejections: string[] = [];
+  try {
+    options.onVmm?.(vmm);
+    const vms: Vm[] = [];
+    for (const v of scenario.vms) {
+      vms.push(
+        await vmm.createVm({
+          name: v.name,
+          vcpus: v.vcpus,
+          kernel: options.kernel,
+          cmdline: cmdlineFor(v, seconds),
+          sched: v.sched,
+        }),
+      );
+    }
+    for (const vm of vms) await vm.start();
+    if (host) {
+      const cpus = Array.from(
+        { length: scenario.slots },
+        (_, i) => i % navigator.hardwareConcurrency,
+      );
+      vms.forEach((vm, i) => {
+        const nice = niceForWeight(Number(scenario.vms[i].sched.weight ?? 256));
+        for (const tid of vm.emtThreadIds()) {
+          setThreadCpus(tid, cpus);
+          setThreadNice(tid, nice);
+        }
+      });
+    }
+    // Echo servers print "echo: ready" once calibrated.
+    for (const [i, vm] of vms.entries()) {
+      if (scenario.vms[i].workload.kind !== "echo") continue;
+      for (let k = 0; k < 500 && !vm.consoleText().includes("echo: ready"); k++) await sleep(10);
+    }
+    await sleep(500); // warm-up: let the policy settle
+
+    const shares: number[][] = vms.map(() => []);
+    const start = vms.map((vm) => ({
+      guest: guestNs(vm),
+      iterations: statSum(vm, (v) => v.iterations),
+      rounds: statSum(vm, (v) => v.rounds),
+      misses: statSum(vm, (v) => v.misses),
+    }));
+    const echoes = vms.map((vm, i) => {
+      const w = scenario.vms[i].workload;
+      if (w.kind !== "echo") return Promise.resolve(null);
+      return vm.echoLoad({
+        mode: w.mode,
+        ratePerSec: w.ratePerSec,
+        clients: w.clients,
+        thinkUs: w.thinkUs,
+        seconds,
+      });
+    });
+    const t0 = performance.now();
+    let last = vms.map(guestNs), lastT = t0;
+    while (performance.now() - t0 < seconds * 1000) {
+      await sleep(Math.min(1000, seconds * 1000 - (performance.now() - t0)));
+      const now = performance.now(), g = vms.map(guestNs);
+      const slotNs = scenario.slots * (now - lastT) * 1e6;
+      if (now - lastT > 100) vms.forEach((_, i) => shares[i].push((g[i] - last[i]) / slotNs));
+      last = g;
+      lastT = now;
+    }
+    const elapsed = (performance.now() - t0) / 1000;
+    const echoResults: (EchoResult | null)[] = await Promise.all(echoes);
+    const sched = vmm.scheduler ? await vmm.scheduler.stats() : undefined;
+    if (vmm.scheduler) {
+      for (const e of vmm.scheduler.ejections) ejections.push(`${e.reason}: ${e.detail}`);
+    }
+
+    const outcomes: VmOutcome[] = vms.map((vm, i) => {
+      const spec = scenario.vms[i];
+      const w = spec.workload;
+      const total = (guestNs(vm) - start[i].guest) / (scenario.slots * elapsed * 1e9);
+      const wakes = sched?.vcpus.filter((v) => v.vm === vm.name) ?? [];
+      let p50 = wakes.length ? Math.max(...wakes.map((v) => v.wakeLatencyP50Ns)) / 1e3 : NaN;
+      let p99 = wakes.length ? Math.max(...wakes.map((v) => v.wakeLatencyP99Ns)) / 1e3 : NaN;
+      let throughput: number, unit: string, misses = 0, jobs = 0;
+      const echo = echoResults[i];
+      if (echo) {
+        p50 = echo.p50Ns / 1e3;
+        p99 = echo.p99Ns / 1e3;
+        throughput = echo.throughput;
+        unit = "req/s";
+      } else if (w.kind === "periodic") {
+        jobs = statSum(vm, (v) => v.rounds) - start[i].rounds;
+        misses = statSum(vm, (v) => v.misses) - start[i].misses;
+        throughput = jobs / elapsed;
+        unit = "jobs/s";
+      } else if (w.kind === "ipi") {
+        throughput = (statSum(vm, (v) => v.rounds) - start[i].rounds) / elapsed;
+        unit = "ipi/s";
+      } else if (w.kind === "lock") {
+        throughput = (statSum(vm, (v) => v.iterations) - start[i].iterations) / elapsed;
+        unit = "acq/s";
+      } else {
+        throughput = (statSum(vm, (v) => v.iterations) - start[i].iterations) / elapsed / 1e6;
+        unit = "Mit/s";
+      }
+      const ws = shares[i].length ? shares[i] : [total];
+      return {
+        name: vm.name,
+        workload: w.kind,
+        weight: Number(spec.sched.weight ?? 256),
+        share: total,
+        shareMin: Math.min(...ws),
+        shareMax: Math.max(...ws),
+        p50Us: p50,
+        p99Us: p99,
+        throughput,
+        unit,
+        misses,
+        jobs,
+      };
+    });
+    return {
+      scenario: scenario.name,
+      mode: "kvm",
+      policy: host ? "host" : options.policy.replace(/^.*\//, "").replace(/\.ts$/, ""),
+      slots: scenario.slots,
+      seconds,
+      vms: outcomes,
+      jain: jainIndex(outcomes),
+      ejections,
+      date: new Date().toISOString(),
+    };
+  } finally {
+    await vmm.close();
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * Runs a scenario in the simulator (`src/sim`): the same VMs and workloads, the same plugin
+ * through the same core and sandbox, on a virtual clock, deterministic for a seed. `host` has
+ * no simulated equivalent (it is Linux's scheduler), and the attacker is modelled as a
+ * periodic task of `runUs` work every `runUs + sleepUs`.
+ *
+ * @module
+ */
+import { simulate, type Workload } from "../sim/mod.ts";
+import { ConfigError } from "../vm/config.ts";
+import { jainIndex, type ScenarioResult, type VmOutcome } from "./result.ts";
+import type { Scenario, ScenarioWorkload } from "./scenario.ts";
+
+/** Options of {@linkcode runScenarioSim}. */
+export interface SimRunOptions {
+  /** Policy plugin path/URL. */
+  policy: string;
+  /** Plugin parameters (over the scenario's). */
+  params?: Record<string, number | string | boolean>;
+  /** Override the scenario's seconds. */
+  seconds?: number;
+  /** Seed (default 1). */
+  seed?: number;
+}
+
+function simWorkload(w: ScenarioWorkload): Workload {
+  if (w.kind !== "attacker") return w;
+  const run = w.runUs ?? 9500, nap = w.sleepUs ?? 500;
+  return { kind: "periodic", periodMs: (run + nap) / 1000, computeMs: run / 1000 };
+}
+
+/** Runs `scenario` in the simulator and reports. */
+export async function runScenarioSim(
+  scenario: Scenario,
+  options: SimRunOptions,
+): Promise<ScenarioResult> {
+  if (options.policy === "host") {
+    throw new ConfigError("--sched", "host is Linux's scheduler: it only runs on KVM, not --sim");
+  }
+  const seconds = options.seconds ?? scenario.seconds;
+  const r = await simulate({
+    plugin: options.policy,
+    params: { ...scenario.params, ...options.params },
+    slots: scenario.slots,
+    seconds,
+    seed: options.seed ?? 1,
+    windowNs: 1e9,
+    vms: scenario.vms.map((v) => ({
+      name: v.name,
+      vcpus: v.vcpus,
+      params: v.sched,
+      workload: simWorkload(v.workload),
+    })),
+  });
+  const outcomes: VmOutcome[] = r.vms.map((vm, i) => {
+    const spec = scenario.vms[i];
+    const windows = (r.windows ?? []).map((w) => w.shares[vm.name] ?? 0);
+    let p50 = vm.wakeLatency.p50 / 1e3, p99 = vm.wakeLatency.p99 / 1e3;
+    let throughput = 0, unit = "";
+    if (vm.echo) {
+      p50 = vm.echo.latency.p50 / 1e3;
+      p99 = vm.echo.latency.p99 / 1e3;
+      throughput = vm.echo.throughputPerSec;
+      unit = "req/s";
+    } else if (vm.periodic) {
+      throughput = vm.periodic.jobs / seconds;
+      unit = "jobs/s";
+    } else if (vm.lock) {
+      throughput = vm.lock.acquisitionsPerSec;
+      unit = "acq/s";
+    } else if (vm.ipi) {
+      throughput = vm.ipi.ipisPerSec;
+      unit = "ipi/s";
+    } else {
+      throughput = (vm.runNs / 1e6) / seconds;
+      unit = "ms/s";
+    }
+    return {
+      name: vm.name,
+      workload: spec.workload.kind,
+      weight: Number(spec.sched.weight ?? 256),
+      share: vm.share,
+      shareMin: windows.length ? Math.min(...windows) : vm.share,
+      shareMax: windows.length ? Math.max(...windows) : vm.share,
+      p50Us: p50,
+      p99Us: p99,
+      throughput,
+      unit,
+      misses: vm.periodic?.misses ?? 0,
+      jobs: vm.periodic?.jobs ?? 0,
+    };
+  });
+  return {
+    scenario: scenario.name,
+    mode: "sim",
+    policy: options.policy.replace(/^.*\//, "").replace(/\.ts$/, ""),
+    slots: scenario.slots,
+    seconds,
+    vms: outcomes,
+    jain: jainIndex(outcomes),
+    ejections: r.ejections.map((e) => `${e.reason}: ${e.detail}`),
+    date: new Date().toISOString(),
+  };
+}
