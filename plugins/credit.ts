@@ -11,7 +11,7 @@
  *   one period of all slots is worth (`credits_per_tslice` = 300 per slot) are handed out to the
  *   *active* vCPUs in proportion to their VM's weight, and every active vCPU's priority is
  *   recomputed: **UNDER** if its credit is >= 0, **OVER** otherwise.
- * - A running vCPU burns 10 credits per ms of guest time, by exact run time (`burn_credits`).
+ * - A running vCPU burns 10 credits per ms it holds its slot, by exact time (`burn_credits`).
  * - A vCPU that wakes from a halt while UNDER is **BOOST**ed (`csched_unit_wake`): it goes to the
  *   front of the queue and preempts a running UNDER/OVER vCPU (tickle). The boost ends at the
  *   first tick that finds it running (`csched_unit_acct`), or at the next accounting.
@@ -25,12 +25,14 @@
  *
  * Where this plugin departs from credit.c, on purpose (each is marked `DEVIATION` below):
  *
- * 1. Credits are burned from the core's exact `ranNs` at every halt and deschedule, and for a
- *    running vCPU at every tick (as credit.c does since 2007), **and** a vCPU joins the active
- *    list whenever it burns credit, not only when a tick finds it running. In credit.c a vCPU
- *    that always halts just before the tick never becomes active, so accounting never lowers its
- *    priority and it keeps being BOOSTed on every wake: the tick-sampling attack of Zhou et al.,
- *    "Scheduler Vulnerabilities and Coordinated Attacks in Cloud Computing" (2011).
+ * 1. Credits are burned exactly at every halt and deschedule (the time the vCPU held its slot,
+ *    at least the core's `ranNs`) and for a running vCPU at every tick, as credit.c does since
+ *    Xen changeset 78c9b2a64b38 ("Accurate accounting for credit scheduler", 2007), **and** a
+ *    vCPU joins the active list whenever it burns credit, not only when a tick finds it
+ *    running. In credit.c a vCPU that always halts just before the tick never becomes active,
+ *    so accounting never lowers its priority and it is BOOSTed on every wake: the tick-sampling
+ *    attack (Zhou et al., "Scheduler Vulnerabilities and Coordinated Attacks in Cloud
+ *    Computing", 2011) still takes 95 % of a slot beside a hog; here it gets its 50 %.
  * 2. A slot with nothing to run may steal any queued vCPU from any slot, ignoring the 1 ms
  *    load-balance rate limit and the "don't steal from an idle pCPU" rule: in Xen the tickled
  *    idle pCPU would pick the vCPU up itself, here the core asks whichever free slot it likes.
@@ -41,6 +43,7 @@
  *    half) applies to halted vCPUs only. credit.c applies it to any vCPU; a spinning vCPU of a
  *    heavy VM that waits behind two 30 ms slices then loses half its credit, and three spinning
  *    VMs weighted 1:2:4 on one slot get 15.2 / 29.4 / 55.5 % instead of 14.3 / 28.6 / 57.1 %.
+ * 5. Removing a VM's cap (`setParams(vm, {cap: 0})`) unparks its vCPUs at once.
  *
  * Parameters. Per VM (`VcpuInfo.params`, `setParams(vm, ...)`): `weight` (1..65535, default
  * 256), `cap` (% of one slot, 0 = no cap). Policy-wide (`ctx.params`, `setParams("*", ...)`):
@@ -258,7 +261,17 @@ export class CreditScheduler implements SchedulerPlugin {
       }
       dom.weight = weight;
     }
-    if (params.cap !== undefined) dom.cap = Math.max(0, intParam(params.cap, 0));
+    if (params.cap !== undefined) {
+      const cap = Math.max(0, intParam(params.cap, 0));
+      if (cap === 0 && dom.cap !== 0) {
+        // DEVIATION 5: removing the cap unparks at once (credit.c waits for accounting to
+        // find the vCPU's credit back above 0, which can take a second on a busy machine).
+        for (const u of this.#units.values()) {
+          if (u.dom === dom && u.parked) this.#unpark(u, new Set());
+        }
+      }
+      dom.cap = cap;
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -308,7 +321,7 @@ export class CreditScheduler implements SchedulerPlugin {
     if (u.state === "running") {
       const spc = this.#pcpus[u.slot];
       if (spc.curr === u) spc.curr = null;
-      this.#burnRan(u, ranNs);
+      this.#burnRan(u, this.#held(u, now, ranNs));
     } else if (u.onRunq) {
       this.#runqRemove(u);
     }
@@ -344,7 +357,7 @@ export class CreditScheduler implements SchedulerPlugin {
     if (!u) return;
     const spc = this.#pcpus[slot];
     if (spc.curr === u) spc.curr = null;
-    if (u.state === "running") this.#burnRan(u, ranNs);
+    if (u.state === "running") this.#burnRan(u, this.#held(u, now, ranNs));
     u.state = "runnable";
     u.slot = slot;
     if (reason === "yield") u.yielding = true; // csched_unit_yield
@@ -392,6 +405,17 @@ export class CreditScheduler implements SchedulerPlugin {
     u.credit -= credits;
     // DEVIATION 1: whoever burns credit takes part in the next accounting.
     if (!u.active && deltaNs > 0) this.#acctStart(u);
+  }
+
+  /**
+   * What a grant is charged: the time the vCPU held its slot (grant to release), as Xen charges
+   * `now - start_time` from the context switch; never less than the guest time `ranNs`. The
+   * core's `ranNs` is guest time only, so a vCPU that halts and wakes every few microseconds
+   * would otherwise not pay for the EMT hand-offs it makes its slot spend (the simulator's
+   * `handoffNs`, about 20 us per grant on these machines).
+   */
+  #held(u: Unit, now: number, ranNs: number): number {
+    return Math.max(ranNs, now - u.grantAt);
   }
 
   /** Charges what is left of the grant's `ranNs` (a halt or a deschedule). */

@@ -8,7 +8,9 @@
  * - Credit is time, in ns. Every vCPU starts with `CSCHED2_CREDIT_INIT` = 10 ms of credit.
  * - A running vCPU **burns** credit at a rate inversely proportional to its VM's weight:
  *   `ran × max_weight / weight` (`t2c_update`), so the heaviest vCPU burns 1 ns per ns and a
- *   vCPU with half the weight burns twice as fast. Credit never goes below -10 ms.
+ *   vCPU with half the weight burns twice as fast; `ran` is the time it held its slot (at least
+ *   the core's `ranNs`), as credit2.c charges `now - start_time`. Credit never goes below
+ *   -10 ms.
  * - The run queue is ordered by credit, highest first (`runq_insert`); a free slot runs the
  *   vCPU with the most credit (`runq_candidate`). No priorities, no BOOST: a vCPU that woke from
  *   a halt simply tends to have more credit left than the hogs, and preempts the running vCPU
@@ -280,7 +282,7 @@ export class Credit2Scheduler implements SchedulerPlugin {
     if (u.state === "running") {
       const spc = this.#pcpus[u.slot];
       if (spc.curr === u) spc.curr = null;
-      this.#burnRan(u, ranNs);
+      this.#burnRan(u, this.#held(u, now, ranNs));
       this.#returnBudget(u);
     }
     if (u.onRunq) this.#runqRemove(u);
@@ -316,7 +318,7 @@ export class Credit2Scheduler implements SchedulerPlugin {
     if (!u) return;
     const spc = this.#pcpus[slot];
     if (spc.curr === u) spc.curr = null;
-    if (u.state === "running") this.#burnRan(u, ranNs);
+    if (u.state === "running") this.#burnRan(u, this.#held(u, now, ranNs));
     u.state = "runnable";
     u.slot = slot;
     if (reason === "yield") u.yielding = true; // csched2_unit_yield
@@ -362,6 +364,17 @@ export class Credit2Scheduler implements SchedulerPlugin {
     u.residual = val - credits * u.weight;
     u.credit = Math.max(CSCHED2_CREDIT_MIN, u.credit - credits);
     if (this.#hasCap(u)) u.budget -= deltaNs;
+  }
+
+  /**
+   * What a grant is charged: the time the vCPU held its slot (grant to release), as Xen charges
+   * `now - start_time` from the context switch; never less than the guest time `ranNs`. The
+   * core's `ranNs` is guest time only, so a vCPU that halts and wakes every few microseconds
+   * would otherwise not pay for the EMT hand-offs it makes its slot spend (the simulator's
+   * `handoffNs`, about 20 us per grant on these machines).
+   */
+  #held(u: Unit, now: number, ranNs: number): number {
+    return Math.max(ranNs, now - u.grantAt);
   }
 
   /** Charge the rest of the grant's `ranNs`. */

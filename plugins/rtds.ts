@@ -23,6 +23,10 @@
  *   (`priority_level++`), below every vCPU still within its reservation, and keeps running in
  *   the background; without it, it waits (depleted queue) for its next period.
  *
+ * Budget is burned by the time a vCPU held its slot (at least the core's `ranNs`), as rt.c burns
+ * `now - last_start`. DEVIATION: among equal priorities the vCPU that ran least recently goes
+ * first (see `#runqInsert`).
+ *
  * Replenishment: rt.c arms a timer at the earliest deadline (`repl_timer_handler`). Plugins have
  * no timers, so replenishments happen on the tick (`tickNs`, param `tick_us`, default 1000 us;
  * deadlines are multiples of the period from time 0, as in rt.c where the first deadline is
@@ -87,6 +91,8 @@ interface Unit {
   /** On the run queue (`runq`) or the depleted queue. */
   queue: "runq" | "depletedq" | null;
   grantAt: number;
+  /** When it was last granted a slot (-1: never): the tie-break among equal priorities. */
+  lastRan: number;
   /** Run time of the current grant already accounted (burned, or forgiven by a replenishment). */
   chargedNs: number;
 }
@@ -152,6 +158,7 @@ export class RtdsScheduler implements SchedulerPlugin {
       slot: info.index % this.#pcpus.length,
       queue: null,
       grantAt: this.#now,
+      lastRan: -1,
       chargedNs: 0,
     };
     this.#applyParams(u, info.params);
@@ -214,6 +221,7 @@ export class RtdsScheduler implements SchedulerPlugin {
     snext.state = "running";
     snext.slot = slot;
     snext.grantAt = now;
+    snext.lastRan = now;
     snext.chargedNs = 0;
     spc.curr = snext;
     // "Invoke the scheduler next time": when the budget runs out.
@@ -229,7 +237,7 @@ export class RtdsScheduler implements SchedulerPlugin {
     if (u.state === "running") {
       const p = this.#pcpus[u.slot];
       if (p.curr === u) p.curr = null;
-      this.#burnRan(u, ranNs);
+      this.#burnRan(u, this.#held(u, now, ranNs));
     }
     this.#qRemove(u);
     u.state = "halted";
@@ -264,7 +272,7 @@ export class RtdsScheduler implements SchedulerPlugin {
     if (!u) return;
     const p = this.#pcpus[slot];
     if (p.curr === u) p.curr = null;
-    if (u.state === "running") this.#burnRan(u, ranNs);
+    if (u.state === "running") this.#burnRan(u, this.#held(u, now, ranNs));
     u.state = "runnable";
     u.slot = slot;
     if (!u.queue) this.#runqInsert(u);
@@ -322,6 +330,17 @@ export class RtdsScheduler implements SchedulerPlugin {
     }
   }
 
+  /**
+   * What a grant is charged: the time the vCPU held its slot (grant to release), as Xen charges
+   * `now - start_time` from the context switch; never less than the guest time `ranNs`. The
+   * core's `ranNs` is guest time only, so a vCPU that halts and wakes every few microseconds
+   * would otherwise not pay for the EMT hand-offs it makes its slot spend (the simulator's
+   * `handoffNs`, about 20 us per grant on these machines).
+   */
+  #held(u: Unit, now: number, ranNs: number): number {
+    return Math.max(ranNs, now - u.grantAt);
+  }
+
   #burnRan(u: Unit, ranNs: number): void {
     this.#burnBudget(u, ranNs - u.chargedNs);
     u.chargedNs = Math.max(u.chargedNs, ranNs);
@@ -362,8 +381,12 @@ export class RtdsScheduler implements SchedulerPlugin {
   // -------------------------------------------------------------------------------------------
 
   /**
-   * `runq_insert`: with budget (or extratime) into the run queue, behind every vCPU of equal or
-   * higher priority; without, onto the depleted queue.
+   * `runq_insert`: with budget (or extratime) into the run queue, behind every vCPU of higher
+   * priority; without, onto the depleted queue. DEVIATION: among equal priorities (same level
+   * and deadline, which vCPUs with the same period always have, deadlines being multiples of
+   * the period) the vCPU that ran least recently goes first; rt.c puts the newcomer last, and in
+   * overload the replenishment handler's order then starves the same vCPUs every period (the
+   * core's watchdog ejects a policy that leaves a runnable vCPU waiting 1 s).
    */
   #runqInsert(u: Unit): void {
     if (u.curBudget > 0 || u.extratime) {
@@ -373,13 +396,19 @@ export class RtdsScheduler implements SchedulerPlugin {
         u.curBudget = u.budget;
       }
       let i = 0;
-      while (i < this.#runq.length && compareUnitPriority(u, this.#runq[i]) <= 0) i++;
+      while (i < this.#runq.length && !this.#before(u, this.#runq[i])) i++;
       this.#runq.splice(i, 0, u);
       u.queue = "runq";
     } else {
       this.#depletedq.push(u);
       u.queue = "depletedq";
     }
+  }
+
+  /** Whether `u` goes before `v` in the run queue. */
+  #before(u: Unit, v: Unit): boolean {
+    const c = compareUnitPriority(u, v);
+    return c > 0 || (c === 0 && u.lastRan < v.lastRan);
   }
 
   #qRemove(u: Unit): void {

@@ -152,6 +152,7 @@ Deno.test("core: random EMT events keep every invariant (rr)", () => {
   for (let step = 0; step < 20_000; step++) {
     now += Math.floor(rng.next() * 2 * MS);
     apply(core.advance(now));
+    assert(core.nextTimerAt() > now, "advance leaves no timer due");
     const id = Math.floor(rng.next() * n);
     const st = core.vcpuState(id)!;
     const ran = st.state === "running" ? now - grantAt.get(id)! : 0;
@@ -335,6 +336,11 @@ Deno.test("core: a starved vCPU ejects the plugin after the bound", () => {
   assert(/vCPU 1 \(a#1\) was runnable/.test(ejections[0].detail), ejections[0].detail);
   if (core.vcpuState(0)?.state === "running") core.sliceEnd(0, t + MS, MS);
   assertEquals(core.vcpuState(1)?.state, "running");
+  // The fallback is never judged, but its watchdog timer is re-armed (no busy loop).
+  const next = core.nextTimerAt();
+  core.advance(next);
+  assert(core.nextTimerAt() > next);
+  assertEquals(core.ejections.length, 1);
 });
 
 Deno.test("core: manual eject and a throwing hook are reported, fallback takes over", () => {

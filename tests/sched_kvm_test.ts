@@ -229,3 +229,34 @@ Deno.test("pause gives the slot away and stops guest time; resume takes it back"
     assert(vmm.guestModeHighWater <= 1);
   });
 });
+
+for (const policy of ["credit.ts", "credit2.ts"]) {
+  Deno.test(`${policy}: an echo VM beside a hog on one slot is answered, nobody starves`, async () => {
+    const ejected: string[] = [];
+    await withVmm({
+      plugin: plugin(policy),
+      slots: 1,
+      onEject: (e) => ejected.push(`${e.reason}: ${e.detail}`),
+    }, async (vmm) => {
+      const echo = await vmm.createVm({
+        name: "echo",
+        kernel: KERNEL,
+        cmdline: "workload=echo service_us=50",
+      });
+      const hog = await vmm.createVm({
+        name: "hog",
+        kernel: KERNEL,
+        cmdline: "workload=spin seconds=0",
+      });
+      await echo.start();
+      await hog.start();
+      for (let i = 0; i < 300 && !echo.consoleText().includes("echo: ready"); i++) await sleep(10);
+      // Requests preempt the hog over and over: a grant revoked before its EMT woke must still
+      // come back to the core (this once deadlocked the slot).
+      const r = await echo.echoLoad({ mode: "open", ratePerSec: 1000, seconds: 1 });
+      assertEquals(r.completed, r.sent);
+      assertEquals(ejected, []);
+      assert(vmm.guestModeHighWater <= 1);
+    });
+  });
+}

@@ -9,6 +9,7 @@ import { SchedulerError } from "../sched/scheduler.ts";
 import { demoCommand } from "./demo.ts";
 import { runCommand } from "./run.ts";
 import { scenarioCommand } from "./scenario.ts";
+import { simCommand } from "./sim.ts";
 import { EXIT_USAGE, UsageError } from "./usage.ts";
 
 /** Top-level help. */
@@ -20,6 +21,7 @@ Commands:
   run       boot VMs and print their consoles    (run --help)
   demo      three VMs side by side, then what every vCPU did
   scenario  run a scenario file on KVM or in the simulator (scenario --help)
+  sim       run a scheduler plugin in the simulator on a scenario (sim --help)
 
 Every command takes --help.
 `;
@@ -28,6 +30,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   run: runCommand,
   demo: demoCommand,
   scenario: scenarioCommand,
+  sim: simCommand,
 };
 
 /** Runs the CLI with `args`; returns the exit status (2 for usage and config errors). */

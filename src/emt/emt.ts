@@ -275,8 +275,13 @@ export class Emt {
     const sched = this.#sched!;
     const now = this.#shim.shim_now_f64();
     if (this.#grant !== null) {
-      sched.post(type, Number(this.#nsGuest[0]) - this.#grantGuestNs0, now);
+      const ran = Number(this.#nsGuest[0]) - this.#grantGuestNs0;
+      sched.post(type, ran, now, this.#grant.generation);
       this.#grant = null;
+      // After a slice end, preemption or yield the core still counts the vCPU runnable: the
+      // next grant comes without asking. After a halt or leaving, it must ask again.
+      this.#runnablePosted = type === SCHED_EVENT.sliceEnd || type === SCHED_EVENT.preempted ||
+        type === SCHED_EVENT.yield;
     } else if (type === SCHED_EVENT.gone || type === SCHED_EVENT.halt) {
       // Halting (or leaving) while waiting for a grant: withdraw the runnable request.
       if (this.#runnablePosted || type === SCHED_EVENT.gone) sched.post(type, 0, now);

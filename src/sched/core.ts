@@ -582,7 +582,8 @@ export class SchedCore {
       }
     }
     if (this.#watchdog.due(t)) {
-      const starving = this.#isFallback ? null : this.#watchdog.check(t, this.#waitingVcpus());
+      // The fallback is not judged (there is nothing to fall back to), but the check is re-armed.
+      const starving = this.#watchdog.check(t, this.#isFallback ? [] : this.#waitingVcpus());
       if (starving) {
         const v = this.#vcpus.get(starving.id)!;
         const waited = (t - starving.waitingSince) / 1e6;

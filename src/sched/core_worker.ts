@@ -136,8 +136,15 @@ class CoreThread {
           if (ev.type !== SCHED_EVENT.runnable) {
             // Whatever the vCPU gives back, its last grant is dead: an EMT that halted while a
             // grant was on its way must not take that grant later (pause, INIT).
-            const ref = this.#vcpus.get(id);
-            if (ref && ref.lastGeneration) table.revoke(i, ref.lastGeneration);
+            const r = this.#vcpus.get(id);
+            if (r && r.lastGeneration) table.revoke(i, r.lastGeneration);
+          }
+          const ref = this.#vcpus.get(id);
+          if (
+            (ev.type === SCHED_EVENT.sliceEnd || ev.type === SCHED_EVENT.preempted ||
+              ev.type === SCHED_EVENT.yield) && ev.generation !== ref?.lastGeneration
+          ) {
+            continue; // gives back a grant the core already took back (a stale one)
           }
           const t0 = performance.now();
           const before = core.vcpuState(id);
@@ -176,13 +183,13 @@ class CoreThread {
     }
   }
 
-  /** The loop: doorbell or timer, then drain and advance; control messages in between. */
+  /**
+   * The loop: doorbell or timer, then drain and advance. While a control message is being
+   * handled (a hot-swap awaits its new sandbox) the loop keeps draining but yields to the
+   * event loop instead of sleeping in `Atomics.wait`.
+   */
   async run(): Promise<void> {
     while (!this.#closed) {
-      while (Atomics.load(this.#bell, DOORBELL.control) !== this.controlHandled) {
-        await new Promise((r) => setTimeout(r, 0)); // the event loop delivers them
-        if (this.#closed) return;
-      }
       const seen = Atomics.load(this.#bell, DOORBELL.events);
       this.#drain();
       const t0 = performance.now();
@@ -191,6 +198,10 @@ class CoreThread {
         const ns = (performance.now() - t0) * 1e6;
         this.#trace.record(TRACE.decision, this.#lastNow, -1, -1, ns, 6);
         this.#apply(timed);
+      }
+      if (Atomics.load(this.#bell, DOORBELL.control) !== this.controlHandled) {
+        await new Promise((r) => setTimeout(r, 0)); // the event loop delivers and runs them
+        continue;
       }
       const next = this.#core.nextTimerAt();
       const waitMs = next === Infinity ? 1000 : (next - this.#now()) / 1e6;
@@ -334,7 +345,6 @@ self.onmessage = async (ev: MessageEvent<CoreRequest>) => {
     return;
   }
   const t = thread!;
-  t.controlHandled++;
   try {
     switch (m.type) {
       case "add-vm":
@@ -371,5 +381,7 @@ self.onmessage = async (ev: MessageEvent<CoreRequest>) => {
     }
   } catch (e) {
     post({ type: "done", id: m.id, error: (e as Error).message });
+  } finally {
+    t.controlHandled++; // only now may the loop sleep in Atomics.wait again
   }
 };

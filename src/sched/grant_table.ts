@@ -21,15 +21,15 @@
  * | 4   | ring tail (core: next entry it reads)        |
  * | 5   | host CPU the slot is pinned to, or -1        |
  * | f64 3 | slice deadline, CLOCK_MONOTONIC ns         |
- * | 32.. | ring entries: f64 type, f64 ranNs, f64 at   |
+ * | 32.. | ring entries: f64 type, ranNs, at, generation |
  *
  * @module
  */
 
 /** Bytes per vCPU record. */
-export const RECORD_BYTES = 256;
+export const RECORD_BYTES = 512;
 const RING_OFFSET = 32;
-const ENTRY_F64 = 3;
+const ENTRY_F64 = 4;
 /** Ring entries per vCPU: an EMT has at most a few events in flight (it waits for grants). */
 export const RING_ENTRIES = 8;
 
@@ -57,6 +57,8 @@ export type SchedEventType = typeof SCHED_EVENT[keyof typeof SCHED_EVENT];
 
 /** One event read from a ring. */
 export interface SchedEvent {
+  /** The grant the event gives back (0: none); stale ones are told apart by it. */
+  generation: number;
   /** What happened. */
   type: SchedEventType;
   /** Guest ns the vCPU ran under the grant it gave back (0 for runnable / gone). */
@@ -116,10 +118,14 @@ export class GrantRecordEmt {
     this.#doorbell = new Int32Array(doorbell);
   }
 
-  /** A grant newer than the last one taken, or null. Taking it marks it consumed. */
+  /**
+   * A grant newer than the last one taken, or null. Taking it marks it consumed. It may be
+   * revoked already (the core preempted it before the EMT woke): the EMT then gives it back
+   * at once, so the core, which counts the vCPU running, hears of it.
+   */
   takeGrant(): Grant | null {
     const gen = Atomics.load(this.#i32, W.grantGen);
-    if (gen === this.#consumed || gen === Atomics.load(this.#i32, W.revokedGen)) return null;
+    if (gen === this.#consumed) return null;
     this.#consumed = gen;
     return {
       generation: gen,
@@ -134,14 +140,18 @@ export class GrantRecordEmt {
     return Atomics.load(this.#i32, W.revokedGen) === gen;
   }
 
-  /** Reports an event and rings the doorbell. Returns false if the ring is full (a bug). */
-  post(type: SchedEventType, ranNs: number, at: number): boolean {
+  /**
+   * Reports an event (for a grant given back: its generation) and rings the doorbell. Returns
+   * false if the ring is full (a bug: an EMT has at most a few events in flight).
+   */
+  post(type: SchedEventType, ranNs: number, at: number, generation = 0): boolean {
     const head = Atomics.load(this.#i32, W.head);
     if (head - Atomics.load(this.#i32, W.tail) >= RING_ENTRIES) return false;
     const e = (RING_OFFSET / 8) + (head % RING_ENTRIES) * ENTRY_F64;
     this.#f64[e] = type;
     this.#f64[e + 1] = ranNs;
     this.#f64[e + 2] = at;
+    this.#f64[e + 3] = generation;
     Atomics.store(this.#i32, W.head, head + 1); // publishes the entry (seq-cst store)
     Atomics.add(this.#doorbell, 0, 1);
     Atomics.notify(this.#doorbell, 0);
@@ -187,6 +197,7 @@ export class GrantTableCore {
       type: this.#f64[e] as SchedEventType,
       ranNs: this.#f64[e + 1],
       at: this.#f64[e + 2],
+      generation: this.#f64[e + 3],
     };
     Atomics.store(this.#i32, b + W.tail, tail + 1);
     return ev;

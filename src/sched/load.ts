@@ -68,6 +68,9 @@ export function pluginDisplayName(plugin: SchedulerPlugin | null, spec: string):
   return base.replace(/\.[jt]sx?$/, "") || spec;
 }
 
+/** The shortest tick accepted (10 µs; Xen credit ticks every 10 ms, RTDS-like plugins faster). */
+export const MIN_TICK_NS = 10_000;
+
 /** Checks `tickNs` (read after `init`): 0 when absent; a message when invalid. */
 export function checkTickNs(plugin: SchedulerPlugin): number | string {
   const t = plugin.tickNs;
@@ -76,6 +79,7 @@ export function checkTickNs(plugin: SchedulerPlugin): number | string {
     return `tickNs must be a finite number >= 0, got ${describe(t)}`;
   }
   if (t > 0 && typeof plugin.onTick !== "function") return "tickNs is set but onTick is missing";
+  if (t > 0 && t < MIN_TICK_NS) return `tickNs must be 0 or >= ${MIN_TICK_NS} ns, got ${t}`;
   return t;
 }
 
@@ -101,6 +105,9 @@ export function describe(v: unknown): string {
  */
 export function checkPick(r: unknown): PickDecision | null | string {
   if (r === null) return null;
+  if (typeof (r as { then?: unknown })?.then === "function") {
+    return "pickNext returned a promise; hooks must be synchronous";
+  }
   if (typeof r !== "object" || r === undefined) {
     return `pickNext returned ${describe(r)}; expected null or { vcpu, sliceNs }`;
   }
@@ -117,6 +124,9 @@ export function checkPick(r: unknown): PickDecision | null | string {
 /** Checks what `onWake` returned: nothing, or an integer slot. Returns `-1` for nothing. */
 export function checkWake(r: unknown): SlotId | string {
   if (r === undefined || r === null) return -1;
+  if (typeof (r as { then?: unknown })?.then === "function") {
+    return "onWake returned a promise; hooks must be synchronous";
+  }
   if (typeof r !== "number" || !Number.isInteger(r)) {
     return `onWake returned ${describe(r)}; expected a slot number or nothing`;
   }

@@ -358,10 +358,10 @@ export class SandboxPolicy implements PolicyPort {
 
   /**
    * Waits for the reply to `seq`: spin `spinNs`, then sleep. At the budget (wall clock), if the
-   * Worker's thread is known, look at its CPU time (`/proc/self/task/<tid>/schedstat`): a plugin
-   * that is computing (it used half a budget of CPU since) times out; one that is only starved of
-   * CPU by other threads gets more time, up to `HARD_LIMIT` budgets. Without the thread's CPU
-   * time, the budget is wall-clock.
+   * Worker's thread is known, look at its CPU time (`/proc/self/task/<tid>/schedstat`) over the
+   * next half budget: a plugin that is computing (a quarter budget of CPU in that time) times
+   * out; one that is only starved of CPU by other threads gets more time, up to `HARD_LIMIT`
+   * budgets. Without the thread's CPU time, the budget is wall-clock.
    */
   #await(seq: number, hook: string): void {
     const { hdr } = this.#ch;
@@ -378,7 +378,7 @@ export class SandboxPolicy implements PolicyPort {
       if (Atomics.load(hdr, H_REP) === seq) return;
       if (t >= deadline) {
         const cpu = this.#tid > 0 ? threadCpuNs(this.#tid) : -1;
-        const busy = cpu >= 0 && cpuAtDeadline >= 0 && (cpu - cpuAtDeadline) / 1e6 >= budget / 2;
+        const busy = cpu >= 0 && cpuAtDeadline >= 0 && (cpu - cpuAtDeadline) / 1e6 >= budget / 4;
         if (cpu < 0 || busy || t - t0 >= HARD_LIMIT * budget) {
           const waited = (t - t0).toFixed(1);
           this.#kill(`no answer within ${waited} ms`);

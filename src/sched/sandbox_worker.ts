@@ -166,6 +166,7 @@ async function serve(sab: SharedArrayBuffer, plugin: SchedulerPlugin): Promise<v
     const n = Atomics.load(hdr, H_NOPS);
     let status = ST_OK;
     let json: ReplyJson | null = null;
+    if (n > 0 && ops[(n - 1) * OP_STRIDE] === OP_QUIT) return true;
     let quit = false;
     try {
       if (asyncFault !== null) throw new HookFault("throw", "(async)", asyncFault);

@@ -311,7 +311,8 @@ export class EchoBehaviour extends Behaviour {
 const WORK = 0, SPIN = 1, CS = 2;
 
 /**
- * Spinlock contention (test-and-set). Each vCPU loops: work, acquire, critical section, release.
+ * Spinlock contention (test-and-set). Each vCPU loops: work (uniform in [0.5, 1.5) × `workUs`),
+ * acquire, critical section, release.
  * A waiter spins (burns guest time); on release the lock goes to the longest-waiting spinner
  * that is in guest mode; a descheduled spinner takes a free lock when it runs again. A holder
  * descheduled inside its critical section makes every waiter spin through its slice:
@@ -334,7 +335,12 @@ export class LockBehaviour extends Behaviour {
     this.#work = Math.max(0, nsUs(w.workUs));
     if (!(this.#cs > 0)) throw new RangeError("lock: csUs must be > 0");
     this.#phase = new Array(n).fill(WORK);
-    this.#left = new Array(n).fill(this.#work);
+    this.#left = Array.from({ length: n }, () => this.#workTime());
+  }
+
+  /** A work phase: uniform in [0.5, 1.5) × `workUs`, so vCPUs do not run in lockstep. */
+  #workTime(): number {
+    return this.#work > 0 ? Math.max(1, Math.round(this.#work * (0.5 + this.rng.next()))) : 0;
   }
 
   /** Always runnable. */
@@ -380,7 +386,7 @@ export class LockBehaviour extends Behaviour {
     this.#acquisitions++;
     this.#holder = -1;
     this.#phase[i] = WORK;
-    this.#left[i] = this.#work;
+    this.#left[i] = this.#workTime();
     for (const j of this.#spinners) {
       const id = this.base + j;
       if (this.host.inGuest(id)) {

@@ -95,6 +95,7 @@ export class Engine implements SimHost {
   readonly #core: SchedCore;
   readonly #v: SimVcpu[] = [];
   readonly #behaviours: Behaviour[] = [];
+  readonly #index = new Map<Behaviour, number>();
   readonly #vms: SimVmSpec[];
   readonly #slots: number;
   readonly #end: number;
@@ -143,6 +144,7 @@ export class Engine implements SimHost {
     let id = 0;
     o.vms.forEach((vm, k) => {
       const b = createBehaviour(this, id, vm.vcpus, rng.fork(), vm.workload);
+      this.#index.set(b, this.#behaviours.length);
       this.#behaviours.push(b);
       for (let i = 0; i < vm.vcpus; i++) this.#v.push(new SimVcpu(id++, k, i, b));
     });
@@ -153,7 +155,7 @@ export class Engine implements SimHost {
   /** @inheritdoc */
   at(t: number, behaviour: Behaviour, tag: number): void {
     if (t >= this.#end) return;
-    this.#q.push(t, EV_EXT, this.#behaviours.indexOf(behaviour), tag);
+    this.#q.push(t, EV_EXT, this.#index.get(behaviour)!, tag);
   }
 
   /** @inheritdoc */

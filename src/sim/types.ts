@@ -65,7 +65,7 @@ export interface LockWorkload {
   kind: "lock";
   /** Critical section (µs of guest time). */
   csUs: number;
-  /** Work outside the lock (µs of guest time). */
+  /** Work outside the lock (µs of guest time; each phase uniform in [0.5, 1.5) × this). */
   workUs: number;
 }
 
