@@ -30,6 +30,7 @@ function dequeue(vcpu: VcpuId): void {
   if (i >= 0) queue.splice(i, 1);
 }
 
+/** The round-robin policy. */
 export default {
   name: "rr",
 

@@ -160,27 +160,46 @@ Deno.test("sandbox: load errors name the plugin file", async () => {
 Deno.test("sandbox: a remote plugin needs an explicit, scoped import grant", async () => {
   const served: string[] = [];
   const server = serve(new URL("../", import.meta.url), served);
+  const dir = await Deno.makeTempDir();
   try {
     const url = `http://127.0.0.1:${server.addr.port}/plugins/rr.ts`;
-    await rejects(
-      SandboxPolicy.create({ plugin: url, slots: 1 }),
-      /explicit grant for 127\.0\.0\.1:\d+/,
-    );
-    await rejects(
-      SandboxPolicy.create({ plugin: url, slots: 1, allowImport: ["example.com"] }),
-      /explicit grant/,
-    );
-    const p = await SandboxPolicy.create({
-      plugin: url,
-      slots: 1,
-      allowImport: [`127.0.0.1:${server.addr.port}`],
-    });
+    const host = `127.0.0.1:${server.addr.port}`;
+    // In a subprocess with --no-lock, so that the random port does not end up in deno.lock.
+    const script = `${dir}/remote.ts`;
+    await Deno.writeTextFile(
+      script,
+      `import { SandboxPolicy } from ${
+        JSON.stringify(new URL("../src/sched/sandbox.ts", import.meta.url).href)
+      };
+const out: string[] = [];
+for (const allowImport of [undefined, ["example.com"], [${JSON.stringify(host)}]]) {
+  try {
+    const p = await SandboxPolicy.create({ plugin: ${JSON.stringify(url)}, slots: 1, allowImport });
     p.close();
-    assertEquals(p.name, "rr");
+    out.push("loaded " + p.name);
+  } catch (e) {
+    out.push((e as Error).message);
+  }
+}
+console.log(JSON.stringify(out));
+`,
+    );
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--no-lock", "--unstable-worker-options", script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(r.stderr);
+    assertEquals(r.code, 0, stderr);
+    const [none, other, granted] = JSON.parse(new TextDecoder().decode(r.stdout)) as string[];
+    match(none, /explicit grant for 127\.0\.0\.1:\d+/);
+    match(other, /explicit grant/);
+    assertEquals(granted, "loaded rr");
     // Only the plugin's own file was fetched: its `import type` of mod.ts is erased.
     assertEquals(served, ["/plugins/rr.ts"]);
   } finally {
     await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -47,6 +47,7 @@ Deno.test("sim: same seed, same result (in-process and sandboxed)", async () => 
   const b = await simulate({ ...MIXED, sandbox: false });
   assertEquals(stable(a), stable(b));
   const c = await simulate({ ...MIXED, sandbox: true });
+  assertEquals(c.ejections, []);
   assertEquals(stable(c), stable(a));
   const d = await simulate({ ...MIXED, sandbox: false, seed: 43 });
   notDeepStrictEqual(stable(d).vms, stable(a).vms);

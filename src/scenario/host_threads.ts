@@ -27,12 +27,25 @@ export function niceForWeight(weight: number): number {
 
 /** Sets a thread's nice level (lowering it below 0 needs CAP_SYS_NICE); false on failure. */
 export function setThreadNice(tid: number, nice: number): boolean {
-  return libc().setpriority(PRIO_PROCESS, tid, nice) === 0;
+  return libc().setpriority(PRIO_PROCESS, tid >>> 0, nice | 0) === 0;
 }
 
 /** Confines a thread to host CPUs `cpus`; false on failure. */
 export function setThreadCpus(tid: number, cpus: number[]): boolean {
   const mask = new Uint8Array(128); // cpu_set_t: 1024 bits
   for (const c of cpus) mask[c >> 3] |= 1 << (c & 7);
-  return libc().sched_setaffinity(tid, BigInt(mask.length), mask) === 0;
+  return libc().sched_setaffinity(tid | 0, BigInt(mask.length), mask) === 0;
+}
+
+/**
+ * ns a thread of this process has run on a CPU (`/proc/self/task/TID/schedstat`, first
+ * field). The host baseline's share comes from here: a free EMT in a guest that never exits
+ * stays inside one KVM_RUN, so the shim's ns-in-guest clock only moves at exits.
+ */
+export function threadRunNs(tid: number): number {
+  try {
+    return Number(Deno.readTextFileSync(`/proc/self/task/${tid}/schedstat`).split(" ")[0]);
+  } catch {
+    return NaN;
+  }
 }

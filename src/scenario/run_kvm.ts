@@ -9,7 +9,7 @@ import type { EchoResult } from "../devices/echo.ts";
 import type { SchedulerOptions } from "../sched/scheduler.ts";
 import type { Vm } from "../vm/vm.ts";
 import { Vmm } from "../vmm.ts";
-import { niceForWeight, setThreadCpus, setThreadNice } from "./host_threads.ts";
+import { niceForWeight, setThreadCpus, setThreadNice, threadRunNs } from "./host_threads.ts";
 import { jainIndex, type ScenarioResult, type VmOutcome } from "./result.ts";
 import type { Scenario, ScenarioVm } from "./scenario.ts";
 
@@ -56,7 +56,11 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-const guestNs = (vm: Vm) => vm.counters().reduce((s, c) => s + c.nsGuest, 0);
+/** A VM's CPU time so far: guest ns from the shim, or (host mode) its EMT threads' run time. */
+function cpuNs(vm: Vm, host: boolean): number {
+  if (host) return vm.emtThreadIds().reduce((s, tid) => s + threadRunNs(tid), 0);
+  return vm.counters().reduce((s, c) => s + c.nsGuest, 0);
+}
 
 /** Sum of a stats-record word over the VM's vCPUs. */
 function statSum(
@@ -119,6 +123,7 @@ export async function runScenarioKvm(
     await sleep(500); // warm-up: let the policy settle
 
     const shares: number[][] = vms.map(() => []);
+    const guestNs = (vm: Vm) => cpuNs(vm, host);
     const start = vms.map((vm) => ({
       guest: guestNs(vm),
       iterations: statSum(vm, (v) => v.iterations),

@@ -15,6 +15,8 @@ export class PluginLoadError extends Error {
   /** The plugin's path or URL. */
   readonly plugin: string;
   /**
+   * Creates the error; the message names the plugin.
+   *
    * @param plugin the plugin's path or URL
    * @param message what is wrong
    */

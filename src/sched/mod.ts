@@ -30,6 +30,7 @@ export {
   type EjectInfo,
   type EjectReason,
   PolicyFault,
+  type WaitingVcpu,
   Watchdog,
   type WatchdogOptions,
 } from "./watchdog.ts";

@@ -110,6 +110,8 @@ export class LocalPolicy implements PolicyPort {
   #events: PolicyEvent[] = NO_EVENTS;
 
   /**
+   * Wraps a plugin object.
+   *
    * @param plugin the plugin object (its hooks are called with the plugin as `this`)
    * @param options parameters and a fallback name
    */

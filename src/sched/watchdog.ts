@@ -73,6 +73,8 @@ export class PolicyFault extends Error {
   /** The hook involved, if known. */
   readonly hook: string;
   /**
+   * Creates a fault.
+   *
    * @param reason why the plugin must be ejected
    * @param hook the hook that failed (`"pickNext"`, ...), or `""`
    * @param message details
@@ -106,6 +108,8 @@ export class Watchdog {
   #next: number;
 
   /**
+   * Creates the check; the first is due one interval after `now`.
+   *
    * @param options bounds
    * @param now the current time (ns): the first check is one interval later
    */

@@ -31,6 +31,13 @@ import type { SimOptions, SimResult } from "./types.ts";
 /** Sandbox spinning in the simulator: none (it only hurts on these machines, see sandbox.ts). */
 const SIM_SPIN_NS = 0;
 
+/**
+ * The sandbox budget in the simulator unless given: 200 ms of wall time. The VMM's 20 ms protects
+ * running guests; here a spurious timeout on a loaded machine would only make a run differ from
+ * another with the same seed, so the simulator is more patient (an endless loop still ends).
+ */
+const SIM_BUDGET_NS = 200_000_000;
+
 let instances = 0;
 
 /** Options that shape how a plugin is loaded for a simulation. */
@@ -115,7 +122,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     slots: o.slots,
     maxSliceNs,
     ratelimitNs,
-    budgetNs: o.budgetNs,
+    budgetNs: o.budgetNs ?? SIM_BUDGET_NS,
     sandbox: o.sandbox !== false,
     allowRead: o.allowRead,
     allowImport: o.allowImport,

@@ -131,7 +131,7 @@ export interface SimOptions {
   maxSliceNs?: number;
   /** Watchdog starvation bound (ns); default 1 s; 0 disables. */
   starvationNs?: number;
-  /** Sandbox budget per batch of calls (wall-clock ns); default 20 ms. */
+  /** Sandbox budget per batch of calls (wall-clock ns); default 200 ms in the simulator. */
   budgetNs?: number;
   /** Grant → guest mode latency (EMT wake-up), ns; default 0 (20_000 is realistic here). */
   handoffNs?: number;

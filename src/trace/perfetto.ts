@@ -139,7 +139,7 @@ export function toPerfetto(data: TraceData | TraceAnalysis): PerfettoTrace {
         dur: dur(sp.start, sp.end),
         pid,
         tid,
-        args,
+        ...(Object.keys(args).length ? { args } : {}),
       });
     }
     for (const mk of tl.marks) {
@@ -155,7 +155,7 @@ export function toPerfetto(data: TraceData | TraceAnalysis): PerfettoTrace {
         ts: ts(mk.t),
         pid,
         tid,
-        args,
+        ...(Object.keys(args).length ? { args } : {}),
       });
     }
   }

@@ -1,0 +1,132 @@
+/** Scenario files: validation before anything starts, and short runs in the simulator and on KVM. */
+import { deepStrictEqual as assertEquals, match, ok as assert, rejects } from "node:assert/strict";
+import { parseScenario } from "../src/scenario/scenario.ts";
+import { runScenarioSim } from "../src/scenario/run_sim.ts";
+import { runScenarioKvm } from "../src/scenario/run_kvm.ts";
+import { loadScenario } from "../src/scenario/scenario.ts";
+import { ConfigError } from "../mod.ts";
+import { runCli } from "./helpers/cli.ts";
+import { requireKernel } from "./helpers/vmm.ts";
+
+const DIR = new URL("../bench/scenarios/", import.meta.url);
+const CREDIT = new URL("../plugins/credit.ts", import.meta.url).href;
+
+const bad: Array<[string, unknown, RegExp]> = [
+  ["not an object", [1, 2], /must be a JSON object/],
+  ["no VMs", { vms: [] }, /vms: must be a non-empty array/],
+  ["unknown key", { vms: [{ name: "a", workload: { kind: "spin" } }], cpus: 2 }, /unknown key/],
+  [
+    "unknown workload",
+    { vms: [{ name: "a", workload: { kind: "fork-bomb" } }] },
+    /unknown workload "fork-bomb"/,
+  ],
+  [
+    "impossible periodic",
+    { vms: [{ name: "a", workload: { kind: "periodic", periodMs: 10, computeMs: 20 } }] },
+    /20 ms of work cannot fit a 10 ms period/,
+  ],
+  [
+    "budget over period",
+    { vms: [{ name: "a", workload: { kind: "spin" }, sched: { period_ms: 10, budget_ms: 11 } }] },
+    /budget 11 ms exceeds period 10 ms/,
+  ],
+  [
+    "weight 0",
+    { vms: [{ name: "a", workload: { kind: "spin" }, sched: { weight: 0 } }] },
+    /weight/,
+  ],
+  ["ipi on 1 vCPU", { vms: [{ name: "a", workload: { kind: "ipi" } }] }, /exactly 2 vCPUs/],
+  [
+    "duplicate names",
+    { vms: [{ name: "a", workload: { kind: "spin" } }, { name: "a", workload: { kind: "spin" } }] },
+    /duplicate VM 'a'/,
+  ],
+  [
+    "0 slots",
+    { slots: 0, vms: [{ name: "a", workload: { kind: "spin" } }] },
+    /slots: must be >= 1/,
+  ],
+];
+
+for (const [what, data, message] of bad) {
+  Deno.test(`scenario validation: ${what} is a ConfigError naming the field`, () => {
+    try {
+      parseScenario(data, "x.json");
+    } catch (e) {
+      assert(e instanceof ConfigError, String(e));
+      match((e as Error).message, message);
+      return;
+    }
+    throw new Error("accepted a bad scenario");
+  });
+}
+
+Deno.test("every shipped scenario file is valid", async () => {
+  for await (const f of Deno.readDir(DIR)) {
+    if (!f.name.endsWith(".json")) continue;
+    const s = await loadScenario(new URL(f.name, DIR).pathname);
+    assert(s.vms.length > 0 && s.description.length > 0, f.name);
+  }
+});
+
+Deno.test("cli scenario: bad JSON is a clear error with exit 2 before anything starts", async () => {
+  const file = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(file, "{ not json");
+  const r = await runCli(["scenario", file]);
+  await Deno.remove(file);
+  assertEquals(r.code, 2, r.stderr);
+  match(r.stderr, /not valid JSON/);
+});
+
+Deno.test("sim: weights 256/512/1024 under credit give 1/7, 2/7, 4/7 (within 1 pp)", async () => {
+  const s = await loadScenario(new URL("weights.json", DIR).pathname);
+  // Over 10 virtual seconds (the first 30 ms accounting periods start everyone equal).
+  const r = await runScenarioSim(s, { policy: CREDIT, seconds: 10 });
+  const want = [1 / 7, 2 / 7, 4 / 7];
+  r.vms.forEach((vm, i) =>
+    assert(Math.abs(vm.share - want[i]) <= 0.01, `${vm.name}: ${(vm.share * 100).toFixed(2)} %`)
+  );
+  // Deterministic: the same seed gives the same numbers.
+  const again = await runScenarioSim(s, { policy: CREDIT, seconds: 10 });
+  assertEquals(again.vms.map((v) => v.share), r.vms.map((v) => v.share));
+});
+
+Deno.test("sim: io-vs-hog under credit answers every request with low latency", async () => {
+  const s = await loadScenario(new URL("io-vs-hog.json", DIR).pathname);
+  const credit = await runScenarioSim(s, { policy: CREDIT, seconds: 2 });
+  const rr = await runScenarioSim(s, {
+    policy: new URL("../plugins/rr.ts", import.meta.url).href,
+    seconds: 2,
+  });
+  const echo = credit.vms.find((v) => v.name === "echo")!;
+  assert(echo.throughput >= 950, `echo ${echo.throughput} req/s of ~1000 offered`);
+  assert(echo.p99Us < 2000, `echo p99 ${echo.p99Us} us under credit`);
+  const rrEcho = rr.vms.find((v) => v.name === "echo")!;
+  assert(rrEcho.p99Us > 2 * echo.p99Us, `rr p99 ${rrEcho.p99Us} us vs credit ${echo.p99Us} us`);
+});
+
+Deno.test("sim: host is not a simulated policy", async () => {
+  const s = await loadScenario(new URL("weights.json", DIR).pathname);
+  await rejects(() => runScenarioSim(s, { policy: "host" }), /only runs on KVM/);
+});
+
+Deno.test("kvm: short weights under credit, loose tolerance (8 pp), in weight order", async () => {
+  await requireKernel();
+  const s = await loadScenario(new URL("weights.json", DIR).pathname);
+  const r = await runScenarioKvm(s, { policy: CREDIT, seconds: 2 });
+  const want = [1 / 7, 2 / 7, 4 / 7];
+  r.vms.forEach((vm, i) =>
+    assert(Math.abs(vm.share - want[i]) <= 0.08, `${vm.name}: ${(vm.share * 100).toFixed(1)} %`)
+  );
+  assert(r.vms[0].share < r.vms[1].share && r.vms[1].share < r.vms[2].share);
+  assertEquals(r.ejections, []);
+});
+
+Deno.test("kvm: short io-vs-hog under credit answers (nearly) every request", async () => {
+  await requireKernel();
+  const s = await loadScenario(new URL("io-vs-hog.json", DIR).pathname);
+  const r = await runScenarioKvm(s, { policy: CREDIT, seconds: 2 });
+  const echo = r.vms.find((v) => v.name === "echo")!;
+  assert(echo.throughput >= 900, `echo ${echo.throughput} req/s of ~1000 offered`);
+  assertEquals(r.ejections, []);
+});
