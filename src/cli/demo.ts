@@ -1,89 +1,112 @@
 /**
- * `deno task demo`: boots a few of our guests side by side, with nothing to prepare but
- * `deno task build`, and shows what each vCPU did.
+ * `deno task demo`: the embedded default scenario, needing nothing from the user but
+ * `deno task build`: an echo server and two weighted CPU hogs share one slot under Xen's Credit
+ * policy for about 10 s, with a live per-VM view, then the summary table and the trace file.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { Vmm } from "../vmm.ts";
-import { DEFAULT_KERNEL } from "../vm/config.ts";
-import { exitReasonName } from "../kvm/constants.ts";
-import type { Vm } from "../vm/vm.ts";
+import { formatResult } from "../scenario/result.ts";
+import { runScenarioKvm } from "../scenario/run_kvm.ts";
+import { parseScenario } from "../scenario/scenario.ts";
+import type { Vmm } from "../vmm.ts";
+import { traceToJson } from "../trace/events.ts";
+import { UsageError } from "./usage.ts";
 
 /** Help text of `demo`. */
-export const DEMO_HELP = `Usage: deno run -A mod.ts demo
+export const DEMO_HELP = `Usage: deno run -A mod.ts demo [--seconds N] [--trace FILE]
 
-Boots three VMs at once on our guest kernel: 'hello' (4 vCPUs, SMP bring-up through INIT/SIPI),
-'ipi' (2 vCPUs ping-ponging interrupts) and 'sleep' (10 x 10 ms on the LAPIC timer), prints their
-consoles, then a table of what each vCPU did (exits by reason, halts, wakes, time in guest).
+Three VMs share one slot (one pCPU) under Xen's Credit policy (plugins/credit.ts), running in
+its sandbox: 'echo' answers 1000 requests/s (50 us of work each), 'heavy' (weight 512) and
+'light' (weight 256) are CPU hogs. While it runs, a live view shows each VM's share of the slot;
+then the summary: shares (credit gives the hogs 2:1 of what echo leaves), echo latency (BOOST
+lets it preempt the hogs), and where the trace of every scheduling decision went.
 
 Options:
-  -h, --help   this text
+  --seconds N   how long to measure (default 10)
+  --trace FILE  where to write the trace (default demo-trace.json)
+  -h, --help    this text
 `;
 
-function table(vms: Vm[]): string {
-  const rows = [["vm", "vcpu", "exits", "by reason", "halts", "wakes", "guest ms", "halted ms"]];
-  for (const vm of vms) {
-    for (const c of vm.counters()) {
-      const total = c.exits.reduce((a, b) => a + b, 0);
-      const top = c.exits
-        .map((n, r) => [n, r] as const)
-        .filter(([n]) => n > 0)
-        .sort((a, b) => b[0] - a[0])
-        .slice(0, 3)
-        .map(([n, r]) => `${exitReasonName(r)}:${n}`)
-        .join(" ");
-      rows.push([
-        vm.name,
-        String(c.vcpu),
-        String(total),
-        top,
-        String(c.halts),
-        String(c.wakes),
-        (c.nsGuest / 1e6).toFixed(1),
-        (c.nsHalted / 1e6).toFixed(1),
-      ]);
+const DEMO = {
+  name: "demo",
+  description: "echo beside two weighted hogs on one slot under credit",
+  slots: 1,
+  seconds: 10,
+  policy: "credit",
+  vms: [
+    {
+      name: "echo",
+      workload: { kind: "echo", mode: "open", ratePerSec: 1000, serviceUs: 50 },
+    },
+    { name: "heavy", workload: { kind: "spin" }, sched: { weight: 512 } },
+    { name: "light", workload: { kind: "spin" }, sched: { weight: 256 } },
+  ],
+};
+
+/** Prints each VM's share of the slot once a second (redrawn in place on a terminal). */
+function liveView(vmm: Vmm): () => void {
+  const tty = Deno.stdout.isTerminal();
+  const enc = new TextEncoder();
+  let last = new Map<string, number>(), lastT = performance.now(), lines = 0;
+  const id = setInterval(() => {
+    const now = performance.now(), wall = (now - lastT) * 1e6;
+    const parts: string[] = [];
+    for (const vm of vmm.vms.values()) {
+      const ns = vm.counters().reduce((s, c) => s + c.nsGuest, 0);
+      const prev = last.get(vm.name);
+      if (prev !== undefined) {
+        parts.push(`${vm.name.padEnd(6)} ${(((ns - prev) / wall) * 100).toFixed(1).padStart(5)} %`);
+      }
+      last.set(vm.name, ns);
     }
-  }
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ")).join("\n");
+    lastT = now;
+    if (!parts.length) return;
+    const text = `slot 0: ${parts.join("   ")}`;
+    if (tty && lines) Deno.stdout.writeSync(enc.encode("\x1b[1A\x1b[2K"));
+    Deno.stdout.writeSync(enc.encode(text + "\n"));
+    lines++;
+  }, 1000);
+  return () => {
+    clearInterval(id);
+    last = new Map();
+  };
 }
 
-/** Runs the demo; returns the exit status. */
+/** Runs the demo. */
 export async function demoCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { help: { type: "boolean", short: "h" } } });
+  const { values } = parseArgs({
+    args,
+    options: {
+      seconds: { type: "string" },
+      trace: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+  });
   if (values.help) {
     console.log(DEMO_HELP);
     return 0;
   }
-  const kernel = DEFAULT_KERNEL;
-  const vmm = await Vmm.create({
-    onConsole: (l) => console.log(`[${l.vm}] ${l.line}`),
-    onLog: (m) => console.error(m),
+  const seconds = values.seconds ? Number(values.seconds) : 10;
+  if (!(seconds > 0)) throw new UsageError(`--seconds must be a positive number`);
+  const traceFile = values.trace ?? "demo-trace.json";
+  const scenario = parseScenario(DEMO, "demo");
+  const plugin = new URL("../../plugins/credit.ts", import.meta.url).href;
+  console.log(
+    `demo: echo (1000 req/s) + heavy (weight 512) + light (weight 256) on 1 slot, credit, ${seconds} s`,
+  );
+  let stopView = () => {};
+  const result = await runScenarioKvm(scenario, {
+    policy: plugin,
+    seconds,
+    onVmm: (vmm) => stopView = liveView(vmm),
+    beforeClose: async (vmm) => {
+      stopView();
+      await Deno.writeTextFile(traceFile, traceToJson(await vmm.scheduler!.trace()));
+    },
   });
-  try {
-    const vms = [
-      await vmm.createVm({ name: "hello", vcpus: 4, kernel, cmdline: "workload=hello" }),
-      await vmm.createVm({ name: "ipi", vcpus: 2, kernel, cmdline: "workload=ipi rounds=500" }),
-      await vmm.createVm({
-        name: "sleep",
-        vcpus: 1,
-        kernel,
-        cmdline: "workload=sleep count=10 ms=10",
-      }),
-    ];
-    await Promise.all(vms.map((vm) => vm.start()));
-    const exits = await Promise.all(vms.map((vm) => vm.wait()));
-    console.log(`\n${table(vms)}\n`);
-    exits.forEach((e, i) =>
-      console.log(
-        `vm ${vms[i].name}: ${
-          e.kind === "exit" ? `exit status ${e.status}` : e.fault?.message ?? e.kind
-        }`,
-      )
-    );
-    return exits.every((e) => e.kind === "exit" && e.status === 0) ? 0 : 1;
-  } finally {
-    await vmm.close();
-  }
+  console.log("\n" + formatResult(result));
+  console.log(`\ntrace of every scheduling decision: ${traceFile}`);
+  return 0;
 }

@@ -27,6 +27,8 @@ export interface KvmRunOptions {
   onVmm?: (vmm: Vmm) => void;
   /** Scheduler options beyond plugin/params/slots (trace size...). */
   scheduler?: Partial<SchedulerOptions>;
+  /** Called after the measurement, before the VMM closes (to collect a trace). */
+  beforeClose?: (vmm: Vmm) => Promise<void>;
 }
 
 /** The guest command line of a scenario VM running for `seconds`. */
@@ -203,6 +205,7 @@ export async function runScenarioKvm(
         jobs,
       };
     });
+    await options.beforeClose?.(vmm);
     return {
       scenario: scenario.name,
       mode: "kvm",
