@@ -44,7 +44,10 @@ export {
   Scheduler,
   SchedulerError,
   type SchedulerOptions,
+  type SchedVm,
 } from "./src/sched/scheduler.ts";
+export type { EchoLoadOptions, EchoResult } from "./src/devices/echo.ts";
+export type { TraceData, TraceVcpu } from "./src/trace/events.ts";
 export type { SchedStats, VcpuSchedStats } from "./src/sched/runtime_protocol.ts";
 export type { EjectInfo, EjectReason } from "./src/sched/watchdog.ts";
 

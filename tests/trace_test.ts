@@ -7,7 +7,13 @@
 import { deepStrictEqual as assertEquals, match, ok as assert } from "node:assert/strict";
 import { KERNEL, requireKernel, sleep } from "./helpers/vmm.ts";
 import { type SchedStats, type Vm, Vmm } from "../mod.ts";
-import { decodeTrace, RUN_END_REASON, TRACE, type TraceData } from "../src/trace/events.ts";
+import {
+  decodeTrace,
+  RUN_END_REASON,
+  TRACE,
+  type TraceData,
+  TraceRecorder,
+} from "../src/trace/events.ts";
 import { analyzeTrace, renderSummary, summarizeTrace } from "../src/trace/summary.ts";
 import { dumpTrace } from "../src/trace/dump.ts";
 import { type PerfettoTrace, SLOTS_PROCESS, toPerfetto } from "../src/trace/perfetto.ts";
@@ -305,3 +311,47 @@ async function cliChecks(file: string, dir: string, vms: string[]): Promise<void
     match(r.stderr, msg);
   }
 }
+
+Deno.test("trace: a ring that wrapped (records dropped) still replays and exports", () => {
+  // One vCPU on one slot, 8-record ring: the oldest grant is overwritten.
+  const rec = new TraceRecorder(8);
+  const T0 = 1e12, ms = 1e6;
+  rec.nameVcpu({ id: 1, vm: "w", index: 0 });
+  rec.record(TRACE.vcpuAdd, T0, 1, -1, 0, 0, rec.intern("w"));
+  rec.record(TRACE.wake, T0, 1);
+  for (let i = 0; i < 4; i++) {
+    rec.record(TRACE.grant, T0 + i * 10 * ms, 1, 0, 10 * ms);
+    rec.record(TRACE.runEnd, T0 + (i + 1) * 10 * ms - 0.5 * ms, 1, 0, 9 * ms, 1);
+  }
+  rec.record(TRACE.grant, T0 + 40 * ms, 1, 0, 10 * ms); // still running at the end
+  const data = rec.collect({ slots: 1, policy: "test" });
+  assertEquals(data.dropped, 3);
+  const a = analyzeTrace(data);
+  const runs = a.slotRuns[0];
+  assertEquals(runs.map((r) => r.reason), ["slice", "slice", "slice", "running"]);
+  assert(Number.isNaN(runs[0].sliceNs), "the first run's grant was overwritten");
+  assertEquals(runs[0].start, T0 + 20.5 * ms - 9 * ms, "inferred from the run time");
+  const s = summarizeTrace(a);
+  assertEquals(s.vcpus[0].guestNs, 27 * ms);
+  assertEquals(s.slotTotals[0].grants, 3);
+  match(renderSummary(s), /3 older records dropped/);
+  const p = toPerfetto(a);
+  const slot = p.traceEvents.filter((e) => e.cat === "slot");
+  assertEquals(slot.length, 4);
+  assertEquals(slot[0].args!.slice_ns, null);
+  assertEquals(slot[3].args!.reason, "running");
+  assert(p.traceEvents.every((e) => e.ts >= 0));
+  const lines = dumpTrace(data).trimEnd().split("\n");
+  assertEquals(lines.length, 8 + 2);
+  match(lines.at(-1)!, /\| w\/0 +\| grant +w\/0 +s0 +slice 10\.000 ms$/);
+});
+
+Deno.test("trace: an empty trace exports and draws", () => {
+  const data = new TraceRecorder(4).collect({ slots: 2, policy: "none" });
+  const p = toPerfetto(data);
+  assertEquals(p.traceEvents.filter((e) => e.ph !== "M").length, 0);
+  const svg = timelineSvg(JSON.parse(JSON.stringify(p)));
+  match(svg, /slot 1<\/text>/);
+  match(renderSummary(summarizeTrace(data)), /0 records/);
+  assertEquals(dumpTrace(data).trimEnd().split("\n").length, 2);
+});

@@ -42,7 +42,10 @@ export interface SchedulerOptions {
 
 /** A scheduling option that is wrong, named. */
 export class SchedulerError extends Error {
-  /** @param message what is wrong */
+  /**
+   * Creates the error.
+   * @param message what is wrong
+   */
   constructor(message: string) {
     super(message);
     this.name = "SchedulerError";
