@@ -19,7 +19,7 @@ Usage: deno run -A mod.ts <command> [options]
 
 Commands:
   run       boot VMs and print their consoles    (run --help)
-  demo      three VMs side by side, then what every vCPU did
+  demo      an echo VM and two weighted hogs on one slot under credit, live
   scenario  run a scenario file on KVM or in the simulator (scenario --help)
   sim       run a scheduler plugin in the simulator on a scenario (sim --help)
 

@@ -184,12 +184,12 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
   const sorted = recs.map((r, i) => ({ r, i }))
     .sort((a, b) => a.r.t - b.r.t || a.i - b.i)
     .map((x) => x.r);
-  const start = sorted.length ? sorted[0].t : 0;
+  let start = sorted.length ? sorted[0].t : 0;
   const end = sorted.length ? sorted[sorted.length - 1].t : 0;
   const names = new Map(data.vcpus.map((v) => [v.id, v]));
   const live = new Map<number, Live>();
   const slotRuns: SlotRun[][] = Array.from({ length: Math.max(0, data.slots) }, () => []);
-  const slotLast: number[] = slotRuns.map(() => start);
+  const slotLast: number[] = slotRuns.map(() => -Infinity);
   const decisions: Decision[] = [];
   const ejections: Ejection[] = [];
   const policyEvents: PolicyEventMark[] = [];
@@ -298,8 +298,10 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
         const l = get(r.vcpu, r.t);
         const reason = RUN_END_REASON[r.reason] ?? `reason ${r.reason}`;
         if (!l.run) {
-          // Its grant was overwritten in the ring: it ran since `t - ran` or the trace's start.
-          const from = Math.max(start, r.t - r.value, slotOf(r.slot) ? slotLast[r.slot] : start);
+          // Its grant was overwritten in the ring: it held the slot since `t - ran` at least
+          // (guest time is at most the time held), or since the slot's previous run ended.
+          const from = Math.max(r.t - r.value, slotOf(r.slot) ? slotLast[r.slot] : -Infinity);
+          if (from < start) start = from;
           l.run = {
             slot: r.slot,
             vcpu: r.vcpu,
