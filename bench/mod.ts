@@ -5,6 +5,8 @@
 import { benchExits } from "./exits.ts";
 import { benchStartup, memoryPerWorker } from "./startup.ts";
 import { benchDecisions, benchEnforcement, benchHandoff } from "./sched.ts";
+import { busyScenario } from "./sim.ts";
+import { simulate } from "../src/sim/mod.ts";
 import { fmt } from "./stats.ts";
 
 const results: Record<string, unknown> = { date: new Date().toISOString() };
@@ -65,6 +67,19 @@ console.log(
   `  spin rate with/without the scheduler ${fmt(enf.scheduledRate / enf.freeRate, 4)}, cost ${
     fmt(enf.cost * 100, 2)
   } % (goal <= 1 %)`,
+);
+
+console.log("== simulator: events/s, rr, 4 slots, 12 vCPUs, 50 us slices");
+const simLocal = await simulate(busyScenario(5, false));
+const simSandbox = await simulate(busyScenario(0.5, true));
+results.simulator = {
+  localEventsPerSec: simLocal.eventsPerSec,
+  sandboxEventsPerSec: simSandbox.eventsPerSec,
+};
+console.log(
+  `  in-process ${fmt(simLocal.eventsPerSec / 1e6, 2)} M events/s (goal >= 1), sandboxed ${
+    fmt(simSandbox.eventsPerSec / 1e6, 2)
+  } M events/s`,
 );
 
 await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });

@@ -260,3 +260,30 @@ for (const policy of ["credit.ts", "credit2.ts"]) {
     });
   });
 }
+
+Deno.test("pinned slots: the EMT holding slot 0 runs on host CPU 0; manual eject", async () => {
+  const ejected: string[] = [];
+  await withVmm({
+    plugin: plugin("credit.ts"),
+    slots: 1,
+    pin: [0],
+    onEject: (e) => ejected.push(e.reason),
+  }, async (vmm) => {
+    const vm = await vmm.createVm({
+      name: "p",
+      kernel: KERNEL,
+      cmdline: "workload=spin seconds=0",
+    });
+    await vm.start();
+    await sleep(200);
+    const tid = vm.emtThreadIds()[0];
+    const status = Deno.readTextFileSync(`/proc/self/task/${tid}/status`);
+    assertEquals(status.match(/^Cpus_allowed_list:\s*(\S+)/m)?.[1], "0");
+    await vmm.scheduler!.eject("operator says so");
+    assertEquals(ejected, ["manual"]);
+    assert(/rr/.test(vmm.scheduler!.policy), vmm.scheduler!.policy);
+    const before = vm.stats()!.vcpus[0].iterations;
+    await sleep(200);
+    assert(vm.stats()!.vcpus[0].iterations > before, "the VM stalled after the eject");
+  });
+});

@@ -17,6 +17,7 @@ export const SCHED_FLAGS = {
   slots: { type: "string" },
   "pin-slots": { type: "boolean" },
   "ratelimit-us": { type: "string" },
+  "sched-allow-import": { type: "string", multiple: true },
 } as const;
 
 /** Help lines of the scheduler flags. */
@@ -26,7 +27,10 @@ export const SCHED_FLAGS_HELP =
   --sched-param K=V   a plugin parameter (repeatable), e.g. tslice_ms=30
   --slots N           slots (pCPUs) the scheduler hands out (default: available CPUs)
   --pin-slots         pin slot k to host CPU k (sched_setaffinity of the EMT holding it)
-  --ratelimit-us US   context-switch rate limit (Xen's sched_ratelimit_us, default 1000)`;
+  --ratelimit-us US   context-switch rate limit (Xen's sched_ratelimit_us, default 1000)
+  --sched-allow-import HOST
+                      let a remote plugin (--sched https://HOST/...) be imported from HOST;
+                      without it only local plugin files load (repeatable)`;
 
 /** The values `parseArgs` gives for {@linkcode SCHED_FLAGS}. */
 export interface SchedFlagValues {
@@ -40,6 +44,8 @@ export interface SchedFlagValues {
   "pin-slots"?: boolean;
   /** `--ratelimit-us`. */
   "ratelimit-us"?: string;
+  /** `--sched-allow-import`. */
+  "sched-allow-import"?: string[];
 }
 
 function count(flag: string, v: string | undefined, min: number): number | undefined {
@@ -72,6 +78,7 @@ export function schedulerFromFlags(
     slots: count("--slots", v.slots, 1) ?? fromFile?.slots,
     pin: v["pin-slots"] ? true : fromFile?.pin,
     ratelimitUs: count("--ratelimit-us", v["ratelimit-us"], 0) ?? fromFile?.ratelimitUs,
+    allowImport: v["sched-allow-import"] ?? fromFile?.allowImport,
   };
 }
 
@@ -82,7 +89,16 @@ export function schedulerFromConfig(value: unknown, where: string): SchedulerOpt
     throw new ConfigError(where, `must be an object like {"plugin": "plugins/credit.ts"}`);
   }
   const o = value as Record<string, unknown>;
-  const known = ["plugin", "params", "slots", "pin", "ratelimitUs", "budgetMs", "starvationMs"];
+  const known = [
+    "plugin",
+    "params",
+    "slots",
+    "pin",
+    "ratelimitUs",
+    "budgetMs",
+    "starvationMs",
+    "allowImport",
+  ];
   for (const k of Object.keys(o)) {
     if (!known.includes(k)) {
       throw new ConfigError(`${where}.${k}`, `unknown option (known: ${known.join(", ")})`);

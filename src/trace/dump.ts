@@ -61,7 +61,8 @@ class SlotStrip {
         this.#current[s] = rs[this.#next[s]++];
       }
       const c = this.#current[s];
-      return c && c.start <= t && t < c.end ? c.vcpu : -1;
+      // A run still going when the trace ends holds its slot to the end.
+      return c && c.start <= t && (t < c.end || c.reason === "running") ? c.vcpu : -1;
     });
   }
 }
