@@ -7,6 +7,7 @@ import { benchStartup, memoryPerWorker } from "./startup.ts";
 import { benchDecisions, benchEnforcement, benchHandoff } from "./sched.ts";
 import { busyScenario } from "./sim.ts";
 import { simulate } from "../src/sim/mod.ts";
+import { benchTracing } from "./trace.ts";
 import { fmt } from "./stats.ts";
 
 const results: Record<string, unknown> = { date: new Date().toISOString() };
@@ -80,6 +81,17 @@ console.log(
   `  in-process ${fmt(simLocal.eventsPerSec / 1e6, 2)} M events/s (goal >= 1), sandboxed ${
     fmt(simSandbox.eventsPerSec / 1e6, 2)
   } M events/s`,
+);
+
+console.log("== tracing cost: ipi (2 vCPUs) beside spin on 1 slot, credit, trace on vs off");
+const tr = await benchTracing();
+results.tracing = tr;
+console.log(
+  `  ipi round trips/s traced ${fmt(tr.tracedIpiRate, 0)}, untraced ${
+    fmt(tr.untracedIpiRate, 0)
+  }, ratio ${fmt(tr.ratio, 3)}, cost ${fmt(tr.cost * 100, 2)} % (goal <= 2 %); recording ${
+    fmt(tr.recordNs, 1)
+  } ns/record x ${fmt(tr.recordsPerSecond, 0)}/s = ${fmt(tr.recordCpuShare * 100, 3)} % of a CPU`,
 );
 
 await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });

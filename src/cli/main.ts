@@ -9,6 +9,7 @@ import { SchedulerError } from "../sched/scheduler.ts";
 import { demoCommand } from "./demo.ts";
 import { runCommand } from "./run.ts";
 import { scenarioCommand } from "./scenario.ts";
+import { traceCommand } from "./trace.ts";
 import { simCommand } from "./sim.ts";
 import { EXIT_USAGE, UsageError } from "./usage.ts";
 
@@ -22,6 +23,7 @@ Commands:
   demo      an echo VM and two weighted hogs on one slot under credit, live
   scenario  run a scenario file on KVM or in the simulator (scenario --help)
   sim       run a scheduler plugin in the simulator on a scenario (sim --help)
+  trace     pictures and reports of a trace file (trace --help)
 
 Every command takes --help.
 `;
@@ -30,6 +32,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   run: runCommand,
   demo: demoCommand,
   scenario: scenarioCommand,
+  trace: traceCommand,
   sim: simCommand,
 };
 

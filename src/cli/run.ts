@@ -16,6 +16,7 @@ import {
   schedulerFromFlags,
 } from "./sched_flags.ts";
 import type { SchedulerOptions } from "../sched/scheduler.ts";
+import { writeTraceFile } from "../trace/write.ts";
 import { UsageError } from "./usage.ts";
 
 /** Help text of `run`. */
@@ -39,6 +40,8 @@ Options:
                         "scheduler": {"plugin": "plugins/credit.ts", "params": {}}}
 ${SCHED_FLAGS_HELP}
   --timeout SECONDS   stop every VM still running after this long
+  --trace FILE        write the scheduler's trace as Perfetto JSON (needs --sched); open it at
+                        https://ui.perfetto.dev or draw it: trace timeline FILE --svg OUT.svg
   -q, --quiet         do not print console lines (only the summary)
   -h, --help          this text
 
@@ -104,6 +107,7 @@ export async function runCommand(args: string[]): Promise<number> {
       timeout: { type: "string" },
       quiet: { type: "boolean", short: "q" },
       help: { type: "boolean", short: "h" },
+      trace: { type: "string" },
       ...SCHED_FLAGS,
     },
     strict: true,
@@ -121,6 +125,9 @@ export async function runCommand(args: string[]): Promise<number> {
     fileScheduler = file.scheduler;
   }
   const scheduler = schedulerFromFlags(values, fileScheduler);
+  if (values.trace !== undefined && !scheduler) {
+    throw new UsageError("--trace needs --sched PLUGIN");
+  }
   (values.vm ?? []).forEach((spec, i) => configs.push(parseVmSpec(spec, configs.length + i)));
   if (configs.length === 0) throw new UsageError("no VM given: use --vm SPEC or --config FILE");
   let timeoutMs: number | undefined;
@@ -157,6 +164,10 @@ export async function runCommand(args: string[]): Promise<number> {
     }
     const exits = await Promise.all(vms.map((vm) => vm.wait()));
     clearTimeout(timer);
+    if (values.trace !== undefined) {
+      await writeTraceFile(values.trace, await vmm.scheduler!.trace());
+      console.error(`trace written to ${values.trace}`);
+    }
     const secs = ((performance.now() - started) / 1000).toFixed(2);
     let ok = true;
     exits.forEach((exit, i) => {
