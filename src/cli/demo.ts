@@ -10,7 +10,7 @@ import { formatResult } from "../scenario/result.ts";
 import { runScenarioKvm } from "../scenario/run_kvm.ts";
 import { parseScenario } from "../scenario/scenario.ts";
 import type { Vmm } from "../vmm.ts";
-import { traceToJson } from "../trace/events.ts";
+import { writeTraceFile } from "../trace/write.ts";
 import { UsageError } from "./usage.ts";
 
 /** Help text of `demo`. */
@@ -103,10 +103,13 @@ export async function demoCommand(args: string[]): Promise<number> {
     onVmm: (vmm) => stopView = liveView(vmm),
     beforeClose: async (vmm) => {
       stopView();
-      await Deno.writeTextFile(traceFile, traceToJson(await vmm.scheduler!.trace()));
+      await writeTraceFile(traceFile, await vmm.scheduler!.trace());
     },
   });
   console.log("\n" + formatResult(result));
-  console.log(`\ntrace of every scheduling decision: ${traceFile}`);
+  console.log(`\ntrace of every scheduling decision: ${traceFile} (Perfetto JSON: open it at`);
+  console.log(
+    `https://ui.perfetto.dev, or: deno run -A mod.ts trace timeline ${traceFile} --svg t.svg)`,
+  );
   return 0;
 }
