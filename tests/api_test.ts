@@ -10,6 +10,7 @@ import { runCli } from "./helpers/cli.ts";
 import { type SchedulerOptions, type Vm, Vmm } from "../mod.ts";
 import { type ApiServer, ApiSocketError, startApiServer } from "../src/api/server.ts";
 import { ApiClient, ApiRequestError } from "../src/api/client.ts";
+import { escapeLabelValue } from "../src/api/metrics.ts";
 
 const PLUGINS = new URL("../plugins/", import.meta.url);
 const plugin = (name: string) => new URL(name, PLUGINS).href;
@@ -462,7 +463,7 @@ Deno.test("api: pause stops a VM's guest time and gives its slot away; resume re
 Deno.test("api: /metrics is Prometheus text with every VM, vCPU, reason and slot", async () => {
   await withApi({
     scheduler: { plugin: plugin("credit.ts"), slots: 1 },
-    vms: [{ name: "m1", vcpus: 2 }, { name: 'we"ird\\name' }],
+    vms: [{ name: "m1", vcpus: 2 }, { name: "m2.x-y" }],
   }, async ({ raw }) => {
     await sleep(500);
     const first = await raw.call("GET", "/metrics");
@@ -483,7 +484,7 @@ Deno.test("api: /metrics is Prometheus text with every VM, vCPU, reason and slot
       deno_vmm_vm_state: "gauge",
     };
     for (const [name, type] of Object.entries(want)) assertEquals(types.get(name), type, name);
-    for (const [vm, vcpu] of [["m1", "0"], ["m1", "1"], ['we"ird\\name', "0"]]) {
+    for (const [vm, vcpu] of [["m1", "0"], ["m1", "1"], ["m2.x-y", "0"]]) {
       assert(sample(samples, "deno_vmm_vcpu_guest_seconds_total", { vm, vcpu }) > 0);
       assert(sample(samples, "deno_vmm_sched_vcpu_run_seconds_total", { vm, vcpu }) > 0);
       const exits = samples.filter((s) =>
@@ -502,6 +503,13 @@ Deno.test("api: /metrics is Prometheus text with every VM, vCPU, reason and slot
       const again = sample(second, s.name, s.labels);
       assert(again >= s.value, `${s.name}${JSON.stringify(s.labels)} went down`);
     }
+    // Label values are escaped as the format wants (VM names cannot hold these characters,
+    // a policy name or plugin-chosen text could).
+    const odd = 'a "quoted" \\ back\nslash';
+    const parsed = parsePrometheus(
+      `# HELP x h\n# TYPE x gauge\nx{v="${escapeLabelValue(odd)}"} 1\n`,
+    );
+    assertEquals(parsed.samples[0].labels.v, odd);
   });
 });
 

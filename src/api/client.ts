@@ -25,6 +25,7 @@ export class ApiRequestError extends Error {
   /** HTTP status, or 0 when the socket could not be reached. */
   readonly status: number;
   /**
+   * Creates the error.
    * @param status HTTP status or 0
    * @param message the server's `error` text, or why it could not be reached
    */
@@ -69,7 +70,10 @@ export class ApiClient {
   readonly path: string;
   #http: Deno.HttpClient;
 
-  /** @param path the API socket */
+  /**
+   * Creates a client; nothing is sent until the first request.
+   * @param path the API socket
+   */
   constructor(path: string) {
     this.path = path;
     this.#http = Deno.createHttpClient({ proxy: { transport: "unix", path } });

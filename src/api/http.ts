@@ -15,6 +15,7 @@ export class ApiError extends Error {
   /** Extra headers (e.g. `Allow` for a 405). */
   readonly headers: Record<string, string>;
   /**
+   * Creates the error.
    * @param status HTTP status (4xx for the client's fault, 5xx for ours)
    * @param message what is wrong, in a sentence
    * @param headers extra response headers

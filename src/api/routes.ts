@@ -30,11 +30,11 @@ import { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
 import { currentSchedParams, recordSchedParams, validateSchedParams } from "./params.ts";
 import { schedView, vmDetail, vmSummary } from "./views.ts";
 
-/** The states `PUT /vms/{name}/state` accepts. */
-export const TARGET_STATES = ["paused", "running", "stopped"] as const;
-
 /** A state `PUT /vms/{name}/state` accepts. */
-export type TargetState = typeof TARGET_STATES[number];
+export type TargetState = "paused" | "running" | "stopped";
+
+/** The states `PUT /vms/{name}/state` accepts. */
+export const TARGET_STATES: readonly TargetState[] = ["paused", "running", "stopped"];
 
 type Handler = (req: Request, vmm: Vmm, args: string[]) => Promise<Response> | Response;
 

@@ -30,7 +30,10 @@ export interface ApiServer {
 
 /** Why the API server cannot start on a path. */
 export class ApiSocketError extends Error {
-  /** @param message what is wrong with the path */
+  /**
+   * Creates the error.
+   * @param message what is wrong with the path
+   */
   constructor(message: string) {
     super(message);
     this.name = "ApiSocketError";

@@ -6,6 +6,11 @@
  * the plugin reported into the trace (credit's `credit` and `prio`, `boost`, `park`, RTDS's
  * next deadline...).
  *
+ * The shim adds guest time when KVM_RUN returns. Under a scheduler every run ends by its slice,
+ * so the guest clock is current to within a slice; without one a vCPU that does not exit (a
+ * spinner) stays in one KVM_RUN for seconds, and CPU % is then taken from its EMT thread's
+ * CPU time (`/proc/self/task/TID/stat`, what `top -H` shows) when that is readable.
+ *
  * On a terminal the frame is redrawn in place (cursor home, each line cleared to its end);
  * otherwise each frame is printed after the previous one, like `xentop -b`.
  *
@@ -43,7 +48,10 @@ interface Sample {
   /** performance.now(), ms. */
   t: number;
   /** Per `vm/index`: counters of interest. */
-  vcpus: Map<string, { guestNs: number; exits: number; halts: number; waitNs?: number }>;
+  vcpus: Map<
+    string,
+    { guestNs: number; threadNs?: number; exits: number; halts: number; waitNs?: number }
+  >;
 }
 
 /** Latest policy-event values, per vCPU key `vm/index` (and `*` for policy-wide events). */
@@ -74,15 +82,31 @@ async function readPolicyEvents(vmm: Vmm, state: PolicyState, from: number): Pro
   return end;
 }
 
-function take(vms: Vm[], stats: SchedStats | null): Sample {
+/** CPU ns (user + system) of a thread of this process; undefined when unreadable. */
+function threadCpuNs(tid: number): number | undefined {
+  if (tid <= 0) return undefined;
+  try {
+    const stat = Deno.readTextFileSync(`/proc/self/task/${tid}/stat`);
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime, fields 14 and 15 of proc(5), in clock ticks (USER_HZ = 100)
+    const ticks = Number(f[11]) + Number(f[12]);
+    return Number.isFinite(ticks) ? ticks * 1e7 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function take(vms: Vm[], stats: SchedStats | null, threadClock: boolean): Sample {
   const vcpus: Sample["vcpus"] = new Map();
   const sched = new Map<string, VcpuSchedStats>();
   for (const v of stats?.vcpus ?? []) sched.set(key(v.vm, v.index), v);
   for (const vm of vms) {
+    const tids = threadClock ? vm.emtThreadIds() : [];
     for (const c of vm.counters()) {
       const k = key(vm.name, c.vcpu);
       vcpus.set(k, {
         guestNs: c.nsGuest,
+        threadNs: threadClock ? threadCpuNs(tids[c.vcpu]) : undefined,
         exits: c.exits.reduce((a, b) => a + b, 0),
         halts: c.halts,
         waitNs: sched.get(k)?.waitNs,
@@ -164,7 +188,11 @@ function frame(f: FrameInput): string[] {
     for (let i = 0; i < vm.config.vcpus; i++) {
       const k = key(vm.name, i);
       const a = f.prev.vcpus.get(k), b = f.cur.vcpus.get(k);
-      const dGuest = b && a ? b.guestNs - a.guestNs : 0;
+      const dGuest = !a || !b
+        ? 0
+        : a.threadNs !== undefined && b.threadNs !== undefined
+        ? Math.max(0, b.threadNs - a.threadNs)
+        : b.guestNs - a.guestNs;
       const dExits = b && a ? b.exits - a.exits : 0;
       const dHalts = b && a ? b.halts - a.halts : 0;
       const s = sched.get(k);
@@ -221,7 +249,7 @@ function frame(f: FrameInput): string[] {
       head += `  events: ${[...global].map(([k, v]) => `${k}=${compact(v)}`).join(" ")}`;
     }
   } else {
-    head += "  no scheduler (Linux schedules the vCPU threads)";
+    head += "  no scheduler (Linux schedules the vCPU threads; CPU% from EMT thread time)";
   }
   return [head, ...columns(rows, right)];
 }
@@ -268,7 +296,7 @@ export function startTop(vmm: Vmm, options: TopOptions = {}): Top {
     }
     if (stopped) return;
     const vms = [...vmm.vms.values()];
-    const cur = take(vms, stats);
+    const cur = take(vms, stats, !vmm.scheduler);
     if (prev) {
       const lines = frame({
         vms,
