@@ -74,9 +74,31 @@ async function schedCall<T>(status: number, f: () => Promise<T>): Promise<T> {
   }
 }
 
+/** How long a read waits for the scheduler core before the API answers 503. */
+const STATS_TIMEOUT_MS = 5000;
+
+/** The scheduler's statistics; a 503 if its core does not answer in time (it is stuck). */
+async function readStats(s: Scheduler): Promise<SchedStats> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new ApiError(503, `the scheduler core did not answer within ${STATS_TIMEOUT_MS} ms`),
+        ),
+      STATS_TIMEOUT_MS,
+    );
+  });
+  try {
+    return await Promise.race([schedCall(409, () => s.stats()), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function schedStats(vmm: Vmm): Promise<SchedStats | null> {
   const s = vmm.scheduler;
-  return s ? schedCall(409, () => s.stats()) : Promise.resolve(null);
+  return s ? readStats(s) : Promise.resolve(null);
 }
 
 function paramsObject(field: string, v: unknown): SchedParams {
@@ -228,8 +250,7 @@ const ROUTES: Route[] = [
     path: ["sched"],
     methods: {
       GET: async (_req, vmm) => {
-        const s = schedulerOf(vmm);
-        const stats = await schedCall(409, () => s.stats());
+        const stats = await readStats(schedulerOf(vmm));
         return json(schedView(stats, vmm.guestModeHighWater));
       },
     },
