@@ -48,6 +48,20 @@ export {
 } from "./src/sched/scheduler.ts";
 export type { EchoLoadOptions, EchoResult } from "./src/devices/echo.ts";
 export type { TraceData, TraceVcpu } from "./src/trace/events.ts";
+export { type ApiServer, ApiSocketError, startApiServer } from "./src/api/server.ts";
+export {
+  ApiClient,
+  ApiRequestError,
+  type EjectResult,
+  type SchedView,
+  type SetParamsResult,
+  type SwapResult,
+  type TargetState,
+  type VmDetail,
+  type VmSummary,
+} from "./src/api/client.ts";
+export type { VcpuSchedView, VcpuView } from "./src/api/views.ts";
+export { startTop, type Top, type TopOptions } from "./src/cli/top.ts";
 export type { SchedStats, VcpuSchedStats } from "./src/sched/runtime_protocol.ts";
 export type { EjectInfo, EjectReason } from "./src/sched/watchdog.ts";
 

@@ -10,6 +10,8 @@ import { demoCommand } from "./demo.ts";
 import { runCommand } from "./run.ts";
 import { scenarioCommand } from "./scenario.ts";
 import { traceCommand } from "./trace.ts";
+import { ctlCommand } from "./ctl.ts";
+import { ApiSocketError } from "../api/server.ts";
 import { simCommand } from "./sim.ts";
 import { EXIT_USAGE, UsageError } from "./usage.ts";
 
@@ -24,6 +26,7 @@ Commands:
   scenario  run a scenario file on KVM or in the simulator (scenario --help)
   sim       run a scheduler plugin in the simulator on a scenario (sim --help)
   trace     pictures and reports of a trace file (trace --help)
+  ctl       control a running VMM through its API socket (ctl --help)
 
 Every command takes --help.
 `;
@@ -33,6 +36,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   demo: demoCommand,
   scenario: scenarioCommand,
   trace: traceCommand,
+  ctl: ctlCommand,
   sim: simCommand,
 };
 
@@ -53,7 +57,7 @@ export async function main(args: string[]): Promise<number> {
   } catch (e) {
     const err = e as Error & { code?: string };
     const usage = e instanceof UsageError || e instanceof ConfigError ||
-      e instanceof ElfError || e instanceof SchedulerError ||
+      e instanceof ElfError || e instanceof SchedulerError || e instanceof ApiSocketError ||
       (err.code?.startsWith("ERR_PARSE_ARGS") ?? false);
     console.error(`deno-vmm ${command}: ${err.message}`);
     return usage ? EXIT_USAGE : 1;

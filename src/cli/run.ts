@@ -17,6 +17,8 @@ import {
 } from "./sched_flags.ts";
 import type { SchedulerOptions } from "../sched/scheduler.ts";
 import { writeTraceFile } from "../trace/write.ts";
+import { startApiServer } from "../api/server.ts";
+import { startTop } from "./top.ts";
 import { UsageError } from "./usage.ts";
 
 /** Help text of `run`. */
@@ -42,6 +44,10 @@ ${SCHED_FLAGS_HELP}
   --timeout SECONDS   stop every VM still running after this long
   --trace FILE        write the scheduler's trace as Perfetto JSON (needs --sched); open it at
                         https://ui.perfetto.dev or draw it: trace timeline FILE --svg OUT.svg
+  --api PATH          serve the control API on this Unix socket (mode 0600) while the VMs
+                        run; drive it with: deno run -A mod.ts ctl --api PATH --help
+  --top               a live view of every VM and vCPU (CPU %, exits/s, scheduler state),
+                        redrawn each second; console lines are not printed on a terminal
   -q, --quiet         do not print console lines (only the summary)
   -h, --help          this text
 
@@ -108,6 +114,8 @@ export async function runCommand(args: string[]): Promise<number> {
       quiet: { type: "boolean", short: "q" },
       help: { type: "boolean", short: "h" },
       trace: { type: "string" },
+      api: { type: "string" },
+      top: { type: "boolean" },
       ...SCHED_FLAGS,
     },
     strict: true,
@@ -137,8 +145,9 @@ export async function runCommand(args: string[]): Promise<number> {
     timeoutMs = t * 1000;
   }
   const enc = new TextEncoder();
+  const quiet = values.quiet || (values.top && Deno.stdout.isTerminal());
   const vmm = await Vmm.create({
-    onConsole: values.quiet
+    onConsole: quiet
       ? undefined
       : (l) => Deno.stdout.writeSync(enc.encode(`[${l.vm}] ${l.line}\n`)),
     onLog: (m) => Deno.stderr.writeSync(enc.encode(`${m}\n`)),
@@ -156,14 +165,22 @@ export async function runCommand(args: string[]): Promise<number> {
   try {
     const vms: Vm[] = [];
     for (const c of configs) vms.push(await vmm.createVm(c));
+    const api = values.api !== undefined ? await startApiServer(vmm, values.api) : undefined;
+    const top = values.top ? startTop(vmm) : undefined;
     const started = performance.now();
-    await Promise.all(vms.map((vm) => vm.start()));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    if (timeoutMs !== undefined) {
-      timer = setTimeout(() => vms.forEach((vm) => vm.stop()), timeoutMs);
+    let exits: VmExit[];
+    try {
+      await Promise.all(vms.map((vm) => vm.start()));
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => vms.forEach((vm) => vm.stop()), timeoutMs);
+      }
+      exits = await Promise.all(vms.map((vm) => vm.wait()));
+      clearTimeout(timer);
+    } finally {
+      await top?.stop();
+      await api?.close();
     }
-    const exits = await Promise.all(vms.map((vm) => vm.wait()));
-    clearTimeout(timer);
     if (values.trace !== undefined) {
       await writeTraceFile(values.trace, await vmm.scheduler!.trace());
       console.error(`trace written to ${values.trace}`);
