@@ -155,9 +155,10 @@ Deno.test("top without a scheduler: counters only, CPU % per vCPU within 0..100"
     assertEquals(last.rows.map((r) => `${r.name}/${r.vcpu}`), ["f/*", "f/0", "f/1"]);
     const cores = navigator.hardwareConcurrency;
     for (const r of last.rows.slice(1)) {
-      assert(r.cpu > 1 && r.cpu <= 101, `${r.name}/${r.vcpu} at ${r.cpu} %`);
+      // Thread CPU time comes in 10 ms ticks: over a 400 ms frame that is +-2.5 % a tick.
+      assert(r.cpu > 1 && r.cpu <= 106, `${r.name}/${r.vcpu} at ${r.cpu} %`);
       assertEquals([r.slot, r.wait, r.credit], ["-", "-", "-"]);
     }
-    assert(last.rows[0].cpu <= 100 * Math.min(2, cores) + 2, `${last.rows[0].cpu} %`);
+    assert(last.rows[0].cpu <= 100 * Math.min(2, cores) + 10, `${last.rows[0].cpu} %`);
   });
 });
