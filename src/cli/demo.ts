@@ -12,6 +12,7 @@ import { parseScenario } from "../scenario/scenario.ts";
 import type { Vmm } from "../vmm.ts";
 import { writeTraceFile } from "../trace/write.ts";
 import { UsageError } from "./usage.ts";
+import { startTop } from "./top.ts";
 
 /** Help text of `demo`. */
 export const DEMO_HELP = `Usage: deno run -A mod.ts demo [--seconds N] [--trace FILE]
@@ -25,6 +26,7 @@ lets it preempt the hogs), and where the trace of every scheduling decision went
 Options:
   --seconds N   how long to measure (default 10)
   --trace FILE  where to write the trace (default demo-trace.json)
+  --top         the full live view (every vCPU, exits/s, credit, priority) instead of one line
   -h, --help    this text
 `;
 
@@ -80,6 +82,7 @@ export async function demoCommand(args: string[]): Promise<number> {
     options: {
       seconds: { type: "string" },
       trace: { type: "string" },
+      top: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -100,7 +103,14 @@ export async function demoCommand(args: string[]): Promise<number> {
   const result = await runScenarioKvm(scenario, {
     policy: plugin,
     seconds,
-    onVmm: (vmm) => stopView = liveView(vmm),
+    onVmm: (vmm) => {
+      if (values.top) {
+        const top = startTop(vmm);
+        stopView = () => void top.stop();
+      } else {
+        stopView = liveView(vmm);
+      }
+    },
     beforeClose: async (vmm) => {
       stopView();
       await writeTraceFile(traceFile, await vmm.scheduler!.trace());

@@ -11,6 +11,8 @@ import { runScenarioSim } from "../scenario/run_sim.ts";
 import { loadScenario } from "../scenario/scenario.ts";
 import { UsageError } from "./usage.ts";
 import { parseSchedParams } from "./vm_spec.ts";
+import { startTop, type Top } from "./top.ts";
+import type { Vmm } from "../vmm.ts";
 
 /** Help text of `scenario`. */
 export const SCENARIO_HELP = `Usage: deno run -A mod.ts scenario FILE [options]
@@ -26,6 +28,7 @@ Options:
   --seconds N          measure for N seconds (default: the file's)
   --seed N             simulator seed (default 1)
   --json FILE          where to write the result (default: SCENARIO-POLICY-MODE.json)
+  --top                a live view of every VM and vCPU while it runs (KVM only)
   -h, --help           this text
 
 Example:
@@ -41,13 +44,21 @@ export async function runScenarioFile(
     sim?: boolean;
     seconds?: number;
     seed?: number;
+    onVmm?: (vmm: Vmm) => void;
+    beforeClose?: (vmm: Vmm) => Promise<void>;
   },
 ): Promise<ScenarioResult> {
   const scenario = await loadScenario(file);
   const policy = o.policy ?? scenario.policy;
   return o.sim
     ? await runScenarioSim(scenario, { policy, params: o.params, seconds: o.seconds, seed: o.seed })
-    : await runScenarioKvm(scenario, { policy, params: o.params, seconds: o.seconds });
+    : await runScenarioKvm(scenario, {
+      policy,
+      params: o.params,
+      seconds: o.seconds,
+      onVmm: o.onVmm,
+      beforeClose: o.beforeClose,
+    });
 }
 
 /** Runs the `scenario` command. */
@@ -61,6 +72,7 @@ export async function scenarioCommand(args: string[]): Promise<number> {
       seconds: { type: "string" },
       seed: { type: "string" },
       json: { type: "string" },
+      top: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     allowPositionals: true,
@@ -79,12 +91,16 @@ export async function scenarioCommand(args: string[]): Promise<number> {
   if (seed !== undefined && !Number.isInteger(seed)) {
     throw new UsageError(`--seed must be an integer, got '${values.seed}'`);
   }
+  if (values.top && values.sim) throw new UsageError("--top shows live VMs: not with --sim");
+  let top: Top | undefined;
   const result = await runScenarioFile(positionals[0], {
     policy: values.sched,
     params: parseSchedParams(values["sched-param"] ?? []),
     sim: values.sim,
     seconds,
     seed,
+    onVmm: values.top ? (vmm) => top = startTop(vmm) : undefined,
+    beforeClose: async () => await top?.stop(),
   });
   console.log(formatResult(result));
   const out = values.json ?? `${result.scenario}-${result.policy}-${result.mode}.json`;
