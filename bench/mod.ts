@@ -7,7 +7,7 @@ import { benchStartup, memoryPerWorker } from "./startup.ts";
 import { benchDecisions, benchEnforcement, benchHandoff } from "./sched.ts";
 import { busyScenario } from "./sim.ts";
 import { simulate } from "../src/sim/mod.ts";
-import { benchTracing } from "./trace.ts";
+import { benchTracing, benchTracingIoVsHog } from "./trace.ts";
 import { fmt } from "./stats.ts";
 
 const results: Record<string, unknown> = { date: new Date().toISOString() };
@@ -92,6 +92,15 @@ console.log(
   }, ratio ${fmt(tr.ratio, 3)}, cost ${fmt(tr.cost * 100, 2)} % (goal <= 2 %); recording ${
     fmt(tr.recordNs, 1)
   } ns/record x ${fmt(tr.recordsPerSecond, 0)}/s = ${fmt(tr.recordCpuShare * 100, 3)} % of a CPU`,
+);
+
+console.log("== tracing cost on io-vs-hog (credit, 1 slot): trace on vs off, 3 interleaved pairs");
+const trIo = await benchTracingIoVsHog();
+results.tracingIoVsHog = trIo;
+console.log(
+  `  hog progress traced/untraced ${fmt(trIo.hogRatio, 3)}, cost ${
+    fmt(trIo.cost * 100, 2)
+  } % (goal <= 2 %); echo p50 traced/untraced ${fmt(trIo.echoP50Ratio, 3)}`,
 );
 
 await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });

@@ -181,3 +181,36 @@ if (import.meta.main) {
     } % of the core's CPU at that rate`,
   );
 }
+
+/** Result of {@linkcode benchTracingIoVsHog}. */
+export interface IoVsHogTracingResult {
+  /** Median of traced / untraced hog progress over interleaved pairs. */
+  hogRatio: number;
+  /** Median echo p50 latency traced / untraced. */
+  echoP50Ratio: number;
+  /** 1 - hogRatio: what tracing costs the CPU-bound VM (goal <= 0.02). */
+  cost: number;
+  /** Pairs run. */
+  pairs: number;
+}
+
+/**
+ * The issue's own measure: the `io-vs-hog` scenario (an echo server answering 1000 requests/s
+ * beside a hog on one slot, under credit) with tracing off and on, interleaved `pairs` times.
+ */
+export async function benchTracingIoVsHog(pairs = 3, seconds = 2): Promise<IoVsHogTracingResult> {
+  const { loadScenario } = await import("../src/scenario/scenario.ts");
+  const { runScenarioKvm } = await import("../src/scenario/run_kvm.ts");
+  const scenario = await loadScenario(new URL("bench/scenarios/io-vs-hog.json", ROOT).pathname);
+  const hog = [] as number[], p50 = [] as number[];
+  for (let i = 0; i < pairs; i++) {
+    const run = (traceRecords?: number) =>
+      runScenarioKvm(scenario, { policy: CREDIT, seconds, scheduler: { traceRecords } });
+    const off = await run(0), on = await run(undefined);
+    const pick = (r: typeof on, name: string) => r.vms.find((v) => v.name === name)!;
+    hog.push(pick(on, "hog").throughput / pick(off, "hog").throughput);
+    p50.push(pick(on, "echo").p50Us / pick(off, "echo").p50Us);
+  }
+  const hogRatio = median(hog);
+  return { hogRatio, echoP50Ratio: median(p50), cost: 1 - hogRatio, pairs };
+}
