@@ -287,3 +287,41 @@ Deno.test("pinned slots: the EMT holding slot 0 runs on host CPU 0; manual eject
     assert(vm.stats()!.vcpus[0].iterations > before, "the VM stalled after the eject");
   });
 });
+
+Deno.test("the trace says what woke each vCPU: its timer, an IPI, a device", async () => {
+  const { decodeTrace, TRACE, WAKE_SOURCE_NAME } = await import("../src/trace/events.ts");
+  await withVmm({ plugin: plugin("credit.ts"), slots: 1 }, async (vmm) => {
+    const sleeper = await vmm.createVm({
+      name: "sleeper",
+      kernel: KERNEL,
+      cmdline: "workload=sleep count=20 ms=2",
+    });
+    const ipi = await vmm.createVm({
+      name: "ipi",
+      vcpus: 2,
+      kernel: KERNEL,
+      cmdline: "workload=ipi rounds=50",
+    });
+    const echo = await vmm.createVm({
+      name: "echo",
+      kernel: KERNEL,
+      cmdline: "workload=echo service_us=20",
+    });
+    for (const vm of [sleeper, ipi, echo]) await vm.start();
+    for (let i = 0; i < 300 && !echo.consoleText().includes("echo: ready"); i++) await sleep(10);
+    await echo.echoLoad({ mode: "open", ratePerSec: 200, seconds: 0.3 });
+    await Promise.all([sleeper.wait(), ipi.wait()]);
+    const t = await vmm.scheduler!.trace();
+    const vmOf = new Map(t.vcpus.map((v) => [v.id, v.vm]));
+    const sources = new Map<string, Set<string>>();
+    for (const r of decodeTrace(t)) {
+      if (r.type !== TRACE.wake) continue;
+      const vm = vmOf.get(r.vcpu)!;
+      if (!sources.has(vm)) sources.set(vm, new Set());
+      sources.get(vm)!.add(WAKE_SOURCE_NAME[r.reason]);
+    }
+    assert(sources.get("sleeper")?.has("timer"), `sleeper: ${[...sources.get("sleeper") ?? []]}`);
+    assert(sources.get("ipi")?.has("ipi"), `ipi: ${[...sources.get("ipi") ?? []]}`);
+    assert(sources.get("echo")?.has("device"), `echo: ${[...sources.get("echo") ?? []]}`);
+  });
+});

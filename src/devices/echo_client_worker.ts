@@ -52,7 +52,7 @@ function run(init: EchoClientInit): EchoResult {
     ch.arrivals[sent % ECHO_RING] = t;
     sent++;
     page.setBigUint64(0, BigInt(sent), true);
-    mail.postFixed(0, ECHO_VECTOR);
+    mail.postFixed(0, ECHO_VECTOR, true);
     shim.shim_wake(vcpu0);
   };
   const waitUntil = (t: number) => {

@@ -36,6 +36,7 @@ import {
   GrantRecordEmt,
   SCHED_EVENT,
   type SchedEventType,
+  WAKE_SOURCE,
 } from "../sched/grant_table.ts";
 import type { EmtInit, EmtMessage, VcpuFault } from "./protocol.ts";
 
@@ -83,6 +84,8 @@ export class Emt {
   /** Host CPU this thread is pinned to (-1: not pinned). */
   #pinnedCpu = -1;
   #nsGuest: BigUint64Array;
+  /** What ended the last halt (WAKE_SOURCE), reported with the next `runnable`. */
+  #wakeSource: number = WAKE_SOURCE.start;
 
   /**
    * @param init the start message from the main thread
@@ -167,7 +170,9 @@ export class Emt {
       }
       const timerDeadline = lapic.timerDeadline;
       if (timerDeadline !== 0 && shim.shim_now_f64() >= timerDeadline) {
-        lapic.checkTimer(shim.shim_now_f64());
+        if (lapic.checkTimer(shim.shim_now_f64()) && this.#halted) {
+          this.#wakeSource = WAKE_SOURCE.timer;
+        }
       }
       if (this.#halted) {
         // HLT resumes only for an interrupt the CPU would take (IF set), INIT or stop.
@@ -243,7 +248,8 @@ export class Emt {
     const shim = this.#shim;
     if (this.#grant === null) {
       if (!this.#runnablePosted) {
-        sched.post(SCHED_EVENT.runnable, 0, shim.shim_now_f64());
+        sched.post(SCHED_EVENT.runnable, this.#wakeSource, shim.shim_now_f64());
+        this.#wakeSource = WAKE_SOURCE.unknown;
         this.#runnablePosted = true;
       }
       const g = sched.takeGrant();
@@ -302,6 +308,9 @@ export class Emt {
     if (d.sipi >= 0 && this.#waitingForSipi) {
       setSipiState(this.#vcpu, d.sipi);
       this.#waitingForSipi = false;
+    }
+    if (d.vectors.length && this.#halted) {
+      this.#wakeSource = d.fromHost ? WAKE_SOURCE.device : WAKE_SOURCE.ipi;
     }
     for (const v of d.vectors) this.#lapic.acceptFixed(v);
   }

@@ -12,7 +12,7 @@
 
 const HEADER_WORDS = 16;
 const STRIDE = 32;
-const W = { summary: 0, irr: 1, init: 9, sipi: 10, ldr: 11 } as const;
+const W = { summary: 0, irr: 1, init: 9, sipi: 10, ldr: 11, fromHost: 12 } as const;
 const H = { stop: 0, pause: 1 } as const;
 
 /** Bytes of mailbox memory a VM with `vcpus` vCPUs needs. */
@@ -28,6 +28,8 @@ export interface Drained {
   init: boolean;
   /** SIPI start page, or -1. */
   sipi: number;
+  /** Whether a host device (not another vCPU) posted any of the vectors. */
+  fromHost: boolean;
 }
 
 /** Typed access to a VM's mailbox memory. */
@@ -76,8 +78,9 @@ export class Mailboxes {
   }
 
   /** Posts a fixed interrupt `vector` to `vcpu`. */
-  postFixed(vcpu: number, vector: number): void {
+  postFixed(vcpu: number, vector: number, fromHost = false): void {
     const b = this.#base(vcpu);
+    if (fromHost) Atomics.store(this.words, b + W.fromHost, 1);
     Atomics.or(this.words, b + W.irr + (vector >>> 5), 1 << (vector & 31));
     Atomics.store(this.words, b + W.summary, 1);
   }
@@ -121,6 +124,7 @@ export class Mailboxes {
     }
     const init = Atomics.exchange(this.words, b + W.init, 0) !== 0;
     const sipi = Atomics.exchange(this.words, b + W.sipi, 0) - 1;
-    return { vectors, init, sipi };
+    const fromHost = Atomics.exchange(this.words, b + W.fromHost, 0) !== 0;
+    return { vectors, init, sipi, fromHost };
   }
 }

@@ -150,14 +150,14 @@ class CoreThread {
           const before = core.vcpuState(id);
           const trace = this.#trace;
           if (ev.type === SCHED_EVENT.runnable) {
-            trace.record(TRACE.wake, ev.at, id);
+            trace.record(TRACE.wake, ev.at, id, -1, 0, ev.ranNs); // reason: what woke it
           } else if (before?.state === "running") {
             trace.record(TRACE.runEnd, ev.at, id, before.slot, ev.ranNs, RUN_END[ev.type]);
           } else if (ev.type === SCHED_EVENT.halt) {
             trace.record(TRACE.halt, ev.at, id);
           }
           switch (ev.type) {
-            case SCHED_EVENT.runnable:
+            case SCHED_EVENT.runnable: // ranNs carries the wake source here
               this.#apply(core.wake(id, now));
               break;
             case SCHED_EVENT.halt:

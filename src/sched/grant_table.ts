@@ -52,6 +52,9 @@ export const SCHED_EVENT = {
   gone: 6,
 } as const;
 
+/** What woke a halted vCPU (sent with `runnable` in the ranNs field). */
+export const WAKE_SOURCE = { unknown: 0, timer: 1, ipi: 2, device: 3, start: 4 } as const;
+
 /** A scheduling event's type. */
 export type SchedEventType = typeof SCHED_EVENT[keyof typeof SCHED_EVENT];
 

@@ -13,7 +13,14 @@
  *
  * @module
  */
-import { TRACE, type TraceData, type TraceRecord } from "./events.ts";
+import {
+  DECISION_HOOK,
+  RUN_END_REASON,
+  TRACE,
+  type TraceData,
+  type TraceRecord,
+  WAKE_SOURCE_NAME,
+} from "./events.ts";
 import { analyzeTrace, type SlotRun, type TraceAnalysis, vcpuLabel } from "./summary.ts";
 
 /** Options of {@linkcode dumpLines}. */
@@ -72,18 +79,16 @@ function details(r: TraceRecord, data: TraceData, a: TraceAnalysis): string {
   switch (r.type) {
     case TRACE.grant:
       return `slice ${ms(r.value)} ms`;
+    case TRACE.wake:
+      return `by ${WAKE_SOURCE_NAME[r.reason] ?? r.reason}`;
     case TRACE.runEnd:
-      return `${["halt", "slice", "preempt", "yield", "gone"][r.reason] ?? r.reason}, ran ${
-        ms(r.value)
-      } ms`;
+      return `${RUN_END_REASON[r.reason] ?? r.reason}, ran ${ms(r.value)} ms`;
     case TRACE.halt:
       return "while waiting for a slot";
     case TRACE.preempt:
       return "poke out of guest mode";
     case TRACE.decision:
-      return `hook ${
-        ["wake", "halt", "slice", "preempt", "yield", "tick", "other"][r.reason] ?? r.reason
-      }, ${(r.value / 1e3).toFixed(1)} µs`;
+      return `hook ${DECISION_HOOK[r.reason] ?? r.reason}, ${(r.value / 1e3).toFixed(1)} µs`;
     case TRACE.eject:
       return str(r.aux);
     case TRACE.policy:

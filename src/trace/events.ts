@@ -31,7 +31,7 @@ export const TRACE = {
   grant: 1,
   /** A vCPU left its slot: reason = {@linkcode RUN_END_REASON}, value = guest ns it ran. */
   runEnd: 2,
-  /** A halted vCPU became runnable. */
+  /** A halted vCPU became runnable: reason = {@linkcode WAKE_SOURCE_NAME} index. */
   wake: 3,
   /** A vCPU halted (it was waiting for a slot, not running). */
   halt: 4,
@@ -54,6 +54,9 @@ export type TraceType = typeof TRACE[keyof typeof TRACE];
 
 /** Why a vCPU left its slot (`runEnd.reason`). */
 export const RUN_END_REASON = ["halt", "slice", "preempt", "yield", "gone"] as const;
+
+/** What woke a vCPU (`wake.reason`): `grant_table.ts` WAKE_SOURCE, by index. */
+export const WAKE_SOURCE_NAME = ["unknown", "timer", "ipi", "device", "start"] as const;
 
 /** Hooks a `decision` names (`decision.reason`). */
 export const DECISION_HOOK = [

@@ -145,6 +145,7 @@ export function toPerfetto(data: TraceData | TraceAnalysis): PerfettoTrace {
     for (const mk of tl.marks) {
       const args: Record<string, PerfettoArg> = {};
       if (mk.ignored) args.ignored = true;
+      if (mk.source !== undefined) args.source = mk.source;
       if (mk.slot !== undefined) args.slot = mk.slot;
       if (mk.value !== undefined) args.value = mk.value;
       events.push({

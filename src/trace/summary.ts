@@ -23,6 +23,7 @@ import {
   type TraceData,
   type TraceRecord,
   type TraceVcpu,
+  WAKE_SOURCE_NAME,
 } from "./events.ts";
 
 /** A vCPU's scheduling state, as the core keeps it. */
@@ -78,6 +79,8 @@ export interface VcpuMark {
   value?: number;
   /** Wake of a vCPU that was not halted: the core ignored it (the interrupt is seen on run). */
   ignored?: boolean;
+  /** For a wake: what woke it (`timer`, `ipi`, `device`, `start`, `unknown`). */
+  source?: string;
   /** For a preempt request: the slot. */
   slot?: number;
 }
@@ -261,7 +264,8 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
       case TRACE.wake: {
         const l = get(r.vcpu, r.t);
         const ignored = l.state !== "halted" && l.state !== "unknown";
-        l.tl.marks.push({ t: r.t, kind: "wake", ...(ignored ? { ignored } : {}) });
+        const source = WAKE_SOURCE_NAME[r.reason] ?? "unknown";
+        l.tl.marks.push({ t: r.t, kind: "wake", source, ...(ignored ? { ignored } : {}) });
         if (!ignored) {
           enter(l, "runnable", r.t);
           l.wokenAt = r.t;
