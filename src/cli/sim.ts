@@ -8,6 +8,8 @@ import { parseArgs } from "node:util";
 import type { SchedParams } from "../sched/contract.ts";
 import { type SimOptions, type SimResult, simulate, type SimVmSpec } from "../sim/mod.ts";
 import { UsageError } from "./usage.ts";
+import { simWorkload } from "../scenario/run_sim.ts";
+import type { ScenarioWorkload } from "../scenario/scenario.ts";
 
 /** Help text of `sim`. */
 export const SIM_HELP = `Usage: deno run -A mod.ts sim --scenario FILE.json [options]
@@ -49,6 +51,8 @@ Example:
 
 /** The scenario file's shape. */
 interface ScenarioFile {
+  /** Default policy (a plugin path), as in bench/scenarios/ files. */
+  policy?: string;
   slots?: number;
   seconds?: number;
   seed?: number;
@@ -98,6 +102,15 @@ async function readScenario(path: string): Promise<ScenarioFile> {
   if (!s || typeof s !== "object" || !Array.isArray(s.vms) || s.vms.length === 0) {
     throw new UsageError(`--scenario ${path}: expected {"vms": [ ... ]} with at least one VM`);
   }
+  // The scenario files of `bench/scenarios/` (src/scenario/scenario.ts) run here too: their VMs
+  // default to 1 vCPU, carry their parameters in `sched` and may use the `attacker` workload.
+  const vms = s.vms as Array<SimVmSpec & { sched?: SchedParams; workload: ScenarioWorkload }>;
+  s.vms = vms.map((v) => ({
+    ...v,
+    vcpus: v.vcpus ?? 1,
+    params: v.params ?? v.sched,
+    workload: v.workload && typeof v.workload === "object" ? simWorkload(v.workload) : v.workload,
+  }));
   return s;
 }
 
@@ -201,7 +214,7 @@ export async function simCommand(args: string[]): Promise<number> {
   }
   const us = (v: number | undefined) => (v === undefined ? undefined : v * 1e3);
   const options: SimOptions = {
-    plugin: values.sched ?? new URL("../../plugins/rr.ts", import.meta.url).href,
+    plugin: values.sched ?? scenario.policy ?? new URL("../../plugins/rr.ts", import.meta.url).href,
     params,
     slots: positive("--slots", values.slots, true) ?? scenario.slots ?? 1,
     seconds: positive("--seconds", values.seconds, false) ?? scenario.seconds ?? 10,

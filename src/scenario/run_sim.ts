@@ -23,7 +23,8 @@ export interface SimRunOptions {
   seed?: number;
 }
 
-function simWorkload(w: ScenarioWorkload): Workload {
+/** The simulator's form of a scenario workload (the attacker becomes a periodic task). */
+export function simWorkload(w: ScenarioWorkload): Workload {
   if (w.kind !== "attacker") return w;
   const run = w.runUs ?? 9500, nap = w.sleepUs ?? 500;
   return { kind: "periodic", periodMs: (run + nap) / 1000, computeMs: run / 1000 };
