@@ -15,6 +15,8 @@ import { SandboxPolicy } from "../src/sched/sandbox.ts";
 import rr from "../plugins/rr.ts";
 import type { PolicyPort } from "../src/sched/policy_port.ts";
 import { KERNEL } from "./exits.ts";
+import { colocate } from "../src/sched/affinity.ts";
+import { setThreadCpus } from "../src/scenario/host_threads.ts";
 import { median, percentile } from "./stats.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -49,15 +51,20 @@ export interface DecisionResult {
   localP50Ns: number;
 }
 
-/** Decision latency through the sandbox against in-process. */
+/**
+ * Decision latency through the sandbox against in-process, with the caller and the sandbox on
+ * one CPU as the scheduler core runs them (`src/sched/affinity.ts`).
+ */
 export async function benchDecisions(calls = 20_000): Promise<DecisionResult> {
   const sandbox = await SandboxPolicy.create({ plugin: RR });
+  colocate(sandbox.threadId);
   try {
     const s = pickLatency(sandbox, calls);
     const l = pickLatency(new LocalPolicy(rr, { name: "rr" }), calls);
     return { sandboxP50Ns: s.p50, sandboxP99Ns: s.p99, localP50Ns: l.p50 };
   } finally {
     sandbox.close();
+    setThreadCpus(0, Array.from({ length: navigator.hardwareConcurrency }, (_, i) => i));
   }
 }
 

@@ -24,6 +24,7 @@ import { LocalPolicy, type PolicyPort } from "./policy_port.ts";
 import { SandboxPolicy } from "./sandbox.ts";
 import type { CoreInit, CoreReply, CoreRequest, PolicySpec } from "./runtime_protocol.ts";
 import { TRACE, TraceRecorder } from "../trace/events.ts";
+import { colocate } from "./affinity.ts";
 import rr from "../../plugins/rr.ts";
 
 /** One vCPU as this thread knows it. */
@@ -315,7 +316,7 @@ class CoreThread {
 
 async function loadPolicy(spec: PolicySpec, init: CoreInit): Promise<PolicyPort> {
   if (spec.plugin === "builtin:rr") return new LocalPolicy(rr, { name: "rr", params: spec.params });
-  return await SandboxPolicy.create({
+  const port = await SandboxPolicy.create({
     plugin: spec.plugin,
     params: spec.params,
     slots: init.slots,
@@ -324,6 +325,8 @@ async function loadPolicy(spec: PolicySpec, init: CoreInit): Promise<PolicyPort>
     budgetNs: init.budgetNs,
     allowImport: spec.allowImport,
   });
+  colocate(port.threadId);
+  return port;
 }
 
 let thread: CoreThread | undefined;
