@@ -85,9 +85,9 @@ export interface HandoffResult {
 }
 
 /** Slot hand-off between two spinning VMs on one slot, 1 ms slices. */
-export async function benchHandoff(seconds = 2): Promise<HandoffResult> {
+export async function benchHandoff(seconds = 2, pin?: number[]): Promise<HandoffResult> {
   const vmm = await Vmm.create({
-    scheduler: { plugin: RR, params: { slice_ms: 1 }, slots: 1, ratelimitUs: 0 },
+    scheduler: { plugin: RR, params: { slice_ms: 1 }, slots: 1, ratelimitUs: 0, pin },
   });
   let handoffNs = NaN, grants = 0;
   try {
@@ -116,9 +116,9 @@ export async function benchHandoff(seconds = 2): Promise<HandoffResult> {
 }
 
 /** Spin iterations per second of two 1-vCPU VMs, with or without a scheduler on 2 slots. */
-async function spinRate(scheduled: boolean, seconds: number): Promise<number> {
+async function spinRate(scheduled: boolean, seconds: number, pin?: boolean): Promise<number> {
   const vmm = await Vmm.create(
-    scheduled ? { scheduler: { plugin: RR, params: { slice_ms: 10 }, slots: 2 } } : {},
+    scheduled ? { scheduler: { plugin: RR, params: { slice_ms: 10 }, slots: 2, pin } } : {},
   );
   try {
     const vms: Vm[] = [];
@@ -147,11 +147,15 @@ export interface EnforcementResult {
 }
 
 /** Enforcement cost when vCPUs <= slots, interleaved `rounds` times. */
-export async function benchEnforcement(rounds = 3, seconds = 1): Promise<EnforcementResult> {
+export async function benchEnforcement(
+  rounds = 3,
+  seconds = 1,
+  pin?: boolean,
+): Promise<EnforcementResult> {
   const free: number[] = [], sched: number[] = [];
   for (let i = 0; i < rounds; i++) {
     free.push(await spinRate(false, seconds));
-    sched.push(await spinRate(true, seconds));
+    sched.push(await spinRate(true, seconds, pin));
   }
   const freeRate = median(free), scheduledRate = median(sched);
   return { freeRate, scheduledRate, cost: 1 - scheduledRate / freeRate };

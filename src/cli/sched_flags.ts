@@ -16,6 +16,7 @@ export const SCHED_FLAGS = {
   "sched-param": { type: "string", multiple: true },
   slots: { type: "string" },
   "pin-slots": { type: "boolean" },
+  "no-pin-slots": { type: "boolean" },
   "ratelimit-us": { type: "string" },
   "sched-allow-import": { type: "string", multiple: true },
 } as const;
@@ -26,7 +27,9 @@ export const SCHED_FLAGS_HELP =
                       without it every vCPU thread runs free under Linux's scheduler
   --sched-param K=V   a plugin parameter (repeatable), e.g. tslice_ms=30
   --slots N           slots (pCPUs) the scheduler hands out (default: available CPUs)
-  --pin-slots         pin slot k to host CPU k (sched_setaffinity of the EMT holding it)
+  --pin-slots         pin the EMT holding a slot to that slot's host CPU (the default when
+                      there are no more slots than CPUs; slot 0 shares the scheduler's CPU)
+  --no-pin-slots      leave the EMTs' placement to Linux
   --ratelimit-us US   context-switch rate limit (Xen's sched_ratelimit_us, default 1000)
   --sched-allow-import HOST
                       let a remote plugin (--sched https://HOST/...) be imported from HOST;
@@ -42,6 +45,8 @@ export interface SchedFlagValues {
   slots?: string;
   /** `--pin-slots`. */
   "pin-slots"?: boolean;
+  /** `--no-pin-slots`. */
+  "no-pin-slots"?: boolean;
   /** `--ratelimit-us`. */
   "ratelimit-us"?: string;
   /** `--sched-allow-import`. */
@@ -66,7 +71,8 @@ export function schedulerFromFlags(
   fromFile?: SchedulerOptions,
 ): SchedulerOptions | undefined {
   const plugin = v.sched ?? fromFile?.plugin;
-  const extra = v["sched-param"]?.length || v.slots || v["pin-slots"] || v["ratelimit-us"];
+  const extra = v["sched-param"]?.length || v.slots || v["pin-slots"] || v["no-pin-slots"] ||
+    v["ratelimit-us"];
   if (!plugin) {
     if (extra) throw new UsageError("--sched-param, --slots, --pin-slots need --sched PLUGIN");
     return undefined;
@@ -76,7 +82,7 @@ export function schedulerFromFlags(
     plugin,
     params: { ...fromFile?.params, ...parseSchedParams(v["sched-param"] ?? []) },
     slots: count("--slots", v.slots, 1) ?? fromFile?.slots,
-    pin: v["pin-slots"] ? true : fromFile?.pin,
+    pin: v["pin-slots"] ? true : v["no-pin-slots"] ? false : fromFile?.pin,
     ratelimitUs: count("--ratelimit-us", v["ratelimit-us"], 0) ?? fromFile?.ratelimitUs,
     allowImport: v["sched-allow-import"] ?? fromFile?.allowImport,
   };

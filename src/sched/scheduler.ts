@@ -22,7 +22,11 @@ export interface SchedulerOptions {
   params?: SchedParams;
   /** Slots (pCPUs handed out). Default: the CPUs available to the process. */
   slots?: number;
-  /** Pin slot k to host CPU `pin[k]` (sched_setaffinity of the EMT holding it); `true`: k→k. */
+  /**
+   * Pin the EMT holding slot k to a host CPU (sched_setaffinity), making slots real pCPUs as in
+   * Xen: `pin[k]`, or with `true` the default map. Default: pinned when there are no more slots
+   * than CPUs; `false` leaves placement to Linux.
+   */
   pin?: boolean | number[];
   /** Context-switch rate limit in µs (Xen's `sched_ratelimit_us`, default 1000). */
   ratelimitUs?: number;
@@ -69,6 +73,15 @@ export interface SchedVm {
 /** The available CPUs of this process (what the default slot count is). */
 export function availableCpus(): number {
   return Math.max(1, navigator.hardwareConcurrency || 1);
+}
+
+/**
+ * Slot k on host CPU (n - 1 - k) mod n: slot 0 shares the CPU of the scheduler's own threads
+ * (`affinity.ts`), so with fewer slots than CPUs a hand-off between two vCPUs never leaves that
+ * CPU (measured: 31 µs a hand-off against 91 µs unpinned and 118 µs on the other CPU).
+ */
+export function defaultPinMap(slots: number, cpus = availableCpus()): number[] {
+  return Array.from({ length: slots }, (_, k) => (cpus - 1 - (k % cpus) + cpus) % cpus);
 }
 
 /** Checks options; throws SchedulerError naming the bad one. */
@@ -138,10 +151,10 @@ export class Scheduler {
   static async start(options: SchedulerOptions, shimPath: string): Promise<Scheduler> {
     validateSchedulerOptions(options);
     const slots = options.slots ?? availableCpus();
-    const pin = options.pin === true
-      ? Array.from({ length: slots }, (_, k) => k % availableCpus())
-      : Array.isArray(options.pin)
+    const pin = Array.isArray(options.pin)
       ? options.pin
+      : options.pin === true || (options.pin === undefined && slots <= availableCpus())
+      ? defaultPinMap(slots)
       : [];
     const doorbell = allocateDoorbell();
     const worker = new Worker(CORE_WORKER, { type: "module", name: "deno-vmm sched core" });
