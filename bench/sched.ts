@@ -6,8 +6,9 @@
  * - slot hand-off: two spinning 1-vCPU VMs on one slot with 1 ms slices; the time the slot
  *   spends between one vCPU leaving guest mode and the next entering it, per grant, against a
  *   C futex ping-pong's one-way hand-off (`bench/baseline/futex_pingpong`);
- * - enforcement cost: spin progress of 2 VMs on 2 slots (vCPUs <= slots) under the scheduler
- *   against the same VMs with no scheduler.
+ * - enforcement cost: spin progress of 1 VM on 1 slot (the scheduler's threads have a CPU of
+ *   their own) and of 2 VMs on 2 slots (they share one with a vCPU) under the scheduler,
+ *   against the same VMs with no scheduler (vCPUs <= slots).
  */
 import { type Vm, Vmm } from "../mod.ts";
 import { LocalPolicy } from "../src/sched/policy_port.ts";
@@ -116,13 +117,18 @@ export async function benchHandoff(seconds = 2, pin?: number[]): Promise<Handoff
 }
 
 /** Spin iterations per second of two 1-vCPU VMs, with or without a scheduler on 2 slots. */
-async function spinRate(scheduled: boolean, seconds: number, pin?: boolean): Promise<number> {
+async function spinRate(
+  scheduled: boolean,
+  seconds: number,
+  count: number,
+  pin?: boolean,
+): Promise<number> {
   const vmm = await Vmm.create(
-    scheduled ? { scheduler: { plugin: RR, params: { slice_ms: 10 }, slots: 2, pin } } : {},
+    scheduled ? { scheduler: { plugin: RR, params: { slice_ms: 10 }, slots: count, pin } } : {},
   );
   try {
     const vms: Vm[] = [];
-    for (const name of ["e1", "e2"]) {
+    for (const name of ["e1", "e2"].slice(0, count)) {
       vms.push(await vmm.createVm({ name, kernel: KERNEL, cmdline: "workload=spin seconds=0" }));
     }
     for (const vm of vms) await vm.start();
@@ -150,12 +156,13 @@ export interface EnforcementResult {
 export async function benchEnforcement(
   rounds = 3,
   seconds = 1,
-  pin?: boolean,
+  options: { pin?: boolean; vms?: 1 | 2 } = {},
 ): Promise<EnforcementResult> {
   const free: number[] = [], sched: number[] = [];
+  const count = options.vms ?? 2;
   for (let i = 0; i < rounds; i++) {
-    free.push(await spinRate(false, seconds));
-    sched.push(await spinRate(true, seconds, pin));
+    free.push(await spinRate(false, seconds, count));
+    sched.push(await spinRate(true, seconds, count, options.pin));
   }
   const freeRate = median(free), scheduledRate = median(sched);
   return { freeRate, scheduledRate, cost: 1 - scheduledRate / freeRate };
