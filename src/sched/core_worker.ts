@@ -134,18 +134,19 @@ class CoreThread {
         for (let ev = table.next(i); ev !== null; ev = table.next(i)) {
           const now = this.#now();
           const id = ids[i];
-          if (ev.type !== SCHED_EVENT.runnable) {
-            // Whatever the vCPU gives back, its last grant is dead: an EMT that halted while a
-            // grant was on its way must not take that grant later (pause, INIT).
-            const r = this.#vcpus.get(id);
-            if (r && r.lastGeneration) table.revoke(i, r.lastGeneration);
-          }
           const ref = this.#vcpus.get(id);
           if (
             (ev.type === SCHED_EVENT.sliceEnd || ev.type === SCHED_EVENT.preempted ||
               ev.type === SCHED_EVENT.yield) && ev.generation !== ref?.lastGeneration
           ) {
-            continue; // gives back a grant the core already took back (a stale one)
+            // Gives back a grant the core already took back (a stale one). The vCPU's newer
+            // grant is live: it must not be revoked below.
+            continue;
+          }
+          if (ev.type !== SCHED_EVENT.runnable && ref?.lastGeneration) {
+            // Whatever the vCPU gives back, its last grant is dead: an EMT that halted while a
+            // grant was on its way must not take that grant later (pause, INIT).
+            table.revoke(i, ref.lastGeneration);
           }
           const t0 = performance.now();
           const before = core.vcpuState(id);
