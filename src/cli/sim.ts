@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import type { SchedParams } from "../sched/contract.ts";
 import { type SimOptions, type SimResult, simulate, type SimVmSpec } from "../sim/mod.ts";
 import { UsageError } from "./usage.ts";
+import { parseSchedParams } from "./vm_spec.ts";
 import { simWorkload } from "../scenario/run_sim.ts";
 import type { ScenarioWorkload } from "../scenario/scenario.ts";
 
@@ -64,16 +65,6 @@ interface ScenarioFile {
   maxSliceMs?: number;
   params?: SchedParams;
   vms: SimVmSpec[];
-}
-
-/** Parses `K=V` into a parameter: numbers and booleans become such, the rest stays a string. */
-export function parseParam(kv: string): [string, number | string | boolean] {
-  const eq = kv.indexOf("=");
-  if (eq <= 0) throw new UsageError(`--sched-param expects K=V, got '${kv}'`);
-  const k = kv.slice(0, eq), v = kv.slice(eq + 1);
-  if (v === "true" || v === "false") return [k, v === "true"];
-  const n = Number(v);
-  return [k, v.trim() !== "" && Number.isFinite(n) ? n : v];
 }
 
 function positive(flag: string, v: string | undefined, int: boolean): number | undefined {
@@ -203,11 +194,10 @@ export async function simCommand(args: string[]): Promise<number> {
   }
   if (values.scenario === undefined) throw new UsageError("--scenario FILE is required");
   const scenario = await readScenario(values.scenario);
-  const params: SchedParams = { ...(scenario.params ?? {}) };
-  for (const kv of values["sched-param"] ?? []) {
-    const [k, v] = parseParam(kv);
-    params[k] = v;
-  }
+  const params: SchedParams = {
+    ...(scenario.params ?? {}),
+    ...parseSchedParams(values["sched-param"] ?? []),
+  };
   const seedFlag = values.seed;
   if (seedFlag !== undefined && !Number.isInteger(Number(seedFlag))) {
     throw new UsageError(`--seed must be an integer, got '${seedFlag}'`);
