@@ -14,7 +14,7 @@
  * @module
  */
 import type { Workload } from "../sim/types.ts";
-import { ConfigError } from "../vm/config.ts";
+import { ConfigError, paramObject, schedParams } from "../vm/config.ts";
 
 /** The tick-sampling attacker (guest workload `attacker`). */
 export interface AttackerWorkload {
@@ -77,17 +77,6 @@ function num(where: string, v: unknown, opts: { min?: number; int?: boolean; def
     throw new ConfigError(where, `must be >= ${opts.min}, got ${v}`);
   }
   return v;
-}
-
-function params(where: string, v: unknown): Record<string, number | string | boolean> {
-  if (v === undefined) return {};
-  if (!isObj(v)) throw new ConfigError(where, "must be an object");
-  for (const [k, x] of Object.entries(v)) {
-    if (!["number", "string", "boolean"].includes(typeof x)) {
-      throw new ConfigError(`${where}.${k}`, "must be a number, string or boolean");
-    }
-  }
-  return v as Record<string, number | string | boolean>;
 }
 
 function workload(where: string, v: unknown, vcpus: number): ScenarioWorkload {
@@ -168,17 +157,7 @@ export function parseScenario(data: unknown, source: string): Scenario {
     if (names.has(v.name)) throw new ConfigError(`${where}.name`, `duplicate VM '${v.name}'`);
     names.add(v.name);
     const vcpus = num(`${where}.vcpus`, v.vcpus, { min: 1, int: true, def: 1 });
-    const sched = params(`${where}.sched`, v.sched);
-    if ("weight" in sched && !(typeof sched.weight === "number" && sched.weight >= 1)) {
-      throw new ConfigError(`${where}.sched.weight`, "must be a number >= 1");
-    }
-    if ("cap" in sched && !(typeof sched.cap === "number" && sched.cap >= 0)) {
-      throw new ConfigError(`${where}.sched.cap`, "must be a percentage >= 0");
-    }
-    const p = sched.period_ms, b = sched.budget_ms;
-    if (typeof p === "number" && typeof b === "number" && b > p) {
-      throw new ConfigError(`${where}.sched.budget_ms`, `budget ${b} ms exceeds period ${p} ms`);
-    }
+    const sched = schedParams(`${where}.sched`, v.sched);
     return {
       name: v.name,
       vcpus,
@@ -194,7 +173,7 @@ export function parseScenario(data: unknown, source: string): Scenario {
     slots,
     seconds,
     policy: typeof data.policy === "string" ? data.policy : "plugins/credit.ts",
-    params: params(`${source}: params`, data.params),
+    params: paramObject(`${source}: params`, data.params),
     vms,
   };
 }

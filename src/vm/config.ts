@@ -84,8 +84,11 @@ const KNOWN_KEYS = new Set([
   "sched",
 ]);
 
-/** Checks the `sched` parameters: a flat object of numbers, strings and booleans. */
-function schedParams(field: string, value: unknown): Record<string, number | string | boolean> {
+/** Checks a flat object of parameters (numbers, strings, booleans); `field` names it in errors. */
+export function paramObject(
+  field: string,
+  value: unknown,
+): Record<string, number | string | boolean> {
   if (value === undefined) return {};
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new ConfigError(field, "must be an object of scheduling parameters");
@@ -100,11 +103,27 @@ function schedParams(field: string, value: unknown): Record<string, number | str
     }
     out[k] = v;
   }
+  return out;
+}
+
+/**
+ * Checks a VM's `sched` parameters (VmConfig.sched, a scenario VM's `sched`): a flat object,
+ * with the built-in policies' keys in range: weight >= 1, cap >= 0, budget_ms <= period_ms.
+ */
+export function schedParams(
+  field: string,
+  value: unknown,
+): Record<string, number | string | boolean> {
+  const out = paramObject(field, value);
   if ("weight" in out && !(typeof out.weight === "number" && out.weight >= 1)) {
     throw new ConfigError(`${field}.weight`, `must be a number >= 1, got ${out.weight}`);
   }
   if ("cap" in out && !(typeof out.cap === "number" && out.cap >= 0)) {
     throw new ConfigError(`${field}.cap`, `must be a percentage >= 0, got ${out.cap}`);
+  }
+  const p = out.period_ms, b = out.budget_ms;
+  if (typeof p === "number" && typeof b === "number" && b > p) {
+    throw new ConfigError(`${field}.budget_ms`, `budget ${b} ms exceeds period ${p} ms`);
   }
   return out;
 }
