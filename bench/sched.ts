@@ -17,7 +17,7 @@ import rr from "../plugins/rr.ts";
 import type { PolicyPort } from "../src/sched/policy_port.ts";
 import { KERNEL } from "./exits.ts";
 import { colocate } from "../src/sched/affinity.ts";
-import { setThreadCpus } from "../src/scenario/host_threads.ts";
+import { setThreadCpus } from "../src/sched/host_threads.ts";
 import { median, percentile } from "./stats.ts";
 
 const ROOT = new URL("../", import.meta.url);

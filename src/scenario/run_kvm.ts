@@ -9,7 +9,7 @@ import type { EchoResult } from "../devices/echo.ts";
 import type { SchedulerOptions } from "../sched/scheduler.ts";
 import type { Vm } from "../vm/vm.ts";
 import { Vmm } from "../vmm.ts";
-import { niceForWeight, setThreadCpus, setThreadNice, threadRunNs } from "./host_threads.ts";
+import { niceForWeight, setThreadCpus, setThreadNice, threadRunNs } from "../sched/host_threads.ts";
 import { jainIndex, type ScenarioResult, type VmOutcome } from "./result.ts";
 import type { Scenario, ScenarioVm } from "./scenario.ts";
 

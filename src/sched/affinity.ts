@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { setThreadCpus, setThreadNice } from "../scenario/host_threads.ts";
+import { setThreadCpus, setThreadNice } from "./host_threads.ts";
 
 /**
  * Nice level of the scheduler's threads. They share a CPU with a vCPU (slot 0 is pinned there):

@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { threadRunNs } from "./host_threads.ts";
 import { pathToFileURL } from "node:url";
 import {
   type ChannelViews,
@@ -112,17 +113,6 @@ const REASON_CODE: Record<DescheduleReason, number> = { slice: 0, preempt: 1, yi
 
 /** A starved (not computing) plugin may take this many budgets before it times out. */
 const HARD_LIMIT = 10;
-
-/** On-CPU time of one of this process's threads (ns), or -1 if it cannot be read. */
-function threadCpuNs(tid: number): number {
-  try {
-    const s = Deno.readTextFileSync(`/proc/self/task/${tid}/schedstat`);
-    const ns = Number(s.slice(0, s.indexOf(" ")));
-    return Number.isFinite(ns) ? ns : -1;
-  } catch {
-    return -1;
-  }
-}
 
 /** Lists this process's threads named like Deno Workers (`worker-N`). */
 function workerThreads(): Set<number> {
@@ -377,9 +367,9 @@ export class SandboxPolicy implements PolicyPort {
       const t = performance.now();
       if (Atomics.load(hdr, H_REP) === seq) return;
       if (t >= deadline) {
-        const cpu = this.#tid > 0 ? threadCpuNs(this.#tid) : -1;
+        const cpu = this.#tid > 0 ? threadRunNs(this.#tid) : NaN; // NaN: unreadable
         const busy = cpu >= 0 && cpuAtDeadline >= 0 && (cpu - cpuAtDeadline) / 1e6 >= budget / 4;
-        if (cpu < 0 || busy || t - t0 >= HARD_LIMIT * budget) {
+        if (!(cpu >= 0) || busy || t - t0 >= HARD_LIMIT * budget) {
           const waited = (t - t0).toFixed(1);
           this.#kill(`no answer within ${waited} ms`);
           throw new PolicyFault(

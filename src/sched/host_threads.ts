@@ -1,10 +1,13 @@
 /**
- * The `host` baseline of the scenarios: no slot enforcement, every EMT free and scheduled by
- * Linux, which is what a QEMU user has. To compare like with like, the EMTs are confined to
- * as many host CPUs as the scenario has slots (sched_setaffinity) and a VM's weight becomes a
- * nice level: CFS gives nice 0 a weight of 1024 and each nice step about 1.25x less
- * (kernel/sched/core.c, sched_prio_to_weight), so Xen weight w (default 256) maps to
- * nice = -log(w / 256) / log(1.25), clamped to -20..19. Caps have no equivalent without cgroups.
+ * Host thread controls through libc: CPU affinity, nice level and on-CPU time of this process's
+ * threads. The scheduler places its own threads with them (`affinity.ts`), the sandbox reads a
+ * plugin thread's CPU time, and the scenarios' `host` baseline uses them: no slot enforcement,
+ * every EMT free and scheduled by Linux, which is what a QEMU user has. To compare like with
+ * like, the EMTs are confined to as many host CPUs as the scenario has slots (sched_setaffinity)
+ * and a VM's weight becomes a nice level: CFS gives nice 0 a weight of 1024 and each nice step
+ * about 1.25x less (kernel/sched/core.c, sched_prio_to_weight), so Xen weight w (default 256)
+ * maps to nice = -log(w / 256) / log(1.25), clamped to -20..19. Caps have no equivalent
+ * without cgroups.
  *
  * @module
  */
