@@ -10,6 +10,7 @@ import type { SchedParams } from "./contract.ts";
 import type { EjectInfo } from "./watchdog.ts";
 import type { TraceData } from "../trace/events.ts";
 import { allocateDoorbell, ringControl } from "./grant_table.ts";
+import { resolvePluginUrl } from "./sandbox.ts";
 import type { CoreReply, CoreRequest, PolicySpec, SchedStats } from "./runtime_protocol.ts";
 
 const CORE_WORKER = new URL("./core_worker.ts", import.meta.url);
@@ -115,14 +116,12 @@ export function validateSchedulerOptions(o: SchedulerOptions): void {
   }
 }
 
-/** Resolves a plugin given on the command line or in a config file to a URL string. */
-export function resolvePlugin(plugin: string, base = `file://${Deno.cwd()}/`): string {
-  if (plugin.startsWith("builtin:")) return plugin;
-  try {
-    return new URL(plugin).href; // already a URL
-  } catch {
-    return new URL(plugin, base).href;
-  }
+/**
+ * Resolves a plugin given on the command line or in a config file to a URL string (the
+ * sandbox's own resolution; `builtin:` names pass through).
+ */
+export function resolvePlugin(plugin: string): string {
+  return plugin.startsWith("builtin:") ? plugin : resolvePluginUrl(plugin).href;
 }
 
 /** The running scheduler. */
