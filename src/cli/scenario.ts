@@ -27,6 +27,7 @@ Options:
   --sim                run in the simulator (deterministic, no KVM) instead
   --seconds N          measure for N seconds (default: the file's)
   --seed N             simulator seed (default 1)
+  --ratelimit-us US    context-switch rate limit (default: the file's, else Xen's 1000)
   --json FILE          where to write the result (default: SCENARIO-POLICY-MODE.json)
   --top                a live view of every VM and vCPU while it runs (KVM only)
   -h, --help           this text
@@ -44,6 +45,7 @@ export async function runScenarioFile(
     sim?: boolean;
     seconds?: number;
     seed?: number;
+    ratelimitUs?: number;
     onVmm?: (vmm: Vmm) => void;
     beforeClose?: (vmm: Vmm) => Promise<void>;
   },
@@ -51,11 +53,18 @@ export async function runScenarioFile(
   const scenario = await loadScenario(file);
   const policy = o.policy ?? scenario.policy;
   return o.sim
-    ? await runScenarioSim(scenario, { policy, params: o.params, seconds: o.seconds, seed: o.seed })
+    ? await runScenarioSim(scenario, {
+      policy,
+      params: o.params,
+      seconds: o.seconds,
+      seed: o.seed,
+      ratelimitUs: o.ratelimitUs,
+    })
     : await runScenarioKvm(scenario, {
       policy,
       params: o.params,
       seconds: o.seconds,
+      scheduler: o.ratelimitUs === undefined ? undefined : { ratelimitUs: o.ratelimitUs },
       onVmm: o.onVmm,
       beforeClose: o.beforeClose,
     });
@@ -71,6 +80,7 @@ export async function scenarioCommand(args: string[]): Promise<number> {
       sim: { type: "boolean" },
       seconds: { type: "string" },
       seed: { type: "string" },
+      "ratelimit-us": { type: "string" },
       json: { type: "string" },
       top: { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -91,6 +101,14 @@ export async function scenarioCommand(args: string[]): Promise<number> {
   if (seed !== undefined && !Number.isInteger(seed)) {
     throw new UsageError(`--seed must be an integer, got '${values.seed}'`);
   }
+  const ratelimitUs = values["ratelimit-us"] === undefined
+    ? undefined
+    : Number(values["ratelimit-us"]);
+  if (ratelimitUs !== undefined && !(ratelimitUs >= 0)) {
+    throw new UsageError(
+      `--ratelimit-us must be a number of µs >= 0, got '${values["ratelimit-us"]}'`,
+    );
+  }
   if (values.top && values.sim) throw new UsageError("--top shows live VMs: not with --sim");
   let top: Top | undefined;
   const result = await runScenarioFile(positionals[0], {
@@ -99,6 +117,7 @@ export async function scenarioCommand(args: string[]): Promise<number> {
     sim: values.sim,
     seconds,
     seed,
+    ratelimitUs,
     onVmm: values.top ? (vmm) => top = startTop(vmm) : undefined,
     beforeClose: async () => await top?.stop(),
   });

@@ -45,6 +45,8 @@ export interface ScenarioResult {
   slots: number;
   /** Measured seconds. */
   seconds: number;
+  /** The core's context-switch rate limit (µs); undefined for `host`, which has no core. */
+  ratelimitUs?: number;
   /** Per VM. */
   vms: VmOutcome[];
   /** Jain's fairness index of the VMs' shares divided by their weights (1 = fair). */
@@ -96,8 +98,8 @@ export function formatResult(r: ScenarioResult): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
   const line = (cols: string[]) => cols.map((c, i) => c.padEnd(widths[i])).join("  ");
   return [
-    `${r.scenario} (${r.mode}, ${r.policy}, ${r.slots} slot${
-      r.slots > 1 ? "s" : ""
+    `${r.scenario} (${r.mode}, ${r.policy}, ${r.slots} slot${r.slots > 1 ? "s" : ""}${
+      r.ratelimitUs === undefined ? "" : `, ratelimit ${r.ratelimitUs} us`
     }, ${r.seconds} s)`,
     line(head),
     ...rows.map(line),

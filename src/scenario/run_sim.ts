@@ -21,6 +21,8 @@ export interface SimRunOptions {
   seconds?: number;
   /** Seed (default 1). */
   seed?: number;
+  /** Override the scenario's context-switch rate limit (µs). */
+  ratelimitUs?: number;
 }
 
 /** The simulator's form of a scenario workload (the attacker becomes a periodic task). */
@@ -39,10 +41,12 @@ export async function runScenarioSim(
     throw new ConfigError("--sched", "host is Linux's scheduler: it only runs on KVM, not --sim");
   }
   const seconds = options.seconds ?? scenario.seconds;
+  const ratelimitUs = options.ratelimitUs ?? scenario.ratelimitUs ?? 1000;
   const r = await simulate({
     plugin: options.policy,
     params: { ...scenario.params, ...options.params },
     slots: scenario.slots,
+    ratelimitNs: ratelimitUs * 1000,
     seconds,
     seed: options.seed ?? 1,
     windowNs: 1e9,
@@ -97,6 +101,7 @@ export async function runScenarioSim(
     policy: options.policy.replace(/^.*\//, "").replace(/\.ts$/, ""),
     slots: scenario.slots,
     seconds,
+    ratelimitUs,
     vms: outcomes,
     jain: jainIndex(outcomes),
     ejections: r.ejections.map((e) => `${e.reason}: ${e.detail}`),

@@ -55,6 +55,11 @@ export interface Scenario {
   policy: string;
   /** Policy parameters. */
   params: Record<string, number | string | boolean>;
+  /**
+   * The core's context-switch rate limit in µs (Xen's `sched_ratelimit_us`); undefined: the
+   * core's default, 1000.
+   */
+  ratelimitUs?: number;
   /** The VMs. */
   vms: ScenarioVm[];
 }
@@ -136,7 +141,16 @@ function workload(where: string, v: unknown, vcpus: number): ScenarioWorkload {
 /** Validates a parsed scenario; `source` names it in errors. */
 export function parseScenario(data: unknown, source: string): Scenario {
   if (!isObj(data)) throw new ConfigError(source, "a scenario must be a JSON object");
-  const known = ["name", "description", "slots", "seconds", "policy", "params", "vms"];
+  const known = [
+    "name",
+    "description",
+    "slots",
+    "seconds",
+    "policy",
+    "params",
+    "ratelimitUs",
+    "vms",
+  ];
   for (const k of Object.keys(data)) {
     if (!known.includes(k)) {
       throw new ConfigError(`${source}: ${k}`, `unknown key (known: ${known.join(", ")})`);
@@ -144,6 +158,9 @@ export function parseScenario(data: unknown, source: string): Scenario {
   }
   const slots = num(`${source}: slots`, data.slots, { min: 1, int: true, def: 1 });
   const seconds = num(`${source}: seconds`, data.seconds, { min: 0.1, def: 10 });
+  const ratelimitUs = data.ratelimitUs === undefined
+    ? undefined
+    : num(`${source}: ratelimitUs`, data.ratelimitUs, { min: 0 });
   if (!Array.isArray(data.vms) || data.vms.length === 0) {
     throw new ConfigError(`${source}: vms`, "must be a non-empty array");
   }
@@ -174,6 +191,7 @@ export function parseScenario(data: unknown, source: string): Scenario {
     seconds,
     policy: typeof data.policy === "string" ? data.policy : "plugins/credit.ts",
     params: paramObject(`${source}: params`, data.params),
+    ratelimitUs,
     vms,
   };
 }

@@ -9,12 +9,20 @@
  * maps to nice = -log(w / 256) / log(1.25), clamped to -20..19. Caps have no equivalent
  * without cgroups.
  *
+ * Time slices (`setThreadSlice`): Linux 6.6+ schedules fair tasks with EEVDF, which lets a running
+ * task finish its slice (about 3 ms here) before a task that wakes on its CPU gets in
+ * (kernel/sched/fair.c, RUN_TO_PARITY), unless the wakee asked for a shorter slice
+ * (PREEMPT_SHORT, Linux 6.12+; sched_setattr(2), `sched_runtime` of a SCHED_OTHER task). The
+ * scheduler's threads and every EMT waiting for a grant ask for the shortest slice, so their
+ * wake-up is not queued behind the vCPU that holds the CPU.
+ *
  * @module
  */
 
 const SYMBOLS = {
   setpriority: { parameters: ["i32", "u32", "i32"], result: "i32" },
   sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
+  syscall: { parameters: ["i64", "i64", "buffer", "i64", "i64"], result: "i64" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 let lib: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] | undefined;
@@ -38,6 +46,38 @@ export function setThreadCpus(tid: number, cpus: number[]): boolean {
   const mask = new Uint8Array(128); // cpu_set_t: 1024 bits
   for (const c of cpus) mask[c >> 3] |= 1 << (c & 7);
   return libc().sched_setaffinity(tid | 0, BigInt(mask.length), mask) === 0;
+}
+
+/** x86-64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl). */
+const SYS_SCHED_SETATTR = 314n;
+const SYS_SCHED_GETATTR = 315n;
+/** `struct sched_attr` (include/uapi/linux/sched/types.h), version 1: 56 bytes. */
+const SCHED_ATTR_SIZE = 56;
+/** Offsets in it. */
+const ATTR = { size: 0, policy: 4, flags: 8, runtime: 24 } as const;
+/** Fair-class policies, the ones a slice applies to: SCHED_OTHER, SCHED_BATCH, SCHED_IDLE. */
+const FAIR_POLICIES = [0, 3, 5];
+
+/** The shortest slice Linux accepts (it clamps `sched_runtime` to 0.1-100 ms). */
+export const SHORT_SLICE_NS = 100_000;
+
+/**
+ * Sets a thread's EEVDF time slice (`ns`; 0 restores the kernel's default), keeping its policy
+ * and nice level; `tid` 0 is the calling thread. False when the kernel refuses (older than
+ * 6.12: the slice is ignored there, which is harmless) or the thread is not a fair-class one.
+ */
+export function setThreadSlice(tid: number, ns: number): boolean {
+  const attr = new Uint8Array(SCHED_ATTR_SIZE);
+  const dv = new DataView(attr.buffer);
+  const c = libc();
+  if (c.syscall(SYS_SCHED_GETATTR, BigInt(tid | 0), attr, BigInt(SCHED_ATTR_SIZE), 0n) !== 0n) {
+    return false;
+  }
+  if (!FAIR_POLICIES.includes(dv.getUint32(ATTR.policy, true))) return false;
+  dv.setUint32(ATTR.size, SCHED_ATTR_SIZE, true);
+  dv.setBigUint64(ATTR.flags, 0n, true);
+  dv.setBigUint64(ATTR.runtime, BigInt(Math.max(0, Math.round(ns))), true);
+  return c.syscall(SYS_SCHED_SETATTR, BigInt(tid | 0), attr, 0n, 0n) === 0n;
 }
 
 /**
