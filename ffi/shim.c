@@ -13,6 +13,8 @@
  *   shim_run(emt, deadline)         KVM_RUN that returns at the first exit, a poke, or the
  *                                   deadline (one per-thread POSIX timer, re-armed only when
  *                                   the deadline changes).
+ *   shim_extend(emt, old, new)      from another thread: move a running EMT's deadline later
+ *                                   (a renewed slice) without an exit.
  *
  * The per-EMT block (struct shim_emt) lives in memory the caller provides (a
  * SharedArrayBuffer), so the TypeScript side reads the counters with Atomics and no call.
@@ -80,7 +82,8 @@ struct shim_emt {
   struct shim_global *global;    /* 32 */
   int64_t armed_deadline;        /* 40: deadline the thread timer is armed for (0: none) */
   timer_t timer;                 /* 48 */
-  int64_t pad1;                  /* 56 */
+  _Atomic int32_t arm_lock;      /* 56: serialises arming (the EMT, and shim_extend) */
+  int32_t pad1;                  /* 60 */
   _Atomic uint64_t counters[C_COUNT_FIXED]; /* 64 */
   _Atomic uint64_t exits[SHIM_EXIT_REASONS]; /* 64 + 8 * C_COUNT_FIXED */
 };
@@ -96,6 +99,17 @@ _Static_assert(sizeof(struct shim_emt) <= 512, "shim_emt fits 512 bytes");
 
 static __thread struct shim_emt *current_emt;
 static int shim_signal;
+
+static void lock_arm(struct shim_emt *e) {
+  int32_t free = 0;
+  while (!atomic_compare_exchange_weak(&e->arm_lock, &free, 1)) {
+    free = 0;
+    sched_yield();
+  }
+}
+
+static void unlock_arm(struct shim_emt *e) { atomic_store(&e->arm_lock, 0); }
+
 
 static void on_poke_signal(int sig) {
   (void)sig;
@@ -157,6 +171,7 @@ int32_t shim_attach(struct shim_emt *e, struct shim_global *g, int32_t vcpu_fd, 
   e->run = (struct kvm_run *)run;
   e->global = g;
   e->armed_deadline = 0;
+  atomic_store(&e->arm_lock, 0);
   atomic_store(&e->state, EMT_HOST);
   sigset_t set;
   sigemptyset(&set);
@@ -175,13 +190,16 @@ int32_t shim_attach(struct shim_emt *e, struct shim_global *g, int32_t vcpu_fd, 
 
 /* Releases what shim_attach created. Call on the same thread. */
 int32_t shim_detach(struct shim_emt *e) {
+  lock_arm(e); /* shim_extend may be arming the timer from the core's thread */
   if (atomic_load(&e->tid) != 0) timer_delete(e->timer);
   atomic_store(&e->tid, 0);
+  unlock_arm(e);
   if (current_emt == e) current_emt = NULL;
   return 0;
 }
 
-static void arm_timer(struct shim_emt *e, int64_t deadline) {
+/* Call with arm_lock held. */
+static void set_timer(struct shim_emt *e, int64_t deadline) {
   struct itimerspec its;
   memset(&its, 0, sizeof its);
   if (deadline > 0) {
@@ -190,6 +208,30 @@ static void arm_timer(struct shim_emt *e, int64_t deadline) {
   }
   timer_settime(e->timer, TIMER_ABSTIME, &its, NULL);
   e->armed_deadline = deadline;
+}
+
+static void arm_timer(struct shim_emt *e, int64_t deadline) {
+  lock_arm(e);
+  set_timer(e, deadline);
+  unlock_arm(e);
+}
+
+/*
+ * Moves a running EMT's run deadline from `old_ns` to `new_ns` without taking it out of guest
+ * mode: the scheduler renewed its slice. Called from another thread (the scheduler core).
+ * Only a timer armed for exactly `old_ns` is moved; one armed for an earlier deadline (the
+ * LAPIC timer) or already re-armed by the EMT is left alone, and the EMT picks the new slice
+ * deadline up from its grant at its next entry. Returns 1 when it moved the timer, else 0.
+ */
+int32_t shim_extend(struct shim_emt *e, double old_ns, double new_ns) {
+  int32_t moved = 0;
+  lock_arm(e);
+  if (e->armed_deadline == (int64_t)old_ns && atomic_load(&e->tid) > 0) {
+    set_timer(e, (int64_t)new_ns);
+    moved = 1;
+  }
+  unlock_arm(e);
+  return moved;
 }
 
 static void note_in_guest(struct shim_global *g) {

@@ -32,6 +32,7 @@ export const SHIM_SYMBOLS = {
   },
   shim_wake: { parameters: ["pointer"], result: "i32" },
   shim_poke: { parameters: ["pointer"], result: "i32" },
+  shim_extend: { parameters: ["pointer", "f64", "f64"], result: "i32" },
   shim_pin: { parameters: ["i32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 

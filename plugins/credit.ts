@@ -366,6 +366,22 @@ export class CreditScheduler implements SchedulerPlugin {
   }
 
   /**
+   * `csched_schedule` at the end of a slice when nothing else is queued (the core asks only
+   * then): the current vCPU is re-inserted, found at the head again and goes on without a
+   * context switch (credit.c, `snext == scurr`). Charge its run so far, as that path's
+   * `burn_credits` does, and give it a new slice; a parked vCPU's slice ends as usual.
+   */
+  extendSlice(vcpu: VcpuId, slot: SlotId, ranNs: number, now: number): number | null {
+    this.#now = now;
+    const u = this.#units.get(vcpu);
+    if (!u || u.state !== "running" || u.slot !== slot || u.parked) return null;
+    this.#burnRan(u, Math.max(u.chargedNs, ranNs, now - u.grantAt));
+    u.grantAt = now;
+    u.chargedNs = 0;
+    return Math.min(this.#tslice, this.#maxSlice());
+  }
+
+  /**
    * `csched_tick` on every slot (charge the running vCPU, end its boost), and every third tick
    * `csched_acct` (hand out credits, recompute priorities, park/unpark capped vCPUs, resort).
    * Returns the slots of vCPUs just parked, and of slots that must pick up unparked vCPUs.

@@ -4,7 +4,8 @@
  * Every runnable vCPU waits in one FIFO queue. When a slot frees, the vCPU at the head of the
  * queue gets it for a fixed slice (`slice_ms`, default 10 ms). A vCPU whose slice ends (or that
  * is preempted or yields) goes to the back of the queue; a vCPU that halts leaves the queue; a
- * vCPU that wakes joins the back of the queue and never preempts anyone.
+ * vCPU that wakes joins the back of the queue and never preempts anyone. When its slice ends and
+ * the queue is empty, the running vCPU simply goes on (`extendSlice`).
  *
  * It ignores weights, caps and VMs: it is the policy the core falls back to when a plugin is
  * ejected, so it must be obviously correct and starvation-free: with `n` runnable vCPUs and `s`
@@ -63,5 +64,10 @@ export default {
 
   onDeschedule(vcpu: VcpuId) {
     enqueue(vcpu);
+  },
+
+  /** The core asks only when nobody waits: the running vCPU goes on for another slice. */
+  extendSlice() {
+    return sliceNs;
   },
 } satisfies SchedulerPlugin;

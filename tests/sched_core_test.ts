@@ -396,3 +396,65 @@ Deno.test("core: policy events are forwarded with the time of the call", () => {
   core.addVcpu(vcpu(0), 5);
   assertEquals(seen, [["pick", 5]]);
 });
+
+Deno.test("core: extendSlice renews a slice with nobody waiting, and only then", () => {
+  const lead = 0.5 * MS;
+  const core = new SchedCore({ slots: 1, policy: new LocalPolicy(rr), extendLeadNs: lead });
+  assertEquals(grants(core.addVcpu(vcpu(1), 0)), [1]);
+  // Alone on the slot: asked `lead` before its 10 ms deadline, it goes on for another slice.
+  assertEquals(core.nextTimerAt(), 10 * MS - lead);
+  const a = core.advance(10 * MS - lead);
+  assertEquals(a.length, 1);
+  const e = a[0];
+  assert(e.type === "extend");
+  assertEquals([e.vcpu, e.slot, e.ranNs, e.oldDeadline, e.deadline], [
+    1,
+    0,
+    10 * MS - lead,
+    10 * MS,
+    20 * MS - lead,
+  ]);
+  assertEquals(core.vcpuState(1), { state: "running", slot: 0 });
+  // The EMT's later report is clamped to the part after the extension.
+  assertEquals(core.heldNs(1, 12 * MS), 2.5 * MS);
+  // A second vCPU waits: no extension; the slice ends with an exit and the slot changes hands.
+  core.addVcpu(vcpu(2), 12 * MS);
+  assertEquals(core.nextTimerAt() > 20 * MS - lead, true);
+  assertEquals(core.advance(20 * MS - lead), []);
+  assertEquals(grants(core.sliceEnd(1, 20 * MS - lead, 30 * MS)), [2]);
+  const s = core.stats(20 * MS);
+  const v1 = s.vcpus.find((v) => v.id === 1)!;
+  assertEquals([v1.grants, v1.extensions, v1.runNs], [1, 1, 20 * MS - lead]);
+});
+
+Deno.test("core: extendSlice answering null lets the slice end; a bad slice ejects", () => {
+  let answer: unknown = null;
+  let charged = 0;
+  const plugin: SchedulerPlugin = {
+    ...rr,
+    name: "extender",
+    extendSlice(_v, _s, ranNs) {
+      charged += ranNs;
+      return answer as number | null;
+    },
+  };
+  const ejections: EjectInfo[] = [];
+  const core = new SchedCore({
+    slots: 1,
+    policy: new LocalPolicy(plugin),
+    extendLeadNs: 0.5 * MS,
+    onEject: (i) => ejections.push(i),
+  });
+  core.addVcpu(vcpu(1), 0);
+  assertEquals(core.advance(9.5 * MS), []); // null: no action, asked once per grant
+  assertEquals(charged, 9.5 * MS);
+  assertEquals(core.nextTimerAt() >= 10 * MS, true);
+  // At the deadline the EMT reports; the plugin hears only the 0.5 ms after the question.
+  assertEquals(core.heldNs(1, 10 * MS), 0.5 * MS);
+  assertEquals(grants(core.sliceEnd(1, 10 * MS, 10 * MS)), [1]);
+  answer = -5;
+  core.advance(19.5 * MS);
+  assertEquals(ejections.length, 1);
+  assert(ejections[0].detail.includes("extendSlice"), ejections[0].detail);
+  assertEquals(core.policyName, "rr");
+});

@@ -276,11 +276,13 @@ export class Emt {
       this.#giveBack(SCHED_EVENT.preempted);
       return -1;
     }
-    if (shim.shim_now_f64() >= g.sliceDeadline) {
+    // Read afresh: the core may have extended the slice while the vCPU ran.
+    const deadline = sched.deadline();
+    if (shim.shim_now_f64() >= deadline) {
       this.#giveBack(SCHED_EVENT.sliceEnd);
       return -1;
     }
-    return g.sliceDeadline;
+    return deadline;
   }
 
   /** Gives the grant back (if one is held) reporting `type` and the guest ns it used. */

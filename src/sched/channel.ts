@@ -52,7 +52,7 @@ export const OP_DESCHED = 4;
 export const OP_PARAMS = 5;
 /** First opcode that needs an answer. */
 export const OP_ANSWERED = 16;
-/** `init(ctx)` (ctx JSON), answer: `[tickNs]`. */
+/** `init(ctx)` (ctx JSON), answer: `[tickNs, hasExtendSlice]`. */
 export const OP_INIT = 16;
 /** `pickNext(a, b)`, answer: `[0]` (null) or `[1, vcpu, sliceNs]`. */
 export const OP_PICK = 17;
@@ -64,6 +64,8 @@ export const OP_TICK = 19;
 export const OP_SYNC = 20;
 /** Leave the serving loop and close the worker. */
 export const OP_QUIT = 21;
+/** `extendSlice(a, b, c, d)`, answer: `[0]` (null) or `[1, sliceNs]`. */
+export const OP_EXTEND = 22;
 
 /** `onDeschedule` reasons by code. */
 export const REASONS = ["slice", "preempt", "yield"] as const;

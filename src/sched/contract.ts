@@ -112,6 +112,18 @@ export interface SchedulerPlugin {
     reason: DescheduleReason,
     now: number,
   ): void;
+  /**
+   * The slice of the vCPU running on `slot` is about to end (the core asks about half a
+   * millisecond before its deadline) and no other vCPU is waiting for a slot, so `pickNext`
+   * could only choose it again or leave the slot idle. Return a new slice (ns, from `now`) to
+   * let it go on running without leaving guest mode: no exit and no hand-off, as Xen's
+   * schedulers simply continue the current vCPU when it is still the best choice. Return
+   * `null` (or leave the hook out) to let the slice end as usual: `onDeschedule`, then
+   * `pickNext`. `ranNs` is the slot time since its grant or its last extension; account it
+   * here as `onDeschedule` would (the next `onDeschedule` or `onHalt` reports only the time
+   * after it). Validated like `pickNext`'s slice.
+   */
+  extendSlice?(vcpu: VcpuId, slot: SlotId, ranNs: number, now: number): number | null | void;
   /** Period of `onTick` in ns (Xen credit: 10 ms); read once after `init`. */
   tickNs?: number;
   /** Periodic accounting; return slots to reschedule (their vCPUs are preempted). */

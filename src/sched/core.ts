@@ -78,8 +78,31 @@ export interface PreemptAction {
   generation: number;
 }
 
+/**
+ * Let the running `vcpu` keep its slot for a new slice (the plugin's `extendSlice`): move its
+ * deadline to `deadline` without taking it out of guest mode. Its grant (generation) stays.
+ */
+export interface ExtendAction {
+  /** Kind tag. */
+  type: "extend";
+  /** The vCPU. */
+  vcpu: VcpuId;
+  /** The slot it holds. */
+  slot: SlotId;
+  /** Its grant's generation (unchanged). */
+  generation: number;
+  /** Slot time charged for the part of the run that ended here (ns). */
+  ranNs: number;
+  /** New slice length (ns). */
+  sliceNs: number;
+  /** The deadline it replaces. */
+  oldDeadline: number;
+  /** `now + sliceNs`. */
+  deadline: number;
+}
+
 /** What an event method asks the runtime to do, in order. */
-export type SchedAction = GrantAction | PreemptAction;
+export type SchedAction = GrantAction | PreemptAction | ExtendAction;
 
 /** A vCPU joining ({@linkcode SchedCore.addVcpu}): its identity and initial state. */
 export interface NewVcpu {
@@ -120,6 +143,12 @@ export interface SchedCoreOptions {
   onPolicyEvent?: (event: PolicyEvent, at: number) => void;
   /** The time the core starts at (ns); default 0. */
   now?: number;
+  /**
+   * Ask the plugin's `extendSlice` this long before a running vCPU's slice ends, when no vCPU
+   * waits for a slot (ns); default 0: never (every slice ends with an exit). The KVM runtime
+   * uses `EXTEND_LEAD_NS` (`runtime_protocol.ts`).
+   */
+  extendLeadNs?: number;
 }
 
 /** A vCPU's scheduling state as the core sees it. */
@@ -147,6 +176,8 @@ export interface VcpuStats {
   haltedNs: number;
   /** Grants received. */
   grants: number;
+  /** Slices extended without leaving guest mode (`extendSlice`). */
+  extensions: number;
   /** Times it was preempted (a `preempt` it acknowledged). */
   preemptions: number;
   /** Wakes (halted → runnable). */
@@ -203,6 +234,11 @@ class VcpuRec {
   slot = -1;
   since: number;
   grantAt = 0;
+  /** When its current run began: its grant (extensions do not move it; the ratelimit counts from it). */
+  runningSince = 0;
+  /** The current grant's slice deadline (when running). */
+  deadline = Infinity;
+  extensions = 0;
   generation = 0;
   wokenAt = -1;
   runNs = 0;
@@ -258,6 +294,7 @@ Object.freeze(NO_ACTIONS);
 export class SchedCore {
   readonly #ratelimitNs: number;
   readonly #maxSliceNs: number;
+  readonly #extendLeadNs: number;
   readonly #slots: SlotRec[];
   readonly #vcpus = new Map<VcpuId, VcpuRec>();
   readonly #watchdog: Watchdog;
@@ -294,6 +331,7 @@ export class SchedCore {
     this.#adoptedAt = now;
     this.#ratelimitNs = Math.max(0, options.ratelimitNs ?? 1_000_000);
     this.#maxSliceNs = options.maxSliceNs ?? 100_000_000;
+    this.#extendLeadNs = Math.max(0, options.extendLeadNs ?? 0);
     if (!(this.#maxSliceNs > 0)) throw new RangeError(`maxSliceNs must be > 0`);
     this.#slots = Array.from({ length: slots }, (_, i) => new SlotRec(i, now));
     this.#idle = slots;
@@ -373,14 +411,32 @@ export class SchedCore {
     return this.#slots.length - this.#idle;
   }
 
-  /** The earliest time `advance` has work (tick, deferred preemption, watchdog); or Infinity. */
+  /**
+   * The earliest time `advance` has work (tick, deferred preemption, a slice to extend,
+   * watchdog); or Infinity.
+   */
   nextTimerAt(): number {
     let t = this.#tickAt;
     if (this.#deferred > 0) {
       for (const s of this.#slots) if (s.deferredAt < t) t = s.deferredAt;
     }
+    if (this.#extending()) {
+      for (const s of this.#slots) {
+        const at = this.#extendAt(s);
+        if (at < t) t = at;
+      }
+    }
     const w = this.#watchdog.nextCheckAt();
     return w < t ? w : t;
+  }
+
+  /**
+   * The time a running vCPU's EMT report is clamped to: since its grant or its last slice
+   * extension (ns); 0 when it is not running.
+   */
+  heldNs(id: VcpuId, now: number): number {
+    const v = this.#vcpus.get(id);
+    return v && v.state === RUNNING ? Math.max(0, Math.max(now, this.#now) - v.grantAt) : 0;
   }
 
   /** A snapshot of the accounting up to `now` (does not change state). */
@@ -401,6 +457,7 @@ export class SchedCore {
         waitNs: v.waitNs + (v.state === RUNNABLE ? d : 0),
         haltedNs: v.haltedNs + (v.state === HALTED ? d : 0),
         grants: v.grants,
+        extensions: v.extensions,
         preemptions: v.preemptions,
         wakes: v.wakes,
         wakeLatency: wl,
@@ -579,6 +636,12 @@ export class SchedCore {
             this.#issuePreempt(s);
           }
         }
+      }
+    }
+    if (this.#extending()) {
+      for (const s of this.#slots) {
+        if (this.#extendAt(s) <= t) this.#extend(s);
+        if (!this.#extending()) break;
       }
     }
     if (this.#watchdog.due(t)) {
@@ -768,6 +831,8 @@ export class SchedCore {
     v.state = RUNNING;
     v.slot = slot;
     v.grantAt = now;
+    v.runningSince = now;
+    v.deadline = now + sliceNs;
     v.grants++;
     if (v.wokenAt >= 0) {
       v.wakeLatency.record(now - v.wokenAt);
@@ -792,6 +857,65 @@ export class SchedCore {
     });
   }
 
+  /** Whether slice extension applies now: on, the plugin has the hook, nobody waits. */
+  #extending(): boolean {
+    return this.#extendLeadNs > 0 && this.#waiting === 0 && this.#port.canExtend;
+  }
+
+  /** When `s`'s vCPU is due for `extendSlice` (Infinity: not running, leaving, or too short). */
+  #extendAt(s: SlotRec): number {
+    if (s.vcpu === -1 || s.preempting) return Infinity;
+    const v = this.#vcpus.get(s.vcpu)!;
+    const lead = this.#extendLeadNs;
+    // A slice shorter than two leads is not worth it: let it end.
+    return v.deadline - v.grantAt > 2 * lead ? v.deadline - lead : Infinity;
+  }
+
+  /** Asks the plugin whether `s`'s vCPU goes on running; extends its slice if so. */
+  #extend(s: SlotRec): void {
+    const v = this.#vcpus.get(s.vcpu)!;
+    const now = this.#now;
+    const ran = now - v.grantAt;
+    const epoch = this.#portEpoch;
+    let slice: number | null = null;
+    try {
+      slice = this.#port.extendSlice(v.info.id, s.id, ran, now);
+    } catch (e) {
+      this.#fault(e);
+      return;
+    }
+    if (epoch !== this.#portEpoch) return;
+    if (slice === null) {
+      // It ends at its deadline as usual; the plugin has accounted `ran` already.
+      v.runNs += ran;
+      v.grantAt = now;
+      v.deadline = Infinity; // asked once per grant
+      return;
+    }
+    if (!(slice > 0) || slice > this.#maxSliceNs) {
+      this.#eject(
+        "invalid",
+        `extendSlice(vCPU ${v.info.id}) gave a slice of ${slice} ns (must be > 0 and <= ${this.#maxSliceNs})`,
+      );
+      return;
+    }
+    v.runNs += ran;
+    v.grantAt = now;
+    const oldDeadline = v.deadline;
+    v.deadline = now + slice;
+    v.extensions++;
+    this.#push({
+      type: "extend",
+      vcpu: v.info.id,
+      slot: s.id,
+      generation: s.generation,
+      ranNs: ran,
+      sliceNs: slice,
+      oldDeadline,
+      deadline: v.deadline,
+    });
+  }
+
   /** The plugin wants `slot` rescheduled: preempt its vCPU (rate-limited) or fill it. */
   #requestPreempt(slot: number): void {
     const s = this.#slots[slot];
@@ -801,10 +925,10 @@ export class SchedCore {
     }
     if (s.preempting) return;
     const v = this.#vcpus.get(s.vcpu)!;
-    const ranFor = this.#now - v.grantAt;
+    const ranFor = this.#now - v.runningSince;
     if (ranFor < this.#ratelimitNs) {
       // Xen credit's ratelimit: let it run ratelimitNs since its grant, then preempt.
-      const at = v.grantAt + this.#ratelimitNs;
+      const at = v.runningSince + this.#ratelimitNs;
       if (s.deferredAt === Infinity) {
         this.#deferred++;
         this.#deferredPreemptions++;

@@ -13,6 +13,11 @@
  * - A preemption revokes the grant's generation and pokes the EMT out of KVM_RUN; the slot is
  *   free only when the EMT reports `preempted` (invariant 1: never more EMTs in guest mode
  *   than slots).
+ * - A slice extension (the plugin's `extendSlice`, asked `extendLeadNs` before the deadline
+ *   while nobody waits) writes the new deadline into the live grant and moves the EMT's run
+ *   timer with the shim's `extend`: the vCPU never leaves guest mode. If the EMT reached the
+ *   old deadline first, it reports `sliceEnd` for the same generation and that is handled as
+ *   an ordinary slice end of the extended grant.
  *
  * @module
  */
@@ -47,6 +52,8 @@ const RUN_END: Record<number, number> = {
   [SCHED_EVENT.yield]: 3,
   [SCHED_EVENT.gone]: 4,
 };
+/** Trace `runEnd` reason of a slice extension (RUN_END_REASON "extend"). */
+const RUN_END_EXTEND = 5;
 
 class CoreThread {
   #init: CoreInit;
@@ -73,6 +80,7 @@ class CoreThread {
       policy,
       ratelimitNs: init.ratelimitNs,
       maxSliceNs: init.maxSliceNs,
+      extendLeadNs: init.extendLeadNs,
       watchdog: { starvationNs: init.starvationNs, budgetNs: init.budgetNs },
       now: shim.symbols.shim_now_f64(),
       onEject: (info) => {
@@ -118,6 +126,13 @@ class CoreThread {
           pinCpu: pin.length ? pin[a.slot] : -1,
         });
         this.#shim.shim_wake(v.emt);
+      } else if (a.type === "extend") {
+        // The vCPU goes on in guest mode: a new deadline in its grant, its timer moved.
+        const t = this.#lastNow;
+        this.#trace.record(TRACE.runEnd, t, a.vcpu, a.slot, a.ranNs, RUN_END_EXTEND);
+        this.#trace.record(TRACE.grant, t, a.vcpu, a.slot, a.sliceNs);
+        v.table.extend(v.index, a.deadline);
+        this.#shim.shim_extend(v.emt, a.oldDeadline, a.deadline);
       } else if (a.type === "preempt") {
         this.#trace.record(TRACE.preempt, this.#lastNow, a.vcpu, a.slot);
         v.table.revoke(v.index, a.generation);
@@ -154,7 +169,9 @@ class CoreThread {
           if (ev.type === SCHED_EVENT.runnable) {
             trace.record(TRACE.wake, ev.at, id, -1, 0, ev.ranNs); // reason: what woke it
           } else if (before?.state === "running") {
-            trace.record(TRACE.runEnd, ev.at, id, before.slot, ev.ranNs, RUN_END[ev.type]);
+            // As the core accounts it: at most the time since its grant or last extension.
+            const ran = Math.min(ev.ranNs, core.heldNs(id, now));
+            trace.record(TRACE.runEnd, ev.at, id, before.slot, ran, RUN_END[ev.type]);
           } else if (ev.type === SCHED_EVENT.halt) {
             trace.record(TRACE.halt, ev.at, id);
           }
@@ -293,6 +310,7 @@ class CoreThread {
           runNs: x.runNs,
           waitNs: x.waitNs,
           grants: x.grants,
+          extensions: x.extensions,
           preemptions: x.preemptions,
           wakeLatencyP50Ns: x.wakeLatencyP50Ns,
           wakeLatencyP99Ns: x.wakeLatencyP99Ns,

@@ -7,7 +7,9 @@
  * event loop deliver them).
  *
  * A grant is `{generation, slot, sliceDeadline}`; generations only grow, so an EMT tells a new
- * grant from the one it just gave back, and a revoke names the generation it revokes. An EMT
+ * grant from the one it just gave back, and a revoke names the generation it revokes. The core
+ * may move a live grant's deadline later (a slice extension): the EMT reads it afresh before
+ * each entry. An EMT
  * runs guest code only while it holds a generation that is not revoked (DESIGN.md invariant 2).
  *
  * Record layout (Int32 words / Float64 slots of one `RECORD_BYTES` record):
@@ -138,6 +140,14 @@ export class GrantRecordEmt {
     };
   }
 
+  /**
+   * The live slice deadline of the grant held: the core may have extended it since
+   * `takeGrant` (`GrantTableCore.extend`).
+   */
+  deadline(): number {
+    return this.#f64[F_DEADLINE];
+  }
+
   /** Whether the core revoked generation `gen`. */
   revoked(gen: number): boolean {
     return Atomics.load(this.#i32, W.revokedGen) === gen;
@@ -183,6 +193,11 @@ export class GrantTableCore {
     Atomics.store(this.#i32, b / 4 + W.slot, g.slot);
     Atomics.store(this.#i32, b / 4 + W.pinCpu, g.pinCpu);
     Atomics.store(this.#i32, b / 4 + W.grantGen, g.generation); // last: publishes the rest
+  }
+
+  /** Moves the slice deadline of `vcpu`'s live grant (an extension; the generation stays). */
+  extend(vcpu: number, deadline: number): void {
+    this.#f64[vcpu * RECORD_BYTES / 8 + F_DEADLINE] = deadline;
   }
 
   /** Revokes generation `gen` of `vcpu` (the caller then pokes its EMT). */

@@ -123,6 +123,18 @@ export function checkPick(r: unknown): PickDecision | null | string {
   return { vcpu: d.vcpu, sliceNs: d.sliceNs };
 }
 
+/** Checks what `extendSlice` returned: a slice in ns, or null (nothing: let the slice end). */
+export function checkExtend(r: unknown): number | null | string {
+  if (r === undefined || r === null) return null;
+  if (typeof (r as { then?: unknown })?.then === "function") {
+    return "extendSlice returned a promise; hooks must be synchronous";
+  }
+  if (typeof r !== "number" || Number.isNaN(r)) {
+    return `extendSlice returned ${describe(r)}; expected a slice in ns or null`;
+  }
+  return r;
+}
+
 /** Checks what `onWake` returned: nothing, or an integer slot. Returns `-1` for nothing. */
 export function checkWake(r: unknown): SlotId | string {
   if (r === undefined || r === null) return -1;

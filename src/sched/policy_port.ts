@@ -9,7 +9,7 @@
  *
  * Void hooks (`addVcpu`, `removeVcpu`, `onHalt`, `onDeschedule`, `setParams`) may be queued by
  * a port and delivered with the next call that needs an answer (`init`, `pickNext`, `onWake`,
- * `onTick`) or an explicit `flush`: the sandbox does, so that a slot change costs one round trip.
+ * `onTick`, `extendSlice`) or an explicit `flush`: the sandbox does, so that a slot change costs one round trip.
  *
  * @module
  */
@@ -25,6 +25,7 @@ import type {
   VcpuInfo,
 } from "./contract.ts";
 import {
+  checkExtend,
   checkPick,
   checkTick,
   checkTickNs,
@@ -75,6 +76,10 @@ export interface PolicyPort {
   onWake(vcpu: VcpuId, now: number): SlotId;
   /** The periodic tick: slots to reschedule (type-checked, not range-checked). */
   onTick(now: number): SlotId[];
+  /** Whether the plugin has `extendSlice` (known after `init`). */
+  readonly canExtend: boolean;
+  /** The running vCPU's slice is about to end with nobody waiting: a new slice, or null. */
+  extendSlice(vcpu: VcpuId, slot: SlotId, ranNs: number, now: number): number | null;
   /** Delivers queued void hooks now (a no-op for ports that do not queue). */
   flush(): void;
   /**
@@ -239,6 +244,25 @@ export class LocalPolicy implements PolicyPort {
     const s = checkWake(r);
     if (typeof s === "string") throw new PolicyFault("invalid", "onWake", s);
     return s;
+  }
+
+  /** Whether the plugin has `extendSlice`. */
+  get canExtend(): boolean {
+    return typeof this.#plugin.extendSlice === "function";
+  }
+
+  /** Calls `extendSlice` and checks the type of its answer (null when the hook is absent). */
+  extendSlice(vcpu: VcpuId, slot: SlotId, ranNs: number, now: number): number | null {
+    if (!this.#plugin.extendSlice) return null;
+    let r: unknown;
+    try {
+      r = this.#plugin.extendSlice(vcpu, slot, ranNs, now);
+    } catch (e) {
+      throw this.#fault("extendSlice", e);
+    }
+    const n = checkExtend(r);
+    if (typeof n === "string") throw new PolicyFault("invalid", "extendSlice", n);
+    return n;
   }
 
   /** Calls `onTick` and checks the type of its answer. */

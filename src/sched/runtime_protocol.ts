@@ -10,6 +10,14 @@ import type { EjectInfo } from "./watchdog.ts";
 import type { TraceData } from "../trace/events.ts";
 
 /** How the core loads its policy. */
+
+/**
+ * How long before a slice's deadline the KVM runtime asks `extendSlice`: enough for the core's
+ * timer to fire (timer slack 50 µs), a sandbox round trip and re-arming the EMT's timer, so
+ * that the answer lands before the deadline exit it saves.
+ */
+export const EXTEND_LEAD_NS = 500_000;
+
 export interface PolicySpec {
   /** Path or URL of the plugin module, or `"builtin:rr"` for the in-process fallback. */
   plugin: string;
@@ -33,6 +41,8 @@ export interface CoreInit {
   pinCpus: number[];
   /** Context-switch rate limit, ns. */
   ratelimitNs: number;
+  /** Lead of `extendSlice` before a deadline, ns (0: slices are never extended). */
+  extendLeadNs: number;
   /** Largest slice accepted, ns. */
   maxSliceNs: number;
   /** Budget for one batch of plugin calls, ns. */
@@ -81,6 +91,8 @@ export interface VcpuSchedStats {
   waitNs: number;
   /** Grants received. */
   grants: number;
+  /** Slices extended without leaving guest mode. */
+  extensions: number;
   /** Times it was preempted. */
   preemptions: number;
   /** Wake-to-grant latency, p50 and p99 (ns), over the last wakes. */

@@ -30,6 +30,7 @@ import {
   H_STATUS,
   OP_ADD,
   OP_DESCHED,
+  OP_EXTEND,
   OP_HALT,
   OP_INIT,
   OP_PARAMS,
@@ -144,6 +145,7 @@ export class SandboxPolicy implements PolicyPort {
   #nops = 0;
   #bytes = 0;
   #tickNs = 0;
+  #canExtend = false;
   #initKey = "";
   #events: PolicyEvent[] = NO_EVENTS;
   #dead: string | null = null;
@@ -408,6 +410,7 @@ export class SandboxPolicy implements PolicyPort {
     this.#roundTrip("init");
     const t = this.#ch.reply[0];
     this.#tickNs = t;
+    this.#canExtend = this.#ch.reply[1] === 1;
     this.#initKey = key;
   }
 
@@ -456,6 +459,19 @@ export class SandboxPolicy implements PolicyPort {
     this.#op(OP_WAKE, vcpu, now);
     this.#roundTrip("onWake");
     return this.#ch.reply[0];
+  }
+
+  /** Whether the plugin has `extendSlice` (known after `init`). */
+  get canExtend(): boolean {
+    return this.#canExtend;
+  }
+
+  /** `extendSlice`, with the queued hooks before it: one round trip. */
+  extendSlice(vcpu: VcpuId, slot: SlotId, ranNs: number, now: number): number | null {
+    this.#op(OP_EXTEND, vcpu, slot, ranNs, now);
+    this.#roundTrip("extendSlice");
+    const r = this.#ch.reply;
+    return r[0] === 0 ? null : r[1];
   }
 
   /** `onTick`, with the queued hooks before it: one round trip. */

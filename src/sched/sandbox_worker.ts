@@ -23,6 +23,7 @@ import {
   H_STATUS,
   OP_ADD,
   OP_DESCHED,
+  OP_EXTEND,
   OP_HALT,
   OP_INIT,
   OP_PARAMS,
@@ -49,6 +50,7 @@ import type {
   VcpuInfo,
 } from "./contract.ts";
 import {
+  checkExtend,
   checkPick,
   checkTick,
   checkTickNs,
@@ -208,6 +210,7 @@ async function serve(sab: SharedArrayBuffer, plugin: SchedulerPlugin): Promise<v
             const t = checkTickNs(plugin);
             if (typeof t === "string") throw new HookFault("invalid", "tickNs", t);
             reply[0] = t;
+            reply[1] = typeof plugin.extendSlice === "function" ? 1 : 0;
             break;
           }
           case OP_PICK: {
@@ -235,6 +238,18 @@ async function serve(sab: SharedArrayBuffer, plugin: SchedulerPlugin): Promise<v
             }
             reply[0] = r.length;
             for (let k = 0; k < r.length; k++) reply[1 + k] = r[k];
+            break;
+          }
+          case OP_EXTEND: {
+            const r = plugin.extendSlice
+              ? checkExtend(call("extendSlice", () => plugin.extendSlice!(a, b, c, d)))
+              : null;
+            if (typeof r === "string") throw new HookFault("invalid", "extendSlice", r);
+            if (r === null) reply[0] = 0;
+            else {
+              reply[0] = 1;
+              reply[1] = r;
+            }
             break;
           }
           case OP_SYNC:

@@ -11,7 +11,13 @@ import type { EjectInfo } from "./watchdog.ts";
 import type { TraceData } from "../trace/events.ts";
 import { allocateDoorbell, ringControl } from "./grant_table.ts";
 import { resolvePluginUrl } from "./sandbox.ts";
-import type { CoreReply, CoreRequest, PolicySpec, SchedStats } from "./runtime_protocol.ts";
+import {
+  type CoreReply,
+  type CoreRequest,
+  EXTEND_LEAD_NS,
+  type PolicySpec,
+  type SchedStats,
+} from "./runtime_protocol.ts";
 
 const CORE_WORKER = new URL("./core_worker.ts", import.meta.url);
 
@@ -33,6 +39,11 @@ export interface SchedulerOptions {
   ratelimitUs?: number;
   /** Largest slice a plugin may give, ms (default 100). */
   maxSliceMs?: number;
+  /**
+   * Ask a plugin's `extendSlice` before a slice ends while no vCPU waits, so that a vCPU that
+   * keeps its slot never leaves guest mode (default true; false: every slice ends with an exit).
+   */
+  extendSlices?: boolean;
   /** Watchdog: budget for one batch of plugin calls, ms (default 20). */
   budgetMs?: number;
   /** Watchdog: longest a runnable vCPU may wait for a slot, ms (default 1000). */
@@ -165,6 +176,7 @@ export class Scheduler {
       slots,
       pinCpus: pin,
       ratelimitNs: (options.ratelimitUs ?? 1000) * 1e3,
+      extendLeadNs: options.extendSlices === false ? 0 : EXTEND_LEAD_NS,
       maxSliceNs: (options.maxSliceMs ?? 100) * 1e6,
       budgetNs: (options.budgetMs ?? 20) * 1e6,
       starvationNs: (options.starvationMs ?? 1000) * 1e6,

@@ -362,6 +362,10 @@ export class Engine implements SimHost {
         v.grantGuestNs = 0;
         if (this.#handoff === 0) this.#enter(v, t);
         this.#plan(v);
+      } else if (a.type === "extend") {
+        // The slice goes on in guest mode (the core clamps the next report to the new part).
+        v.deadline = a.deadline;
+        this.#plan(v);
       } else {
         const at = t + this.#poke;
         if (at < v.preemptAt) {

@@ -29,7 +29,11 @@ export const RECORD_BYTES = 32;
 export const TRACE = {
   /** A vCPU got a slot: value = slice ns. */
   grant: 1,
-  /** A vCPU left its slot: reason = {@linkcode RUN_END_REASON}, value = guest ns it ran. */
+  /**
+   * A vCPU left its slot: reason = {@linkcode RUN_END_REASON}, value = guest ns it ran. An
+   * `extend` run end is followed by a `grant` of the same vCPU at the same time: its slice was
+   * renewed without leaving guest mode (value = slot time of the part that ended).
+   */
   runEnd: 2,
   /** A halted vCPU became runnable: reason = {@linkcode WAKE_SOURCE_NAME} index. */
   wake: 3,
@@ -53,7 +57,7 @@ export const TRACE = {
 export type TraceType = typeof TRACE[keyof typeof TRACE];
 
 /** Why a vCPU left its slot (`runEnd.reason`). */
-export const RUN_END_REASON = ["halt", "slice", "preempt", "yield", "gone"] as const;
+export const RUN_END_REASON = ["halt", "slice", "preempt", "yield", "gone", "extend"] as const;
 
 /** What woke a vCPU (`wake.reason`): `grant_table.ts` WAKE_SOURCE, by index. */
 export const WAKE_SOURCE_NAME = ["unknown", "timer", "ipi", "device", "start"] as const;
