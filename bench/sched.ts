@@ -6,9 +6,9 @@
  * - slot hand-off: two spinning 1-vCPU VMs on one slot with 1 ms slices; the time the slot
  *   spends between one vCPU leaving guest mode and the next entering it, per grant, against a
  *   C futex ping-pong's one-way hand-off (`bench/baseline/futex_pingpong`);
- * - enforcement cost: spin progress of 1 VM on 1 slot (the scheduler's threads have a CPU of
- *   their own) and of 2 VMs on 2 slots (they share one with a vCPU) under the scheduler,
- *   against the same VMs with no scheduler (vCPUs <= slots).
+ * - enforcement cost: spin progress of 1 VM on 1 slot and of 2 VMs on 2 slots under the
+ *   scheduler (its threads share slot 0's CPU), against the same VMs with no scheduler
+ *   (vCPUs <= slots); also with slice extension off, where every 10 ms slice ends in an exit.
  */
 import { type Vm, Vmm } from "../mod.ts";
 import { LocalPolicy } from "../src/sched/policy_port.ts";
@@ -121,10 +121,20 @@ async function spinRate(
   scheduled: boolean,
   seconds: number,
   count: number,
-  pin?: boolean,
+  options: { pin?: boolean; extendSlices?: boolean } = {},
 ): Promise<number> {
   const vmm = await Vmm.create(
-    scheduled ? { scheduler: { plugin: RR, params: { slice_ms: 10 }, slots: count, pin } } : {},
+    scheduled
+      ? {
+        scheduler: {
+          plugin: RR,
+          params: { slice_ms: 10 },
+          slots: count,
+          pin: options.pin,
+          extendSlices: options.extendSlices,
+        },
+      }
+      : {},
   );
   try {
     const vms: Vm[] = [];
@@ -150,6 +160,10 @@ export interface EnforcementResult {
   scheduledRate: number;
   /** 1 - scheduled / free. */
   cost: number;
+  /** Iterations/s with the scheduler but slices never extended (every one ends in an exit). */
+  unextendedRate: number;
+  /** 1 - unextended / free. */
+  unextendedCost: number;
 }
 
 /** Enforcement cost when vCPUs <= slots, interleaved `rounds` times. */
@@ -158,12 +172,19 @@ export async function benchEnforcement(
   seconds = 1,
   options: { pin?: boolean; vms?: 1 | 2 } = {},
 ): Promise<EnforcementResult> {
-  const free: number[] = [], sched: number[] = [];
+  const free: number[] = [], sched: number[] = [], unext: number[] = [];
   const count = options.vms ?? 2;
   for (let i = 0; i < rounds; i++) {
     free.push(await spinRate(false, seconds, count));
-    sched.push(await spinRate(true, seconds, count, options.pin));
+    sched.push(await spinRate(true, seconds, count, { pin: options.pin }));
+    unext.push(await spinRate(true, seconds, count, { pin: options.pin, extendSlices: false }));
   }
-  const freeRate = median(free), scheduledRate = median(sched);
-  return { freeRate, scheduledRate, cost: 1 - scheduledRate / freeRate };
+  const freeRate = median(free), scheduledRate = median(sched), unextendedRate = median(unext);
+  return {
+    freeRate,
+    scheduledRate,
+    cost: 1 - scheduledRate / freeRate,
+    unextendedRate,
+    unextendedCost: 1 - unextendedRate / freeRate,
+  };
 }

@@ -68,6 +68,9 @@ enum shim_counter {
   C_DEADLINES,     /* runs that ended at their deadline */
   C_INTR,          /* KVM_RUN returned EINTR (poke or timer signal) */
   C_GRANT_WAITS,   /* shim_halt calls of kind 1 */
+  C_ENTERED_AT,    /* CLOCK_MONOTONIC ns of the KVM_RUN in progress (0: not in one), so that a
+                      reader can add the running part to C_NS_GUEST */
+  C_GUEST_SEQ,     /* odd while an exit moves C_ENTERED_AT into C_NS_GUEST (a seqlock) */
   C_COUNT_FIXED,
 };
 
@@ -263,6 +266,7 @@ int32_t shim_run(struct shim_emt *e, double deadline_ns) {
   }
   if (deadline != e->armed_deadline) arm_timer(e, deadline);
   note_in_guest(e->global);
+  atomic_store(&e->counters[C_ENTERED_AT], (uint64_t)start);
   int r = ioctl(e->vcpu_fd, KVM_RUN, 0);
   int err = errno;
   if (e->global) atomic_fetch_sub(&e->global->in_guest, 1);
@@ -270,7 +274,10 @@ int32_t shim_run(struct shim_emt *e, double deadline_ns) {
   int64_t end = shim_now();
   e->run->immediate_exit = 0;
   atomic_fetch_add(&e->counters[C_RUNS], 1);
+  atomic_fetch_add(&e->counters[C_GUEST_SEQ], 1);
+  atomic_store(&e->counters[C_ENTERED_AT], 0);
   atomic_fetch_add(&e->counters[C_NS_GUEST], (uint64_t)(end - start));
+  atomic_fetch_add(&e->counters[C_GUEST_SEQ], 1);
   if (r < 0) {
     if (err != EINTR) return -err;
     atomic_fetch_add(&e->counters[C_INTR], 1);

@@ -116,6 +116,7 @@ Deno.test("trace: per-vCPU run time equals the core's accounting (1 slot, 4 vCPU
       worst = Math.max(worst, Math.abs(t - v.runNs) / v.runNs);
       const s = summary.vcpus.find((x) => x.vm === v.vm && x.index === v.index)!;
       assertEquals(s.grants, v.grants, `${label} grants`);
+      assertEquals(s.extensions, v.extensions, `${label} slice extensions`);
       assertEquals(s.preemptions, v.preemptions, `${label} preemptions`);
       assert(Math.abs(s.guestNs - v.runNs) <= 0.01 * v.runNs);
     }

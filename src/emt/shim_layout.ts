@@ -31,9 +31,11 @@ export const COUNTER = {
   deadlines: 7,
   intr: 8,
   grantWaits: 9,
+  enteredAt: 10,
+  guestSeq: 11,
 } as const;
 /** Number of fixed counters. */
-export const COUNTER_COUNT = 10;
+export const COUNTER_COUNT = 12;
 /** Byte offset of the per-exit-reason counters. */
 export const EXITS_OFFSET = COUNTERS_OFFSET + 8 * COUNTER_COUNT;
 /** Exit reasons counted (KVM exit reasons below this). */
@@ -59,7 +61,10 @@ export interface EmtCounters {
   wakes: number;
   /** Pokes that signalled the EMT in guest mode. */
   pokes: number;
-  /** ns in guest mode. */
+  /**
+   * ns in guest mode; with `now` passed to {@linkcode readCounters}, including the KVM_RUN in
+   * progress (a vCPU whose slices are extended may stay in one for seconds).
+   */
   nsGuest: number;
   /** ns halted. */
   nsHalted: number;
@@ -75,17 +80,38 @@ export interface EmtCounters {
   exits: number[];
 }
 
-/** Reads one EMT block's counters (any thread; each value is read atomically). */
-export function readCounters(sab: SharedArrayBuffer, blockOffset: number): EmtCounters {
+/**
+ * Reads one EMT block's counters (any thread; each value is read atomically). `now`
+ * (CLOCK_MONOTONIC ns, the shim's `now`) adds the running part of a KVM_RUN in progress to
+ * `nsGuest`.
+ */
+export function readCounters(
+  sab: SharedArrayBuffer,
+  blockOffset: number,
+  now?: number,
+): EmtCounters {
   const c = new BigUint64Array(sab, blockOffset + COUNTERS_OFFSET, COUNTER_COUNT);
   const x = new BigUint64Array(sab, blockOffset + EXITS_OFFSET, EXIT_REASONS);
   const n = (i: number) => Number(Atomics.load(c, i));
+  // Guest time including the KVM_RUN in progress, read under the shim's seqlock.
+  let nsGuest = n(COUNTER.nsGuest);
+  if (now !== undefined) {
+    for (let tries = 0; tries < 100; tries++) {
+      const s1 = n(COUNTER.guestSeq);
+      if (s1 & 1) continue;
+      const at = n(COUNTER.enteredAt);
+      const g = n(COUNTER.nsGuest);
+      if (n(COUNTER.guestSeq) !== s1) continue;
+      nsGuest = at > 0 && now > at ? g + (now - at) : g;
+      break;
+    }
+  }
   return {
     runs: n(COUNTER.runs),
     halts: n(COUNTER.halts),
     wakes: n(COUNTER.wakes),
     pokes: n(COUNTER.pokes),
-    nsGuest: n(COUNTER.nsGuest),
+    nsGuest,
     nsHalted: n(COUNTER.nsHalted),
     nsWaitGrant: n(COUNTER.nsWaitGrant),
     deadlines: n(COUNTER.deadlines),

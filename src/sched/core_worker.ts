@@ -40,6 +40,8 @@ interface VcpuSlotRef {
   emt: Deno.PointerObject;
   /** The generation of its last grant (revoked when it gives a grant back). */
   lastGeneration: number;
+  /** When its slice was last extended (its trace records after it are not dated earlier). */
+  extendedAt: number;
 }
 
 const post = (m: CoreReply) => self.postMessage(m);
@@ -129,6 +131,7 @@ class CoreThread {
       } else if (a.type === "extend") {
         // The vCPU goes on in guest mode: a new deadline in its grant, its timer moved.
         const t = this.#lastNow;
+        v.extendedAt = t;
         this.#trace.record(TRACE.runEnd, t, a.vcpu, a.slot, a.ranNs, RUN_END_EXTEND);
         this.#trace.record(TRACE.grant, t, a.vcpu, a.slot, a.sliceNs);
         v.table.extend(v.index, a.deadline);
@@ -170,8 +173,11 @@ class CoreThread {
             trace.record(TRACE.wake, ev.at, id, -1, 0, ev.ranNs); // reason: what woke it
           } else if (before?.state === "running") {
             // As the core accounts it: at most the time since its grant or last extension.
+            // An EMT that left guest mode just before the core extended its slice (and
+            // reported it just after) is dated at the extension: runs never overlap.
             const ran = Math.min(ev.ranNs, core.heldNs(id, now));
-            trace.record(TRACE.runEnd, ev.at, id, before.slot, ran, RUN_END[ev.type]);
+            const at = Math.max(ev.at, ref?.extendedAt ?? 0);
+            trace.record(TRACE.runEnd, at, id, before.slot, ran, RUN_END[ev.type]);
           } else if (ev.type === SCHED_EVENT.halt) {
             trace.record(TRACE.halt, ev.at, id);
           }
@@ -249,6 +255,7 @@ class CoreThread {
         table: t,
         emt: Deno.UnsafePointer.offset(base, i * EMT_BLOCK_SIZE)!,
         lastGeneration: 0,
+        extendedAt: 0,
       });
       this.#trace.nameVcpu({ id, vm, index: i });
       this.#trace.record(TRACE.vcpuAdd, now, id, -1, i, 0, this.#trace.intern(vm));

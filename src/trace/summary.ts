@@ -65,6 +65,8 @@ export interface SlotRun {
   ranNs: number;
   /** Why it left ({@linkcode RUN_END_REASON}), or `"running"` at the trace's end. */
   reason: string;
+  /** It began with a slice extension (the same vCPU went on in guest mode), not a grant. */
+  extended?: boolean;
 }
 
 /** An instant on a vCPU (wake, preempt request, halt while waiting, policy event). */
@@ -129,6 +131,8 @@ export interface VcpuTimeline {
   wakeLatencies: number[];
   /** Grants. */
   grants: number;
+  /** Slices extended without leaving guest mode (the core's `extensions`). */
+  extensions: number;
   /** Runs that ended by preemption (the core's `preemptions`). */
   preemptions: number;
   /** Guest ns run, the sum of `runEnd` values (the core's `runNs`). */
@@ -174,6 +178,8 @@ interface Live {
   run: SlotRun | null;
   /** The run whose `runEnd` was the last record: the next decision for this vCPU frees it. */
   freeing: SlotRun | null;
+  /** Its last run ended with a slice extension: the next grant continues it. */
+  extending: boolean;
 }
 
 /** Label of a vCPU, `vm/index` (`#id` when the trace does not name it). */
@@ -210,6 +216,7 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
           marks: [],
           wakeLatencies: [],
           grants: 0,
+          extensions: 0,
           preemptions: 0,
           guestNs: 0,
         },
@@ -219,6 +226,7 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
         wokenAt: -1,
         run: null,
         freeing: null,
+        extending: false,
       };
       live.set(id, l);
     }
@@ -227,7 +235,7 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
   /** Ends the current span at `t` (clamped) and starts `state`. */
   const enter = (l: Live, state: VcpuRunState | "unknown", t: number, slot = -1) => {
     const at = Math.max(t, l.since);
-    if (l.state !== "unknown" && at >= l.since) {
+    if (l.state !== "unknown" && at > l.since) {
       const last = l.tl.spans[l.tl.spans.length - 1];
       if (last && last.state === l.state && last.slot === l.slot && last.end === l.since) {
         last.end = at; // merge back-to-back spans of one state (ignored transitions)
@@ -276,7 +284,10 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
         const l = get(r.vcpu, r.t);
         if (l.run) closeRun(l, r.t, 0, "lost"); // a runEnd overwritten: cannot happen unless dropped
         enter(l, "running", r.t, r.slot);
-        l.tl.grants++;
+        const extended = l.extending;
+        l.extending = false;
+        if (extended) l.tl.extensions++;
+        else l.tl.grants++;
         if (l.wokenAt >= 0) {
           l.tl.wakeLatencies.push(Math.max(0, r.t - l.wokenAt));
           l.wokenAt = -1;
@@ -291,6 +302,7 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
           sliceNs: r.value,
           ranNs: 0,
           reason: "running",
+          ...(extended ? { extended } : {}),
         };
         if (slotOf(r.slot)) {
           slotRuns[r.slot].push(l.run);
@@ -325,6 +337,7 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
         }
         l.tl.guestNs += r.value;
         if (reason === "preempt") l.tl.preemptions++;
+        l.extending = reason === "extend";
         l.freeing = l.run;
         closeRun(l, r.t, r.value, reason);
         enter(l, reason === "halt" ? "halted" : reason === "gone" ? "unknown" : "runnable", r.t);
@@ -445,6 +458,8 @@ export interface VcpuSummary {
   observedNs: number;
   /** Grants. */
   grants: number;
+  /** Slices extended without leaving guest mode. */
+  extensions: number;
   /** Runs that ended by preemption. */
   preemptions: number;
   /** Wakes (halted → runnable). */
@@ -524,6 +539,7 @@ export function summarizeTrace(data: TraceData | TraceAnalysis): TraceSummary {
       haltedNs,
       observedNs: runningNs + runnableNs + haltedNs,
       grants: tl.grants,
+      extensions: tl.extensions,
       preemptions: tl.preemptions,
       wakes: tl.wakeLatencies.length,
       wakeLatencyP50Ns: percentile(tl.wakeLatencies, 50),
@@ -538,7 +554,7 @@ export function summarizeTrace(data: TraceData | TraceAnalysis): TraceSummary {
       slot,
       busyNs,
       idleNs: Math.max(0, durationNs - busyNs),
-      grants: runs.filter((r) => !Number.isNaN(r.sliceNs)).length,
+      grants: runs.filter((r) => !Number.isNaN(r.sliceNs) && !r.extended).length,
     };
   });
   const lat = a.decisions.map((d) => d.latencyNs);

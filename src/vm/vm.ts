@@ -403,7 +403,7 @@ export class Vm {
   counters(): VcpuCounters[] {
     return Array.from({ length: this.config.vcpus }, (_, i) => ({
       vcpu: i,
-      ...readCounters(this.#emtBlocks, i * EMT_BLOCK_SIZE),
+      ...readCounters(this.#emtBlocks, i * EMT_BLOCK_SIZE, this.#host.shim.symbols.shim_now_f64()),
     }));
   }
 
