@@ -46,6 +46,11 @@ const bad: Array<[string, unknown, RegExp]> = [
     { slots: 0, vms: [{ name: "a", workload: { kind: "spin" } }] },
     /slots: must be >= 1/,
   ],
+  [
+    "negative ratelimit",
+    { ratelimitUs: -1, vms: [{ name: "a", workload: { kind: "spin" } }] },
+    /ratelimitUs: must be >= 0, got -1/,
+  ],
 ];
 
 for (const [what, data, message] of bad) {
@@ -60,6 +65,12 @@ for (const [what, data, message] of bad) {
     throw new Error("accepted a bad scenario");
   });
 }
+
+Deno.test("scenario ratelimitUs: the file's value, else Xen's 1000 µs", () => {
+  const vms = [{ name: "a", workload: { kind: "spin" } }];
+  assertEquals(parseScenario({ vms }, "x.json").ratelimitUs, 1000);
+  assertEquals(parseScenario({ ratelimitUs: 100, vms }, "x.json").ratelimitUs, 100);
+});
 
 Deno.test("every shipped scenario file is valid", async () => {
   for await (const f of Deno.readDir(DIR)) {

@@ -11,6 +11,7 @@ import { runScenarioSim } from "../scenario/run_sim.ts";
 import { loadScenario } from "../scenario/scenario.ts";
 import { UsageError } from "./usage.ts";
 import { parseSchedParams } from "./vm_spec.ts";
+import { count } from "./sched_flags.ts";
 import { startTop, type Top } from "./top.ts";
 import type { Vmm } from "../vmm.ts";
 
@@ -64,7 +65,7 @@ export async function runScenarioFile(
       policy,
       params: o.params,
       seconds: o.seconds,
-      scheduler: o.ratelimitUs === undefined ? undefined : { ratelimitUs: o.ratelimitUs },
+      ratelimitUs: o.ratelimitUs,
       onVmm: o.onVmm,
       beforeClose: o.beforeClose,
     });
@@ -101,14 +102,6 @@ export async function scenarioCommand(args: string[]): Promise<number> {
   if (seed !== undefined && !Number.isInteger(seed)) {
     throw new UsageError(`--seed must be an integer, got '${values.seed}'`);
   }
-  const ratelimitUs = values["ratelimit-us"] === undefined
-    ? undefined
-    : Number(values["ratelimit-us"]);
-  if (ratelimitUs !== undefined && !(ratelimitUs >= 0)) {
-    throw new UsageError(
-      `--ratelimit-us must be a number of µs >= 0, got '${values["ratelimit-us"]}'`,
-    );
-  }
   if (values.top && values.sim) throw new UsageError("--top shows live VMs: not with --sim");
   let top: Top | undefined;
   const result = await runScenarioFile(positionals[0], {
@@ -117,7 +110,7 @@ export async function scenarioCommand(args: string[]): Promise<number> {
     sim: values.sim,
     seconds,
     seed,
-    ratelimitUs,
+    ratelimitUs: count("--ratelimit-us", values["ratelimit-us"], 0),
     onVmm: values.top ? (vmm) => top = startTop(vmm) : undefined,
     beforeClose: async () => await top?.stop(),
   });

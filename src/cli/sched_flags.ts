@@ -53,7 +53,8 @@ export interface SchedFlagValues {
   "sched-allow-import"?: string[];
 }
 
-function count(flag: string, v: string | undefined, min: number): number | undefined {
+/** An integer flag value >= `min` (undefined when absent); a UsageError naming the flag else. */
+export function count(flag: string, v: string | undefined, min: number): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) {

@@ -294,12 +294,12 @@ export class Emt {
   #giveBack(type: SchedEventType): void {
     const sched = this.#sched!;
     const now = this.#shim.shim_now_f64();
-    if (this.#grant !== null && !this.#shortSlice) {
-      // Waiting from now on: its wake-ups preempt the vCPU on this CPU (measured on io-vs-hog:
-      // with only halted EMTs on the short slice, p99 stayed at 3.6-4.2 ms).
-      this.#shortSlice = setThreadSlice(0, SHORT_SLICE_NS);
-    }
     if (this.#grant !== null) {
+      if (!this.#shortSlice) {
+        // Waiting from now on: its wake-ups preempt the vCPU on this CPU (measured on
+        // io-vs-hog: with only halted EMTs on the short slice, p99 stayed at 3.6-4.2 ms).
+        this.#shortSlice = setThreadSlice(0, SHORT_SLICE_NS);
+      }
       const ran = Number(this.#nsGuest[0]) - this.#grantGuestNs0;
       sched.post(type, ran, now, this.#grant.generation);
       this.#grant = null;

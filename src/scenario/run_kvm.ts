@@ -25,7 +25,9 @@ export interface KvmRunOptions {
   kernel?: string;
   /** Called with each VMM once it exists (live views). */
   onVmm?: (vmm: Vmm) => void;
-  /** Scheduler options beyond plugin/params/slots (trace size...). */
+  /** Override the scenario's context-switch rate limit (µs). */
+  ratelimitUs?: number;
+  /** Scheduler options beyond plugin/params/slots/rate limit (trace size...). */
   scheduler?: Partial<SchedulerOptions>;
   /** Called after the measurement, before the VMM closes (to collect a trace). */
   beforeClose?: (vmm: Vmm) => Promise<void>;
@@ -83,7 +85,7 @@ export async function runScenarioKvm(
 ): Promise<ScenarioResult> {
   const seconds = options.seconds ?? scenario.seconds;
   const host = options.policy === "host";
-  const ratelimitUs = options.scheduler?.ratelimitUs ?? scenario.ratelimitUs ?? 1000;
+  const ratelimitUs = options.ratelimitUs ?? scenario.ratelimitUs;
   const vmm = await Vmm.create({
     scheduler: host ? undefined : {
       ...options.scheduler,

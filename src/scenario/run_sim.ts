@@ -41,7 +41,7 @@ export async function runScenarioSim(
     throw new ConfigError("--sched", "host is Linux's scheduler: it only runs on KVM, not --sim");
   }
   const seconds = options.seconds ?? scenario.seconds;
-  const ratelimitUs = options.ratelimitUs ?? scenario.ratelimitUs ?? 1000;
+  const ratelimitUs = options.ratelimitUs ?? scenario.ratelimitUs;
   const r = await simulate({
     plugin: options.policy,
     params: { ...scenario.params, ...options.params },

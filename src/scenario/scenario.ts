@@ -15,6 +15,7 @@
  */
 import type { Workload } from "../sim/types.ts";
 import { ConfigError, paramObject, schedParams } from "../vm/config.ts";
+import { DEFAULT_RATELIMIT_US } from "../sched/scheduler.ts";
 
 /** The tick-sampling attacker (guest workload `attacker`). */
 export interface AttackerWorkload {
@@ -55,11 +56,8 @@ export interface Scenario {
   policy: string;
   /** Policy parameters. */
   params: Record<string, number | string | boolean>;
-  /**
-   * The core's context-switch rate limit in µs (Xen's `sched_ratelimit_us`); undefined: the
-   * core's default, 1000.
-   */
-  ratelimitUs?: number;
+  /** The core's context-switch rate limit in µs (Xen's `sched_ratelimit_us`; default 1000). */
+  ratelimitUs: number;
   /** The VMs. */
   vms: ScenarioVm[];
 }
@@ -158,9 +156,10 @@ export function parseScenario(data: unknown, source: string): Scenario {
   }
   const slots = num(`${source}: slots`, data.slots, { min: 1, int: true, def: 1 });
   const seconds = num(`${source}: seconds`, data.seconds, { min: 0.1, def: 10 });
-  const ratelimitUs = data.ratelimitUs === undefined
-    ? undefined
-    : num(`${source}: ratelimitUs`, data.ratelimitUs, { min: 0 });
+  const ratelimitUs = num(`${source}: ratelimitUs`, data.ratelimitUs, {
+    min: 0,
+    def: DEFAULT_RATELIMIT_US,
+  });
   if (!Array.isArray(data.vms) || data.vms.length === 0) {
     throw new ConfigError(`${source}: vms`, "must be a non-empty array");
   }

@@ -885,22 +885,20 @@ export class SchedCore {
       return;
     }
     if (epoch !== this.#portEpoch) return;
-    if (slice === null) {
-      // It ends at its deadline as usual; the plugin has accounted `ran` already.
-      v.runNs += ran;
-      v.grantAt = now;
-      v.deadline = Infinity; // asked once per grant
-      return;
-    }
-    if (!(slice > 0) || slice > this.#maxSliceNs) {
+    if (slice !== null && (!(slice > 0) || slice > this.#maxSliceNs)) {
       this.#eject(
         "invalid",
         `extendSlice(vCPU ${v.info.id}) gave a slice of ${slice} ns (must be > 0 and <= ${this.#maxSliceNs})`,
       );
       return;
     }
+    // The plugin has accounted `ran`: the EMT's next report is clamped to what follows.
     v.runNs += ran;
     v.grantAt = now;
+    if (slice === null) {
+      v.deadline = Infinity; // it ends at its deadline as usual; asked once per grant
+      return;
+    }
     const oldDeadline = v.deadline;
     v.deadline = now + slice;
     v.extensions++;

@@ -28,7 +28,7 @@ import { DOORBELL, GrantTableCore, SCHED_EVENT } from "./grant_table.ts";
 import { LocalPolicy, type PolicyPort } from "./policy_port.ts";
 import { SandboxPolicy } from "./sandbox.ts";
 import type { CoreInit, CoreReply, CoreRequest, PolicySpec } from "./runtime_protocol.ts";
-import { TRACE, TraceRecorder } from "../trace/events.ts";
+import { RUN_END_REASON, TRACE, TraceRecorder } from "../trace/events.ts";
 import { colocate } from "./affinity.ts";
 import rr from "../../plugins/rr.ts";
 
@@ -54,8 +54,8 @@ const RUN_END: Record<number, number> = {
   [SCHED_EVENT.yield]: 3,
   [SCHED_EVENT.gone]: 4,
 };
-/** Trace `runEnd` reason of a slice extension (RUN_END_REASON "extend"). */
-const RUN_END_EXTEND = 5;
+/** Trace `runEnd` reason of a slice extension. */
+const RUN_END_EXTEND = RUN_END_REASON.indexOf("extend");
 
 class CoreThread {
   #init: CoreInit;

@@ -56,6 +56,9 @@ export interface SchedulerOptions {
   onEject?: (info: EjectInfo, fallback: string) => void;
 }
 
+/** The core's context-switch rate limit when none is given, µs (Xen's `sched_ratelimit_us`). */
+export const DEFAULT_RATELIMIT_US = 1000;
+
 /** A scheduling option that is wrong, named. */
 export class SchedulerError extends Error {
   /**
@@ -175,7 +178,7 @@ export class Scheduler {
       doorbell,
       slots,
       pinCpus: pin,
-      ratelimitNs: (options.ratelimitUs ?? 1000) * 1e3,
+      ratelimitNs: (options.ratelimitUs ?? DEFAULT_RATELIMIT_US) * 1e3,
       extendLeadNs: options.extendSlices === false ? 0 : EXTEND_LEAD_NS,
       maxSliceNs: (options.maxSliceMs ?? 100) * 1e6,
       budgetNs: (options.budgetMs ?? 20) * 1e6,
