@@ -113,7 +113,6 @@ static void lock_arm(struct shim_emt *e) {
 
 static void unlock_arm(struct shim_emt *e) { atomic_store(&e->arm_lock, 0); }
 
-
 static void on_poke_signal(int sig) {
   (void)sig;
   struct shim_emt *e = current_emt;

@@ -9,8 +9,8 @@
  * A grant is `{generation, slot, sliceDeadline}`; generations only grow, so an EMT tells a new
  * grant from the one it just gave back, and a revoke names the generation it revokes. The core
  * may move a live grant's deadline later (a slice extension): the EMT reads it afresh before
- * each entry. An EMT
- * runs guest code only while it holds a generation that is not revoked (DESIGN.md invariant 2).
+ * each entry. An EMT runs guest code only while it holds a generation that is not revoked
+ * (DESIGN.md invariant 2).
  *
  * Record layout (Int32 words / Float64 slots of one `RECORD_BYTES` record):
  *

@@ -9,7 +9,8 @@
  *
  * Void hooks (`addVcpu`, `removeVcpu`, `onHalt`, `onDeschedule`, `setParams`) may be queued by
  * a port and delivered with the next call that needs an answer (`init`, `pickNext`, `onWake`,
- * `onTick`, `extendSlice`) or an explicit `flush`: the sandbox does, so that a slot change costs one round trip.
+ * `onTick`, `extendSlice`) or an explicit `flush`: the sandbox does, so that a slot change costs
+ * one round trip.
  *
  * @module
  */
