@@ -15,10 +15,10 @@
  * earlier of the slice end and the LAPIC timer). It gives the grant back on halt, slice end,
  * revocation (the core pokes it out of guest mode) and guest yield, reporting the guest time it
  * used (the shim's ns-in-guest clock), and it waits for the next grant in the shim's `halt`.
- * From giving a grant back to taking the next its thread asks Linux for the shortest time slice
- * (`host_threads.ts`), so that its wake-ups (a device interrupt, an IPI, its timer) preempt the
- * vCPU running on the same host CPU at once instead of after that vCPU's slice (measured on
- * `io-vs-hog`: an echo request waited up to 3 ms just for its EMT to run).
+ * From giving a grant back to taking the next its thread is real-time (`WaitPolicy` in
+ * `host_threads.ts`), so that neither its wake-ups (a device interrupt, an IPI, its timer) nor
+ * the rest of its give-back wait behind the vCPU running on the same host CPU (measured on
+ * `io-vs-hog`: an echo request waited up to 6 ms just for its EMT to run).
  *
  * @module
  */
@@ -42,7 +42,8 @@ import {
   type SchedEventType,
   WAKE_SOURCE,
 } from "../sched/grant_table.ts";
-import { setThreadSlice, SHORT_SLICE_NS } from "../sched/host_threads.ts";
+import { WaitPolicy } from "../sched/host_threads.ts";
+import { REALTIME_PRIORITY } from "../sched/affinity.ts";
 import type { EmtInit, EmtMessage, VcpuFault } from "./protocol.ts";
 
 /** Port the `portio` benchmark workload writes; accepted and ignored. */
@@ -89,8 +90,8 @@ export class Emt {
   /** Host CPU this thread is pinned to (-1: not pinned). */
   #pinnedCpu = -1;
   #nsGuest: BigUint64Array;
-  /** This thread asked Linux for the shortest slice (it holds no grant). */
-  #shortSlice = false;
+  /** How this thread runs while it waits for a grant and while it holds one. */
+  #waitPolicy: WaitPolicy | null = null;
   /** What ended the last halt (WAKE_SOURCE), reported with the next `runnable`. */
   #wakeSource: number = WAKE_SOURCE.start;
 
@@ -134,7 +135,7 @@ export class Emt {
     );
     if (init.sched) {
       this.#sched = new GrantRecordEmt(init.sched.table, init.vcpu, init.sched.doorbell);
-      this.#shortSlice = setThreadSlice(0, SHORT_SLICE_NS);
+      this.#waitPolicy = WaitPolicy.forCallingThread(REALTIME_PRIORITY.waitingEmt);
     }
     if (init.echo) this.#echo = new EchoDoorbell(init.echo);
   }
@@ -267,10 +268,7 @@ export class Emt {
       }
       this.#grant = g;
       this.#runnablePosted = false;
-      if (this.#shortSlice) {
-        setThreadSlice(0, 0); // holding the CPU: the kernel's default slice
-        this.#shortSlice = false;
-      }
+      this.#waitPolicy?.holding();
       this.#grantGuestNs0 = Number(this.#nsGuest[0]);
       if (g.pinCpu >= 0 && g.pinCpu !== this.#pinnedCpu) {
         if (shim.shim_pin(g.pinCpu) === 0) this.#pinnedCpu = g.pinCpu;
@@ -295,11 +293,8 @@ export class Emt {
     const sched = this.#sched!;
     const now = this.#shim.shim_now_f64();
     if (this.#grant !== null) {
-      if (!this.#shortSlice) {
-        // Waiting from now on: its wake-ups preempt the vCPU on this CPU (measured on
-        // io-vs-hog: with only halted EMTs on the short slice, p99 stayed at 3.6-4.2 ms).
-        this.#shortSlice = setThreadSlice(0, SHORT_SLICE_NS);
-      }
+      // Before posting: the core's wake-up must not preempt this thread short of its wait.
+      this.#waitPolicy?.waiting();
       const ran = Number(this.#nsGuest[0]) - this.#grantGuestNs0;
       sched.post(type, ran, now, this.#grant.generation);
       this.#grant = null;

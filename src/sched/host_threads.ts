@@ -9,13 +9,17 @@
  * maps to nice = -log(w / 256) / log(1.25), clamped to -20..19. Caps have no equivalent
  * without cgroups.
  *
- * Time slices (`setThreadSlice`): Linux 6.6+ schedules fair tasks with EEVDF, which lets a running
- * task finish its slice (about 3 ms here) before a task that wakes on its CPU gets in
- * (kernel/sched/fair.c, RUN_TO_PARITY), unless the wakee asked for a shorter slice
- * (PREEMPT_SHORT, Linux 6.12+; sched_setattr(2), `sched_runtime` of a SCHED_OTHER task). Every
- * EMT waiting for a grant asks for the shortest slice, so its wake-up is not queued behind the
- * vCPU that holds the CPU. (The scheduler's own threads keep the default: with the short slice
- * too, io-vs-hog's p99 got worse.)
+ * Real-time and time slices (sched_setattr(2)). Linux 6.6+ schedules fair tasks with EEVDF: a
+ * task that wakes on a CPU whose running task is still within its slice (1.4 ms here) waits
+ * for it (kernel/sched/fair.c, RUN_TO_PARITY) unless the wakee asked for a shorter slice
+ * (PREEMPT_SHORT, Linux 6.12+), and a runnable task that EEVDF finds not yet eligible waits
+ * for the next tick: 4 ms on these kernels (CONFIG_HZ=250). A vCPU thread in guest mode never
+ * gives its CPU up by itself, so a scheduler thread or a waiting EMT that shares its CPU can
+ * lose milliseconds to it (measured with ftrace on io-vs-hog: the core, runnable with its
+ * plugin's answer, passed over for the spinning vCPU for 1.3 ms). The scheduler's threads and
+ * waiting EMTs are therefore SCHED_FIFO when the process may do that (`affinity.ts`,
+ * {@linkcode WaitPolicy}), as Xen's scheduler runs before any guest; the vCPU that holds a slot
+ * is the only fair-class thread of the slot's CPU that has work.
  *
  * @module
  */
@@ -55,30 +59,113 @@ const SYS_SCHED_GETATTR = 315n;
 /** `struct sched_attr` (include/uapi/linux/sched/types.h), version 1: 56 bytes. */
 const SCHED_ATTR_SIZE = 56;
 /** Offsets in it. */
-const ATTR = { size: 0, policy: 4, flags: 8, runtime: 24 } as const;
+const ATTR = { size: 0, policy: 4, flags: 8, nice: 16, priority: 20, runtime: 24 } as const;
+/** Policies (include/uapi/linux/sched.h). */
+const SCHED_OTHER = 0, SCHED_FIFO = 1;
 /** Fair-class policies, the ones a slice applies to: SCHED_OTHER, SCHED_BATCH, SCHED_IDLE. */
-const FAIR_POLICIES = [0, 3, 5];
+const FAIR_POLICIES = [SCHED_OTHER, 3, 5];
 
 /** The shortest slice Linux accepts (it clamps `sched_runtime` to 0.1-100 ms). */
 export const SHORT_SLICE_NS = 100_000;
 
-/**
- * Sets a thread's EEVDF time slice (`ns`; 0 restores the kernel's default), keeping its policy
- * and nice level; `tid` 0 is the calling thread. False when the kernel refuses (older than
- * 6.12: the slice is ignored there, which is harmless) or the thread is not a fair-class one.
- */
-export function setThreadSlice(tid: number, ns: number): boolean {
+/** A thread's scheduling attributes: a `struct sched_attr`, as sched_getattr(2) fills it. */
+export type SchedAttr = Uint8Array;
+
+/** The attributes of thread `tid` (0: the calling thread), or null when the kernel refuses. */
+export function threadAttr(tid: number): SchedAttr | null {
   const attr = new Uint8Array(SCHED_ATTR_SIZE);
+  const r = libc().syscall(SYS_SCHED_GETATTR, BigInt(tid | 0), attr, BigInt(SCHED_ATTR_SIZE), 0n);
+  if (r !== 0n) return null;
   const dv = new DataView(attr.buffer);
-  const c = libc();
-  if (c.syscall(SYS_SCHED_GETATTR, BigInt(tid | 0), attr, BigInt(SCHED_ATTR_SIZE), 0n) !== 0n) {
-    return false;
-  }
-  if (!FAIR_POLICIES.includes(dv.getUint32(ATTR.policy, true))) return false;
   dv.setUint32(ATTR.size, SCHED_ATTR_SIZE, true);
   dv.setBigUint64(ATTR.flags, 0n, true);
+  return attr;
+}
+
+/** Applies `attr` to thread `tid` (0: the calling thread) with one syscall; false on refusal. */
+export function applyThreadAttr(tid: number, attr: SchedAttr): boolean {
+  return libc().syscall(SYS_SCHED_SETATTR, BigInt(tid | 0), attr, 0n, 0n) === 0n;
+}
+
+/** SCHED_FIFO at `priority` (1-99): runs before every fair-class thread of its CPU. */
+export function realtimeAttr(priority: number): SchedAttr {
+  const attr = new Uint8Array(SCHED_ATTR_SIZE);
+  const dv = new DataView(attr.buffer);
+  dv.setUint32(ATTR.size, SCHED_ATTR_SIZE, true);
+  dv.setUint32(ATTR.policy, SCHED_FIFO, true);
+  dv.setUint32(ATTR.priority, priority, true);
+  return attr;
+}
+
+/**
+ * A copy of fair-class `attr` with EEVDF slice `ns` (0: the kernel's default), keeping its
+ * policy and nice level; null when `attr` is not a fair-class one.
+ */
+export function withSlice(attr: SchedAttr, ns: number): SchedAttr | null {
+  const copy = attr.slice();
+  const dv = new DataView(copy.buffer);
+  if (!FAIR_POLICIES.includes(dv.getUint32(ATTR.policy, true))) return null;
   dv.setBigUint64(ATTR.runtime, BigInt(Math.max(0, Math.round(ns))), true);
-  return c.syscall(SYS_SCHED_SETATTR, BigInt(tid | 0), attr, 0n, 0n) === 0n;
+  return copy;
+}
+
+/** Moves thread `tid` to SCHED_FIFO `priority`; false when not permitted (CAP_SYS_NICE). */
+export function setThreadRealtime(tid: number, priority: number): boolean {
+  return applyThreadAttr(tid, realtimeAttr(priority));
+}
+
+/**
+ * How an EMT's thread runs while it waits for a slot and while it holds one, switched with one
+ * syscall each way. Waiting, it is real-time (SCHED_FIFO) when the process may do that, so
+ * that neither its wake-up (a device interrupt, an IPI, its timer) nor the few microseconds it
+ * still runs after giving its grant back are queued behind the vCPU thread that holds its CPU
+ * until the next scheduler tick (4 ms here); otherwise it asks for the shortest EEVDF slice,
+ * which gets its wake-ups in but not a preempted tail. Holding a slot, it is as it was started
+ * (fair class, its nice level, the default slice).
+ */
+export class WaitPolicy {
+  #waiting: SchedAttr;
+  #holding: SchedAttr;
+  #isWaiting = false;
+  /** "realtime" or "short-slice": what waiting means for this thread. */
+  readonly kind: "realtime" | "short-slice";
+
+  private constructor(waiting: SchedAttr, holding: SchedAttr, kind: WaitPolicy["kind"]) {
+    this.#waiting = waiting;
+    this.#holding = holding;
+    this.kind = kind;
+  }
+
+  /**
+   * The policy of the calling thread, which starts waiting; null when the kernel allows
+   * neither (not fair-class, or a kernel without sched_setattr).
+   */
+  static forCallingThread(realtimePriority: number): WaitPolicy | null {
+    const started = threadAttr(0);
+    if (started === null) return null;
+    const holding = withSlice(started, 0) ?? started;
+    const fifo = realtimeAttr(realtimePriority);
+    if (applyThreadAttr(0, fifo)) {
+      const p = new WaitPolicy(fifo, holding, "realtime");
+      p.#isWaiting = true;
+      return p;
+    }
+    const short = withSlice(holding, SHORT_SLICE_NS);
+    if (short === null || !applyThreadAttr(0, short)) return null;
+    const p = new WaitPolicy(short, holding, "short-slice");
+    p.#isWaiting = true;
+    return p;
+  }
+
+  /** The thread gave its slot back: from now on it waits. */
+  waiting(): void {
+    if (!this.#isWaiting) this.#isWaiting = applyThreadAttr(0, this.#waiting);
+  }
+
+  /** The thread took a slot: it runs as it was started. */
+  holding(): void {
+    if (this.#isWaiting) this.#isWaiting = !applyThreadAttr(0, this.#holding);
+  }
 }
 
 /**
