@@ -268,11 +268,13 @@ export class Emt {
       }
       this.#grant = g;
       this.#runnablePosted = false;
-      this.#waitPolicy?.holding();
       this.#grantGuestNs0 = Number(this.#nsGuest[0]);
+      // Move to the slot's CPU while still real-time: as a fair-class thread on the old CPU it
+      // could wait there behind that CPU's vCPU until the next tick.
       if (g.pinCpu >= 0 && g.pinCpu !== this.#pinnedCpu) {
         if (shim.shim_pin(g.pinCpu) === 0) this.#pinnedCpu = g.pinCpu;
       }
+      this.#waitPolicy?.holding();
     }
     const g = this.#grant;
     if (sched.revoked(g.generation)) {
