@@ -399,7 +399,13 @@ Deno.test("core: policy events are forwarded with the time of the call", () => {
 
 Deno.test("core: extendSlice renews a slice with nobody waiting, and only then", () => {
   const lead = 0.5 * MS;
-  const core = new SchedCore({ slots: 1, policy: new LocalPolicy(rr), extendLeadNs: lead });
+  // rr extends by the longest slice the core allows: 10 ms here.
+  const core = new SchedCore({
+    slots: 1,
+    policy: new LocalPolicy(rr),
+    extendLeadNs: lead,
+    maxSliceNs: 10 * MS,
+  });
   assertEquals(grants(core.addVcpu(vcpu(1), 0)), [1]);
   // Alone on the slot: asked `lead` before its 10 ms deadline, it goes on for another slice.
   assertEquals(core.nextTimerAt(), 10 * MS - lead);
@@ -457,4 +463,25 @@ Deno.test("core: extendSlice answering null lets the slice end; a bad slice ejec
   assertEquals(ejections.length, 1);
   assert(ejections[0].detail.includes("extendSlice"), ejections[0].detail);
   assertEquals(core.policyName, "rr");
+});
+
+Deno.test("rr: a wake-up preempts a vCPU running past its slice at once, never one within it", () => {
+  const preempts = (a: SchedAction[]) => a.filter((x) => x.type === "preempt").map((x) => x.slot);
+  const make = () => {
+    const core = new SchedCore({ slots: 1, policy: new LocalPolicy(rr), extendLeadNs: 0.5 * MS });
+    assertEquals(grants(core.addVcpu(vcpu(1), 0)), [1]);
+    core.addVcpu(vcpu(2, "halted"), 0);
+    return core;
+  };
+  // Within its 10 ms slice: the waker queues.
+  const within = make();
+  assertEquals(preempts(within.wake(2, 5 * MS)), []);
+  // Past it (extended by the longest slice, 100 ms, since nobody waited): the waker takes the
+  // slot now, not when the extension ends.
+  const past = make();
+  const [e] = past.advance(9.5 * MS);
+  assert(e.type === "extend");
+  assertEquals(e.deadline, 109.5 * MS);
+  assertEquals(preempts(past.wake(2, 20 * MS)), [0]);
+  assertEquals(grants(past.preempted(1, 20.1 * MS, 10.6 * MS)), [2]);
 });
