@@ -56,22 +56,28 @@ console.log("== scheduler: slot hand-off, 2 spinning VMs on 1 slot, 1 ms slices"
 const hand = await benchHandoff();
 results.handoff = hand;
 console.log(
-  `  ${fmt(hand.handoffNs / 1e3, 1)} us per grant (${hand.grants} grants), C futex one-way ${
-    fmt(hand.futexNs / 1e3, 1)
-  } us, ratio ${fmt(hand.ratio, 2)} (goal <= 2)`,
+  `  ${
+    fmt(hand.handoffNs / 1e3, 1)
+  } us per grant (${hand.grants} grants), of which give-back to grant ${
+    fmt(hand.decisionNs / 1e3, 1)
+  } us; C futex one-way on that CPU ${fmt(hand.futexNs / 1e3, 2)} us (across CPUs ${
+    fmt(hand.futexCrossNs / 1e3, 1)
+  } us), ratio ${fmt(hand.ratio, 1)} (goal <= 2)`,
 );
 
 const enforcement: Record<string, unknown> = {};
 for (const vms of [1, 2] as const) {
   console.log(
-    `== scheduler: enforcement cost, ${vms} spinning VM(s) on ${vms} slot(s), rr 10 ms slices, median of 7 interleaved 1 s runs`,
+    `== scheduler: enforcement cost, ${vms} spinning VM(s) on ${vms} slot(s), rr 10 ms slices, 9 rounds of free / scheduled / unextended, 1 s each`,
   );
-  const enf = await benchEnforcement(7, 1, { vms });
+  const enf = await benchEnforcement(9, 1, { vms });
   enforcement[`vms${vms}`] = enf;
   console.log(
-    `  spin rate with/without the scheduler ${fmt(enf.scheduledRate / enf.freeRate, 4)}, cost ${
-      fmt(enf.cost * 100, 2)
-    } % (goal <= 1 %); without slice extension ${fmt(enf.unextendedCost * 100, 2)} %`,
+    `  cost ${fmt(enf.cost * 100, 2)} % (goal <= 1 %; rounds ${fmt(enf.costRange[0] * 100, 2)} to ${
+      fmt(enf.costRange[1] * 100, 2)
+    } %); scheduler threads' CPU ${
+      fmt(enf.schedulerCpu * 100, 2)
+    } % of one CPU; without slice extension ${fmt(enf.unextendedCost * 100, 2)} %`,
   );
 }
 results.enforcement = enforcement;

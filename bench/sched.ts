@@ -4,8 +4,10 @@
  * - decision latency through the sandbox (a `pickNext` round trip to the plugin's Worker),
  *   against the same call to the same plugin in-process;
  * - slot hand-off: two spinning 1-vCPU VMs on one slot with 1 ms slices; the time the slot
- *   spends between one vCPU leaving guest mode and the next entering it, per grant, against a
- *   C futex ping-pong's one-way hand-off (`bench/baseline/futex_pingpong`);
+ *   spends between one vCPU leaving guest mode and the next entering it, per grant, and the
+ *   scheduler's part of it (give-back to grant, from the trace), against a C futex ping-pong's
+ *   one-way hand-off with both threads on the slot's CPU, as the slot's threads are
+ *   (`bench/baseline/futex_pingpong`), and with them on two CPUs;
  * - enforcement cost: spin progress of 1 VM on 1 slot and of 2 VMs on 2 slots under the
  *   scheduler (its threads share slot 0's CPU), against the same VMs with no scheduler
  *   (vCPUs <= slots); also with slice extension off, where every 10 ms slice ends in an exit.
@@ -16,8 +18,15 @@ import { SandboxPolicy } from "../src/sched/sandbox.ts";
 import rr from "../plugins/rr.ts";
 import type { PolicyPort } from "../src/sched/policy_port.ts";
 import { KERNEL } from "./exits.ts";
-import { colocate } from "../src/sched/affinity.ts";
-import { setThreadCpus } from "../src/sched/host_threads.ts";
+import { colocate, REALTIME_PRIORITY, schedulerCpu } from "../src/sched/affinity.ts";
+import { defaultPinMap } from "../src/sched/scheduler.ts";
+import { decodeTrace, TRACE, type TraceData } from "../src/trace/events.ts";
+import {
+  applyThreadAttr,
+  setThreadCpus,
+  threadAttr,
+  threadRunNs,
+} from "../src/sched/host_threads.ts";
 import { median, percentile } from "./stats.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -58,6 +67,7 @@ export interface DecisionResult {
  */
 export async function benchDecisions(calls = 20_000): Promise<DecisionResult> {
   const sandbox = await SandboxPolicy.create({ plugin: RR });
+  const mine = threadAttr(0); // colocate makes this thread the core: real-time, on one CPU
   colocate(sandbox.threadId);
   try {
     const s = pickLatency(sandbox, calls);
@@ -66,6 +76,7 @@ export async function benchDecisions(calls = 20_000): Promise<DecisionResult> {
   } finally {
     sandbox.close();
     setThreadCpus(0, Array.from({ length: navigator.hardwareConcurrency }, (_, i) => i));
+    if (mine) applyThreadAttr(0, mine);
   }
 }
 
@@ -75,22 +86,44 @@ function sleep(ms: number): Promise<void> {
 
 /** Result of {@linkcode benchHandoff}. */
 export interface HandoffResult {
-  /** Mean slot hand-off, ns. */
+  /** Mean time per grant outside guest mode, ns: the slice-end exit, the decision, the entry. */
   handoffNs: number;
-  /** C futex one-way hand-off, ns. */
+  /** Median, over hand-offs, of the scheduler's part: the EMT's give-back to the next grant. */
+  decisionNs: number;
+  /** C futex one-way hand-off with both threads on the slot's CPU (median of 3), ns. */
   futexNs: number;
-  /** handoffNs / futexNs. */
+  /** The same with the two threads on two CPUs, ns. */
+  futexCrossNs: number;
+  /** handoffNs / futexNs: like for like, since slot 0's hand-offs stay on its CPU. */
   ratio: number;
   /** Grants in the window. */
   grants: number;
 }
 
-/** Slot hand-off between two spinning VMs on one slot, 1 ms slices. */
+/** Median one-way hand-off of the C futex ping-pong with its threads on `cpus` (ns). */
+async function futexOneWay(cpus: [number, number]): Promise<number> {
+  const runs: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const out = await new Deno.Command(FUTEX, { args: ["20000", ...cpus.map(String)] }).output();
+    const m = new TextDecoder().decode(out.stdout).match(/futex one-way: (\d+) ns/);
+    if (!m) throw new Error(`futex_pingpong: unexpected output (run deno task build)`);
+    runs.push(Number(m[1]));
+  }
+  return median(runs);
+}
+
+/**
+ * Slot hand-off between two spinning VMs on one slot, 1 ms slices. The futex baselines run
+ * first, with no VMM threads about (measured after one, they read 5-20x slower).
+ */
 export async function benchHandoff(seconds = 2, pin?: number[]): Promise<HandoffResult> {
+  const cpu = pin?.[0] ?? schedulerCpu();
+  const futexNs = await futexOneWay([cpu, cpu]);
+  const futexCrossNs = await futexOneWay([cpu === 0 ? 1 : 0, cpu]);
   const vmm = await Vmm.create({
     scheduler: { plugin: RR, params: { slice_ms: 1 }, slots: 1, ratelimitUs: 0, pin },
   });
-  let handoffNs = NaN, grants = 0;
+  let handoffNs = NaN, grants = 0, decisionNs = NaN;
   try {
     const vms: Vm[] = [];
     for (const name of ["h1", "h2"]) {
@@ -101,28 +134,77 @@ export async function benchHandoff(seconds = 2, pin?: number[]): Promise<Handoff
     const guest = () => vms.reduce((s, vm) => s + vm.counters()[0].nsGuest, 0);
     const grantCount = async () =>
       (await vmm.scheduler!.stats()).vcpus.reduce((s, v) => s + v.grants, 0);
+    await vmm.scheduler!.trace(true);
     const g0 = guest(), n0 = await grantCount(), t0 = performance.now();
     await sleep(seconds * 1000);
     const g1 = guest(), n1 = await grantCount(), t1 = performance.now();
     grants = n1 - n0;
     handoffNs = ((t1 - t0) * 1e6 - (g1 - g0)) / grants;
+    decisionNs = median(giveBackToGrant(await vmm.scheduler!.trace()));
   } finally {
     await vmm.close();
   }
-  const out = await new Deno.Command(FUTEX, { args: ["20000"] }).output();
-  const m = new TextDecoder().decode(out.stdout).match(/futex one-way: (\d+) ns/);
-  if (!m) throw new Error(`futex_pingpong: unexpected output (run deno task build)`);
-  const futexNs = Number(m[1]);
-  return { handoffNs, futexNs, ratio: handoffNs / futexNs, grants };
+  return { handoffNs, decisionNs, futexNs, futexCrossNs, ratio: handoffNs / futexNs, grants };
 }
 
-/** Spin iterations per second of two 1-vCPU VMs, with or without a scheduler on 2 slots. */
+/** Per hand-off in `trace`: ns from a vCPU's run end to the next grant of its slot to another. */
+function giveBackToGrant(trace: TraceData): number[] {
+  const gaps: number[] = [];
+  const ended = new Map<number, { t: number; vcpu: number }>();
+  for (const r of decodeTrace(trace).sort((a, b) => a.t - b.t)) {
+    if (r.type === TRACE.runEnd) ended.set(r.slot, { t: r.t, vcpu: r.vcpu });
+    else if (r.type === TRACE.grant) {
+      const e = ended.get(r.slot);
+      if (e && e.vcpu !== r.vcpu) gaps.push(r.t - e.t);
+      ended.delete(r.slot);
+    }
+  }
+  return gaps;
+}
+
+/** One spin-rate measurement: iterations/s and, under a scheduler, its threads' CPU share. */
+interface SpinSample {
+  rate: number;
+  /** CPU time of the core and sandbox threads over the window, as a fraction of the window. */
+  schedCpu: number;
+}
+
+/** [policy, rt priority] of thread `tid` of this process (proc(5), fields 41 and 40). */
+function policyOf(tid: number): [number, number] {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/self/task/${tid}/stat`);
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // f[0] is field 3
+    return [Number(f[38]), Number(f[37])];
+  } catch {
+    return [-1, -1];
+  }
+}
+
+/** Every thread of this process. */
+function threads(): number[] {
+  return [...Deno.readDirSync("/proc/self/task")].map((e) => Number(e.name));
+}
+
+/**
+ * The scheduler's core and sandbox: of the threads not in `before`, the ones at their SCHED_FIFO
+ * priorities (`affinity.ts`); none when real-time is not permitted.
+ */
+function schedulerThreads(before: Set<number>): number[] {
+  const want: number[] = [REALTIME_PRIORITY.core, REALTIME_PRIORITY.sandbox];
+  return threads().filter((t) => {
+    const [policy, prio] = policyOf(t);
+    return !before.has(t) && policy === 1 && want.includes(prio);
+  });
+}
+
+/** Spin iterations per second of `count` 1-vCPU VMs, with or without a scheduler. */
 async function spinRate(
   scheduled: boolean,
   seconds: number,
   count: number,
   options: { pin?: boolean; extendSlices?: boolean } = {},
-): Promise<number> {
+): Promise<SpinSample> {
+  const before = new Set(threads());
   const vmm = await Vmm.create(
     scheduled
       ? {
@@ -142,11 +224,22 @@ async function spinRate(
       vms.push(await vmm.createVm({ name, kernel: KERNEL, cmdline: "workload=spin seconds=0" }));
     }
     for (const vm of vms) await vm.start();
+    if (!scheduled) {
+      // On the CPUs the slots would be pinned to: the two CPUs here do not run equally fast.
+      const cpus = defaultPinMap(count);
+      vms.forEach((vm, i) => setThreadCpus(vm.emtThreadIds()[0], [cpus[i]]));
+    }
     await sleep(200);
     const it = () => vms.reduce((s, vm) => s + Number(vm.stats()!.vcpus[0].iterations), 0);
-    const i0 = it(), t0 = performance.now();
+    const tids = scheduled ? schedulerThreads(before) : [];
+    const cpu = () => tids.reduce((s, t) => s + threadRunNs(t), 0);
+    const i0 = it(), c0 = cpu(), t0 = performance.now();
     await sleep(seconds * 1000);
-    return (it() - i0) / ((performance.now() - t0) / 1000);
+    const i1 = it(), c1 = cpu(), t1 = performance.now();
+    return {
+      rate: (i1 - i0) / ((t1 - t0) / 1000),
+      schedCpu: tids.length ? (c1 - c0) / ((t1 - t0) * 1e6) : NaN,
+    };
   } finally {
     await vmm.close();
   }
@@ -158,33 +251,47 @@ export interface EnforcementResult {
   freeRate: number;
   /** Iterations/s with the scheduler (median). */
   scheduledRate: number;
-  /** 1 - scheduled / free. */
+  /** 1 - scheduled / free: the median over rounds of each round's pair. */
   cost: number;
+  /** Lowest and highest per-round cost. */
+  costRange: [number, number];
+  /** CPU time of the scheduler's threads (core, sandbox) per ns of wall time (median). */
+  schedulerCpu: number;
   /** Iterations/s with the scheduler but slices never extended (every one ends in an exit). */
   unextendedRate: number;
-  /** 1 - unextended / free. */
+  /** 1 - unextended / free, the median over rounds. */
   unextendedCost: number;
 }
 
-/** Enforcement cost when vCPUs <= slots, interleaved `rounds` times. */
+/**
+ * Enforcement cost when vCPUs <= slots: `rounds` rounds of free, scheduled and scheduled
+ * without slice extension, back to back, so that each round's ratio compares runs seconds
+ * apart (the host drifts by several % over minutes).
+ */
 export async function benchEnforcement(
   rounds = 3,
   seconds = 1,
   options: { pin?: boolean; vms?: 1 | 2 } = {},
 ): Promise<EnforcementResult> {
-  const free: number[] = [], sched: number[] = [], unext: number[] = [];
+  const free: number[] = [], sched: number[] = [], unext: number[] = [], cpu: number[] = [];
   const count = options.vms ?? 2;
   for (let i = 0; i < rounds; i++) {
-    free.push(await spinRate(false, seconds, count));
-    sched.push(await spinRate(true, seconds, count, { pin: options.pin }));
-    unext.push(await spinRate(true, seconds, count, { pin: options.pin, extendSlices: false }));
+    free.push((await spinRate(false, seconds, count)).rate);
+    const s = await spinRate(true, seconds, count, { pin: options.pin });
+    sched.push(s.rate);
+    cpu.push(s.schedCpu);
+    unext.push(
+      (await spinRate(true, seconds, count, { pin: options.pin, extendSlices: false })).rate,
+    );
   }
-  const freeRate = median(free), scheduledRate = median(sched), unextendedRate = median(unext);
+  const costs = sched.map((r, i) => 1 - r / free[i]);
   return {
-    freeRate,
-    scheduledRate,
-    cost: 1 - scheduledRate / freeRate,
-    unextendedRate,
-    unextendedCost: 1 - unextendedRate / freeRate,
+    freeRate: median(free),
+    scheduledRate: median(sched),
+    cost: median(costs),
+    costRange: [Math.min(...costs), Math.max(...costs)],
+    schedulerCpu: median(cpu),
+    unextendedRate: median(unext),
+    unextendedCost: median(unext.map((r, i) => 1 - r / free[i])),
   };
 }

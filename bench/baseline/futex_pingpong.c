@@ -3,11 +3,13 @@
  * and forth through a futex, the cheapest way one thread can make another run. Prints the
  * mean one-way hand-off in ns: `futex one-way: N ns`.
  *
- * Usage: futex_pingpong [ROUNDS]
+ * Usage: futex_pingpong [ROUNDS [CPU_PING CPU_PONG]]: with CPUs, each thread is pinned to its
+ * own (the same CPU twice: both share it, as a slot's threads do).
  */
 #define _GNU_SOURCE
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,18 @@
 
 static _Atomic int turn; /* 0: ping's turn, 1: pong's */
 static long rounds = 20000;
+static int cpus[2] = {-1, -1};
+
+static void pin(int cpu) {
+	if (cpu < 0) return;
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) {
+		fprintf(stderr, "futex_pingpong: cannot pin to CPU %d\n", cpu);
+		exit(1);
+	}
+}
 
 static void wait_for(int want) {
 	int v;
@@ -30,6 +44,7 @@ static void pass(int to) {
 
 static void *pong(void *arg) {
 	(void)arg;
+	pin(cpus[1]);
 	for (long i = 0; i < rounds; i++) {
 		wait_for(1);
 		pass(0);
@@ -39,6 +54,11 @@ static void *pong(void *arg) {
 
 int main(int argc, char **argv) {
 	if (argc > 1) rounds = atol(argv[1]);
+	if (argc > 3) {
+		cpus[0] = atoi(argv[2]);
+		cpus[1] = atoi(argv[3]);
+	}
+	pin(cpus[0]);
 	pthread_t t;
 	pthread_create(&t, 0, pong, 0);
 	struct timespec a, b;
