@@ -4,7 +4,7 @@
  */
 import { benchExits } from "./exits.ts";
 import { benchStartup, memoryPerWorker } from "./startup.ts";
-import { benchDecisions, benchEnforcement, benchHandoff } from "./sched.ts";
+import { benchDecisions, benchEnforcement, benchEnforcementBeside, benchHandoff } from "./sched.ts";
 import { busyScenario } from "./sim.ts";
 import { simulate } from "../src/sim/mod.ts";
 import { benchTracing, benchTracingIoVsHog } from "./trace.ts";
@@ -66,9 +66,21 @@ console.log(
 );
 
 const enforcement: Record<string, unknown> = {};
+console.log(
+  "== scheduler: enforcement cost, 1 spinning VM on 1 slot, rr 10 ms slices, beside a free VM on the other CPU, 9 rounds of each kind, 1 s each",
+);
+const beside = await benchEnforcementBeside(9, 1);
+enforcement.beside = beside;
+console.log(
+  `  cost ${fmt(beside.cost * 100, 2)} % (goal <= 1 %; paired rounds ${
+    fmt(beside.costRange[0] * 100, 2)
+  } to ${fmt(beside.costRange[1] * 100, 2)} %); scheduler threads' CPU ${
+    fmt(beside.schedulerCpu * 100, 2)
+  } % of one CPU`,
+);
 for (const vms of [1, 2] as const) {
   console.log(
-    `== scheduler: enforcement cost, ${vms} spinning VM(s) on ${vms} slot(s), rr 10 ms slices, 9 rounds of free / scheduled / unextended, 1 s each`,
+    `== scheduler: enforcement cost, ${vms} spinning VM(s) on ${vms} slot(s), rr 10 ms slices, 9 rounds of free / scheduled / unextended run one after another, 1 s each`,
   );
   const enf = await benchEnforcement(9, 1, { vms });
   enforcement[`vms${vms}`] = enf;

@@ -8,9 +8,10 @@
  *   scheduler's part of it (give-back to grant, from the trace), against a C futex ping-pong's
  *   one-way hand-off with both threads on the slot's CPU, as the slot's threads are
  *   (`bench/baseline/futex_pingpong`), and with them on two CPUs;
- * - enforcement cost: spin progress of 1 VM on 1 slot and of 2 VMs on 2 slots under the
- *   scheduler (its threads share slot 0's CPU), against the same VMs with no scheduler
- *   (vCPUs <= slots); also with slice extension off, where every 10 ms slice ends in an exit.
+ * - enforcement cost: spin progress of 1 VM on 1 slot under the scheduler (its threads share
+ *   slot 0's CPU) against a free VM spinning at the same time on the other CPU; and of 1 VM on
+ *   1 slot and 2 VMs on 2 slots against the same VMs with no scheduler run just before
+ *   (vCPUs <= slots), also with slice extension off, where every 10 ms slice ends in an exit.
  */
 import { type Vm, Vmm } from "../mod.ts";
 import { LocalPolicy } from "../src/sched/policy_port.ts";
@@ -32,6 +33,7 @@ import { median, percentile } from "./stats.ts";
 const ROOT = new URL("../", import.meta.url);
 const FUTEX = new URL("bench/baseline/build/futex_pingpong", ROOT).pathname;
 const RR = new URL("plugins/rr.ts", ROOT).href;
+const SPIN = "workload=spin seconds=0";
 
 /** p50/p99 of `calls` pickNext round trips on `port` (ns). */
 function pickLatency(port: PolicyPort, calls: number): { p50: number; p99: number } {
@@ -293,5 +295,68 @@ export async function benchEnforcement(
     schedulerCpu: median(cpu),
     unextendedRate: median(unext),
     unextendedCost: median(unext.map((r, i) => 1 - r / free[i])),
+  };
+}
+
+/** Result of {@linkcode benchEnforcementBeside}. */
+export interface BesideResult {
+  /** 1 - median(scheduled / beside) / median(free / beside). */
+  cost: number;
+  /** Lowest and highest cost of a scheduled round against the free round after it. */
+  costRange: [number, number];
+  /** CPU time of the scheduler's threads (core, sandbox) per ns of wall time (median). */
+  schedulerCpu: number;
+}
+
+/**
+ * Enforcement cost of 1 VM on 1 slot, measured against a free VM that spins at the same time on
+ * the other CPU, so that both see the same moment of this shared host (back-to-back runs differ
+ * by several %). Two kinds of rounds alternate: the scheduled VM on the slot's CPU beside the
+ * free one, and a second free VM on the slot's CPU beside it, which tells how fast the two CPUs
+ * run relative to each other.
+ */
+export async function benchEnforcementBeside(rounds = 9, seconds = 1): Promise<BesideResult> {
+  const slotCpu = defaultPinMap(1)[0], otherCpu = slotCpu === 0 ? 1 : 0;
+  const round = async (scheduled: boolean): Promise<{ ratio: number; schedCpu: number }> => {
+    const before = new Set(threads());
+    const measured = await Vmm.create(
+      scheduled ? { scheduler: { plugin: RR, params: { slice_ms: 10 }, slots: 1 } } : {},
+    );
+    const beside = await Vmm.create({});
+    try {
+      const a = await measured.createVm({ name: "a", kernel: KERNEL, cmdline: SPIN });
+      const b = await beside.createVm({ name: "b", kernel: KERNEL, cmdline: SPIN });
+      await a.start();
+      await b.start();
+      if (!scheduled) setThreadCpus(a.emtThreadIds()[0], [slotCpu]);
+      setThreadCpus(b.emtThreadIds()[0], [otherCpu]);
+      await sleep(200);
+      const it = (vm: Vm) => Number(vm.stats()!.vcpus[0].iterations);
+      const tids = scheduled ? schedulerThreads(before) : [];
+      const cpu = () => tids.reduce((s, t) => s + threadRunNs(t), 0);
+      const a0 = it(a), b0 = it(b), c0 = cpu(), t0 = performance.now();
+      await sleep(seconds * 1000);
+      const a1 = it(a), b1 = it(b), c1 = cpu(), t1 = performance.now();
+      return {
+        ratio: (a1 - a0) / (b1 - b0),
+        schedCpu: tids.length ? (c1 - c0) / ((t1 - t0) * 1e6) : NaN,
+      };
+    } finally {
+      await measured.close();
+      await beside.close();
+    }
+  };
+  const sched: number[] = [], free: number[] = [], cpu: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const s = await round(true);
+    sched.push(s.ratio);
+    cpu.push(s.schedCpu);
+    free.push((await round(false)).ratio);
+  }
+  const costs = sched.map((s, i) => 1 - s / free[i]);
+  return {
+    cost: 1 - median(sched) / median(free),
+    costRange: [Math.min(...costs), Math.max(...costs)],
+    schedulerCpu: median(cpu),
   };
 }
