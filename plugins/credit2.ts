@@ -328,6 +328,32 @@ export class Credit2Scheduler implements SchedulerPlugin {
   }
 
   /**
+   * `csched2_schedule` when the current vCPU stays (`snext == scurr`: the core asks only when
+   * nobody waits): burn what it ran, the credit-reset check, a new `csched2_runtime`. A capped
+   * vCPU is not extended (null): its budget goes back and is grabbed again on the usual path.
+   *
+   * DEVIATION: the core asks shortly before the deadline, when the credit is nearly used up.
+   * Xen would run its minimum (`CSCHED2_MIN_TIMER`, or the rate limit if longer) more, go below
+   * zero and reset at the next schedule; here the reset comes at once when no more than that
+   * minimum of credit is left, so that the vCPU goes on for a full slice instead of a short one
+   * and an exit. Everyone gets the same reset, that minimum (1 ms by default) earlier at most.
+   */
+  extendSlice(vcpu: VcpuId, _slot: SlotId, ranNs: number, now: number): number | null {
+    this.#now = now;
+    const u = this.#units.get(vcpu);
+    if (!u || u.state !== "running") return null;
+    this.#burnRan(u, this.#held(u, now, ranNs));
+    // From here the next report counts from now, extended or not (the contract).
+    u.grantAt = now;
+    u.chargedNs = 0;
+    if (this.#hasCap(u)) return null;
+    // Nobody else is queued, so its own credit decides the reset (see DEVIATION above).
+    const minTime = Math.max(CSCHED2_MIN_TIMER, this.#ctx?.ratelimitNs ?? 0);
+    if (this.#c2t(u.credit, u) <= minTime) this.#resetCredit(now, u);
+    return this.#runtime(u);
+  }
+
+  /**
    * `replenish_domain_budget` for every capped VM whose period ended; the unparked vCPUs are
    * tickled. Also asks for `pickNext` on idle slots while vCPUs wait.
    */

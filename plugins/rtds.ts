@@ -278,6 +278,26 @@ export class RtdsScheduler implements SchedulerPlugin {
     if (!u.queue) this.#runqInsert(u);
   }
 
+  /**
+   * `rt_schedule` when the current vCPU is still the best (the core asks only when nobody
+   * waits): burn what it ran, replenish what is due, and go on for the budget left. Null when
+   * the budget ran out without extratime: the slice ends and the vCPU waits, depleted.
+   */
+  extendSlice(vcpu: VcpuId, _slot: SlotId, ranNs: number, now: number): number | null {
+    this.#now = now;
+    const u = this.#units.get(vcpu);
+    if (!u || u.state !== "running") return null;
+    this.#burnRan(u, this.#held(u, now, ranNs));
+    // From here the next report counts from now, extended or not (the contract).
+    u.grantAt = now;
+    u.lastRan = now;
+    u.chargedNs = 0;
+    this.#replenish(now, new Set()); // a late timer: nobody waits, nothing to tickle
+    if (u.depleted) return null;
+    const maxSlice = this.#ctx?.maxSliceNs ?? u.curBudget;
+    return Math.max(1, Math.min(u.curBudget, maxSlice));
+  }
+
   /** `repl_timer_handler`: replenish every vCPU whose deadline passed, tickle as needed. */
   onTick(now: number): SlotId[] {
     this.#now = now;

@@ -19,6 +19,8 @@ import { Credit2Scheduler } from "../plugins/credit2.ts";
 import { RtdsScheduler } from "../plugins/rtds.ts";
 import { GangScheduler } from "../plugins/gang.ts";
 import { type SimOptions, type SimResult, simulate } from "../src/sim/mod.ts";
+import { type SchedAction, SchedCore } from "../src/sched/core.ts";
+import { LocalPolicy } from "../src/sched/policy_port.ts";
 
 const PLUGINS: [string, () => SchedulerPlugin][] = [
   ["credit", () => new CreditScheduler()],
@@ -591,4 +593,62 @@ Deno.test({
     console.log(`  lock acquisitions: gang ${ga}, credit ${ca}`);
     assert.ok(ga > ca, `gang ${ga} <= credit ${ca}`);
   },
+});
+
+// ---------------------------------------------------------------------------------------------
+// extendSlice: a vCPU alone on its slot goes on without new grants, accounted as it runs
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * One vCPU alone on one slot for `ms` of virtual time under the real core with slice extension
+ * on: the EMT side is played here (slice ends at the deadline the core last set).
+ */
+function runAlone(plugin: SchedulerPlugin, params: Record<string, number | boolean>, ms: number) {
+  const core = new SchedCore({
+    slots: 1,
+    policy: new LocalPolicy(plugin),
+    extendLeadNs: 0.5 * MS,
+  });
+  let deadline = Infinity, grantAt = 0, grants = 0, extensions = 0, t = 0;
+  const apply = (actions: SchedAction[]) => {
+    for (const a of actions) {
+      if (a.type === "grant") [grants, deadline, grantAt] = [grants + 1, a.deadline, t];
+      else if (a.type === "extend") [extensions, deadline] = [extensions + 1, a.deadline];
+    }
+  };
+  apply(core.addVcpu({ id: 1, vm: "a", index: 0, vmVcpus: 1, params, state: "runnable" }, 0));
+  while (t < ms * MS) {
+    const next = Math.min(core.nextTimerAt(), deadline);
+    if (next === Infinity) break;
+    t = next;
+    if (t >= deadline) {
+      deadline = Infinity;
+      apply(core.sliceEnd(1, t, t - grantAt));
+    } else apply(core.advance(t));
+  }
+  return { grants, extensions, runNs: core.stats(t).vcpus[0].runNs, end: t };
+}
+
+for (const [name, make] of PLUGINS.filter(([n]) => n === "credit" || n === "credit2")) {
+  Deno.test(`${name}: extendSlice keeps a lone vCPU running without new grants, all of it accounted`, () => {
+    const r = runAlone(make(), {}, 300);
+    assert.equal(r.grants, 1);
+    assert.ok(r.extensions >= 10, `${r.extensions} extensions in 300 ms`);
+    // The core adds a run to the stats at each extension: all but the last part is in.
+    assert.ok(r.runNs <= r.end && r.runNs >= r.end - 30 * MS, `ran ${r.runNs} of ${r.end} ns`);
+  });
+}
+
+Deno.test("rtds: extendSlice goes on within the budget; a budget used up ends the slice (extratime or not)", () => {
+  // Extratime (the default): a new priority level and budget when the budget is spent, through
+  // a new grant, as rt_schedule runs then; extended where a replenishment refilled it meanwhile.
+  const x = runAlone(new RtdsScheduler(), {}, 100);
+  assert.ok(x.grants >= 10 && x.grants <= 26, `${x.grants} grants`);
+  assert.ok(x.extensions >= 5, `${x.extensions} extensions`);
+  assert.ok(x.runNs >= x.end - 4 * MS, `ran ${x.runNs} of ${x.end} ns`);
+  // Without extratime: 4 ms of every 10.
+  const r = runAlone(new RtdsScheduler(), { period_ms: 10, budget_ms: 4, extratime: false }, 100);
+  // 4 ms of every 10: about 10 grants, each extended up to its budget and no further.
+  assert.ok(r.grants >= 9 && r.grants <= 11, `${r.grants} grants`);
+  assert.ok(Math.abs(r.runNs - 0.4 * r.end) <= 0.02 * r.end, `ran ${r.runNs} of ${r.end} ns`);
 });
