@@ -85,3 +85,26 @@ Deno.test("on KVM: the core and the sandbox are SCHED_FIFO 3 and 2, a waiting EM
     await vmm.close();
   }
 });
+
+Deno.test("without CAP_SYS_NICE: waiting EMTs take the short slice, nothing is real-time, the VMs run", async () => {
+  requireKernel();
+  const fixture = new URL("./fixtures/unprivileged_sched.ts", import.meta.url).pathname;
+  const out = await new Deno.Command("setpriv", {
+    args: [
+      "--bounding-set=-sys_nice",
+      "--inh-caps=-sys_nice",
+      Deno.execPath(),
+      "run",
+      "-A",
+      "--unstable-worker-options",
+      fixture,
+    ],
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assert(out.success, new TextDecoder().decode(out.stderr));
+  const r = JSON.parse(text.trim().split("\n").at(-1)!);
+  assertEquals(r.kind, "short-slice");
+  assertEquals(r.fifoThreads, 0);
+  assert(r.progress > 0, `both VMs made progress: ${text}`);
+});
