@@ -5,6 +5,9 @@
  */
 import { deepStrictEqual as assertEquals, match, ok as assert } from "node:assert/strict";
 import { type SimResult, simulate, type SimVmSpec } from "../src/sim/mod.ts";
+import { type Vm, Vmm } from "../mod.ts";
+import { threadRunNs } from "../src/sched/host_threads.ts";
+import { KERNEL, requireKernel, sleep } from "./helpers/vmm.ts";
 
 const FAULTY = new URL("./fixtures/plugins/faulty.ts", import.meta.url).href;
 
@@ -141,4 +144,46 @@ Deno.test("watchdog: an endless loop is ejected (timeout) and the VMs run on", a
   match(r.ejections[0].detail, /pickNext did not answer within its budget of 20 ms/);
   assertRecovered(r);
   console.log(`endless loop ejected; whole run took ${wall.toFixed(0)} ms of wall time`);
+});
+
+// After the simulator's loop above, for the same reason (the stuck thread stays, demoted).
+Deno.test("watchdog on KVM: a real-time plugin stuck in a loop is ejected and demoted; the slot's CPU goes back to the vCPUs", async () => {
+  await requireKernel();
+  const threads = () => [...Deno.readDirSync("/proc/self/task")].map((e) => Number(e.name));
+  const policyOf = (tid: number) => {
+    const stat = Deno.readTextFileSync(`/proc/self/task/${tid}/stat`);
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[41 - 3]);
+  };
+  const before = new Set(threads());
+  const ejected: string[] = [];
+  const vmm = await Vmm.create({
+    scheduler: {
+      plugin: new URL("./fixtures/kvm_plugins/loops_on_tick.ts", import.meta.url).href,
+      slots: 1,
+      onEject: (info) => ejected.push(`${info.reason}: ${info.detail}`),
+    },
+  });
+  try {
+    const vms: Vm[] = [];
+    for (const name of ["x", "y"]) {
+      vms.push(await vmm.createVm({ name, kernel: KERNEL, cmdline: "workload=spin seconds=0" }));
+    }
+    for (const vm of vms) await vm.start();
+    await sleep(500); // the first tick (100 ms) never returns; the budget is 20 ms
+    assertEquals(ejected.length, 1, `ejections: ${ejected}`);
+    assert(/^timeout/.test(ejected[0]), ejected[0]);
+    // The plugin's thread ran real-time (SCHED_FIFO 2); stuck, it is now SCHED_IDLE (5).
+    const fresh = threads().filter((t) => !before.has(t));
+    assert(fresh.some((t) => policyOf(t) === 5), "no SCHED_IDLE thread after the ejection");
+    // rr runs the VMs on, and the slot's CPU is theirs again: the two EMTs' CPU time covers
+    // most of the window (a real-time spinner would leave them 5 %, Linux's RT throttling).
+    const emts = vms.flatMap((vm) => vm.emtThreadIds());
+    const cpu = () => emts.reduce((s, t) => s + threadRunNs(t), 0);
+    const c0 = cpu(), t0 = performance.now();
+    await sleep(500);
+    const share = (cpu() - c0) / ((performance.now() - t0) * 1e6);
+    assert(share > 0.8, `the vCPUs' threads had ${(share * 100).toFixed(1)} % of the slot's CPU`);
+  } finally {
+    await vmm.close();
+  }
 });

@@ -61,9 +61,9 @@ const SCHED_ATTR_SIZE = 56;
 /** Offsets in it. */
 const ATTR = { size: 0, policy: 4, flags: 8, nice: 16, priority: 20, runtime: 24 } as const;
 /** Policies (include/uapi/linux/sched.h). */
-const SCHED_OTHER = 0, SCHED_FIFO = 1;
-/** Fair-class policies, the ones a slice applies to: SCHED_OTHER, SCHED_BATCH, SCHED_IDLE. */
-const FAIR_POLICIES = [SCHED_OTHER, 3, 5];
+const SCHED_OTHER = 0, SCHED_FIFO = 1, SCHED_BATCH = 3, SCHED_IDLE = 5;
+/** Fair-class policies, the ones a slice applies to. */
+const FAIR_POLICIES = [SCHED_OTHER, SCHED_BATCH, SCHED_IDLE];
 
 /** The shortest slice Linux accepts (it clamps `sched_runtime` to 0.1-100 ms). */
 export const SHORT_SLICE_NS = 100_000;
@@ -107,6 +107,18 @@ export function withSlice(attr: SchedAttr, ns: number): SchedAttr | null {
   if (!FAIR_POLICIES.includes(dv.getUint32(ATTR.policy, true))) return null;
   dv.setBigUint64(ATTR.runtime, BigInt(Math.max(0, Math.round(ns))), true);
   return copy;
+}
+
+/**
+ * Moves thread `tid` to SCHED_IDLE: it runs only on CPU time no other thread of its CPU wants
+ * (sched(7)). Leaving a real-time policy this way needs no privilege.
+ */
+export function setThreadIdle(tid: number): boolean {
+  const attr = new Uint8Array(SCHED_ATTR_SIZE);
+  const dv = new DataView(attr.buffer);
+  dv.setUint32(ATTR.size, SCHED_ATTR_SIZE, true);
+  dv.setUint32(ATTR.policy, SCHED_IDLE, true);
+  return applyThreadAttr(tid, attr);
 }
 
 /** Moves thread `tid` to SCHED_FIFO `priority`; false when not permitted (CAP_SYS_NICE). */

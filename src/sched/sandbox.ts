@@ -11,12 +11,13 @@
  * Deno 2.9.6 caveat, measured here: `Worker.terminate()` does not stop a Worker that is stuck
  * in a JavaScript loop (the thread keeps a CPU busy and the process no longer exits on its own;
  * `Deno.exit` still works). So on a timeout we terminate, and, best effort, move the Worker's
- * thread to `SCHED_IDLE` (`chrt --idle -p 0 <tid>`, the thread found in `/proc/self/task` by its
- * name `worker-N`), so that a runaway plugin only gets CPU time nobody else wants.
+ * thread to `SCHED_IDLE` (sched_setattr through libc, else `chrt --idle -p 0 <tid>`; the thread
+ * found in `/proc/self/task` by its name `worker-N`), so that a runaway plugin only gets CPU time
+ * nobody else wants: it ran real-time until then.
  *
  * @module
  */
-import { threadRunNs } from "./host_threads.ts";
+import { setThreadIdle, threadRunNs } from "./host_threads.ts";
 import { pathToFileURL } from "node:url";
 import {
   type ChannelViews,
@@ -523,8 +524,17 @@ export class SandboxPolicy implements PolicyPort {
   }
 }
 
-/** Moves a runaway thread to SCHED_IDLE, best effort (needs `run` permission and `chrt`). */
+/**
+ * Moves a runaway thread to SCHED_IDLE, at once: it ran real-time (`affinity.ts`), where it
+ * would hold its CPU against every fair-class thread. Best effort: through libc (needs `ffi`
+ * permission), else `chrt` (needs `run`).
+ */
 function demoteThread(tid: number): void {
+  try {
+    if (setThreadIdle(tid)) return;
+  } catch {
+    // no FFI here: try chrt
+  }
   try {
     if (Deno.permissions.querySync({ name: "run", command: "chrt" }).state !== "granted") return;
     const child = new Deno.Command("chrt", {
