@@ -87,14 +87,19 @@ export function applyThreadAttr(tid: number, attr: SchedAttr): boolean {
   return libc().syscall(SYS_SCHED_SETATTR, BigInt(tid | 0), attr, 0n, 0n) === 0n;
 }
 
-/** SCHED_FIFO at `priority` (1-99): runs before every fair-class thread of its CPU. */
-export function realtimeAttr(priority: number): SchedAttr {
+/** A `struct sched_attr` for `policy` and its real-time `priority` (0 for the others). */
+function policyAttr(policy: number, priority = 0): SchedAttr {
   const attr = new Uint8Array(SCHED_ATTR_SIZE);
   const dv = new DataView(attr.buffer);
   dv.setUint32(ATTR.size, SCHED_ATTR_SIZE, true);
-  dv.setUint32(ATTR.policy, SCHED_FIFO, true);
+  dv.setUint32(ATTR.policy, policy, true);
   dv.setUint32(ATTR.priority, priority, true);
   return attr;
+}
+
+/** SCHED_FIFO at `priority` (1-99): runs before every fair-class thread of its CPU. */
+export function realtimeAttr(priority: number): SchedAttr {
+  return policyAttr(SCHED_FIFO, priority);
 }
 
 /**
@@ -114,11 +119,7 @@ export function withSlice(attr: SchedAttr, ns: number): SchedAttr | null {
  * (sched(7)). Leaving a real-time policy this way needs no privilege.
  */
 export function setThreadIdle(tid: number): boolean {
-  const attr = new Uint8Array(SCHED_ATTR_SIZE);
-  const dv = new DataView(attr.buffer);
-  dv.setUint32(ATTR.size, SCHED_ATTR_SIZE, true);
-  dv.setUint32(ATTR.policy, SCHED_IDLE, true);
-  return applyThreadAttr(tid, attr);
+  return applyThreadAttr(tid, policyAttr(SCHED_IDLE));
 }
 
 /** Moves thread `tid` to SCHED_FIFO `priority`; false when not permitted (CAP_SYS_NICE). */
