@@ -24,8 +24,10 @@ import { defaultPinMap } from "../src/sched/scheduler.ts";
 import { decodeTrace, TRACE, type TraceData } from "../src/trace/events.ts";
 import {
   applyThreadAttr,
+  processThreads,
   setThreadCpus,
   threadAttr,
+  threadPolicy,
   threadRunNs,
 } from "../src/sched/host_threads.ts";
 import { median, percentile } from "./stats.ts";
@@ -171,32 +173,20 @@ interface SpinSample {
   schedCpu: number;
 }
 
-/** [policy, rt priority] of thread `tid` of this process (proc(5), fields 41 and 40). */
-function policyOf(tid: number): [number, number] {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/self/task/${tid}/stat`);
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // f[0] is field 3
-    return [Number(f[38]), Number(f[37])];
-  } catch {
-    return [-1, -1];
-  }
-}
-
-/** Every thread of this process. */
-function threads(): number[] {
-  return [...Deno.readDirSync("/proc/self/task")].map((e) => Number(e.name));
-}
-
 /**
- * The scheduler's core and sandbox: of the threads not in `before`, the ones at their SCHED_FIFO
- * priorities (`affinity.ts`); none when real-time is not permitted.
+ * From now on, the CPU time of the scheduler's core and sandbox per ns of wall time: of the
+ * threads not in `before`, the ones at their SCHED_FIFO priorities (`affinity.ts`). The
+ * returned function reads it; NaN when real-time is not permitted (no such thread).
  */
-function schedulerThreads(before: Set<number>): number[] {
+function schedulerCpuMeter(before: Set<number>): () => number {
   const want: number[] = [REALTIME_PRIORITY.core, REALTIME_PRIORITY.sandbox];
-  return threads().filter((t) => {
-    const [policy, prio] = policyOf(t);
-    return !before.has(t) && policy === 1 && want.includes(prio);
+  const tids = processThreads().filter((t) => {
+    const p = threadPolicy(t);
+    return !before.has(t) && p?.policy === 1 && want.includes(p.priority);
   });
+  const cpu = () => tids.reduce((s, t) => s + threadRunNs(t), 0);
+  const c0 = cpu(), t0 = performance.now();
+  return () => tids.length ? (cpu() - c0) / ((performance.now() - t0) * 1e6) : NaN;
 }
 
 /** Spin iterations per second of `count` 1-vCPU VMs, with or without a scheduler. */
@@ -206,7 +196,7 @@ async function spinRate(
   count: number,
   options: { pin?: boolean; extendSlices?: boolean } = {},
 ): Promise<SpinSample> {
-  const before = new Set(threads());
+  const before = new Set(processThreads());
   const vmm = await Vmm.create(
     scheduled
       ? {
@@ -223,7 +213,7 @@ async function spinRate(
   try {
     const vms: Vm[] = [];
     for (const name of ["e1", "e2"].slice(0, count)) {
-      vms.push(await vmm.createVm({ name, kernel: KERNEL, cmdline: "workload=spin seconds=0" }));
+      vms.push(await vmm.createVm({ name, kernel: KERNEL, cmdline: SPIN }));
     }
     for (const vm of vms) await vm.start();
     if (!scheduled) {
@@ -233,15 +223,11 @@ async function spinRate(
     }
     await sleep(200);
     const it = () => vms.reduce((s, vm) => s + Number(vm.stats()!.vcpus[0].iterations), 0);
-    const tids = scheduled ? schedulerThreads(before) : [];
-    const cpu = () => tids.reduce((s, t) => s + threadRunNs(t), 0);
-    const i0 = it(), c0 = cpu(), t0 = performance.now();
+    const meter = schedulerCpuMeter(before);
+    const i0 = it(), t0 = performance.now();
     await sleep(seconds * 1000);
-    const i1 = it(), c1 = cpu(), t1 = performance.now();
-    return {
-      rate: (i1 - i0) / ((t1 - t0) / 1000),
-      schedCpu: tids.length ? (c1 - c0) / ((t1 - t0) * 1e6) : NaN,
-    };
+    const i1 = it(), t1 = performance.now();
+    return { rate: (i1 - i0) / ((t1 - t0) / 1000), schedCpu: meter() };
   } finally {
     await vmm.close();
   }
@@ -318,7 +304,7 @@ export interface BesideResult {
 export async function benchEnforcementBeside(rounds = 9, seconds = 1): Promise<BesideResult> {
   const slotCpu = defaultPinMap(1)[0], otherCpu = slotCpu === 0 ? 1 : 0;
   const round = async (scheduled: boolean): Promise<{ ratio: number; schedCpu: number }> => {
-    const before = new Set(threads());
+    const before = new Set(processThreads());
     const measured = await Vmm.create(
       scheduled ? { scheduler: { plugin: RR, params: { slice_ms: 10 }, slots: 1 } } : {},
     );
@@ -332,15 +318,10 @@ export async function benchEnforcementBeside(rounds = 9, seconds = 1): Promise<B
       setThreadCpus(b.emtThreadIds()[0], [otherCpu]);
       await sleep(200);
       const it = (vm: Vm) => Number(vm.stats()!.vcpus[0].iterations);
-      const tids = scheduled ? schedulerThreads(before) : [];
-      const cpu = () => tids.reduce((s, t) => s + threadRunNs(t), 0);
-      const a0 = it(a), b0 = it(b), c0 = cpu(), t0 = performance.now();
+      const meter = schedulerCpuMeter(before);
+      const a0 = it(a), b0 = it(b);
       await sleep(seconds * 1000);
-      const a1 = it(a), b1 = it(b), c1 = cpu(), t1 = performance.now();
-      return {
-        ratio: (a1 - a0) / (b1 - b0),
-        schedCpu: tids.length ? (c1 - c0) / ((t1 - t0) * 1e6) : NaN,
-      };
+      return { ratio: (it(a) - a0) / (it(b) - b0), schedCpu: meter() };
     } finally {
       await measured.close();
       await beside.close();

@@ -8,51 +8,37 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { KERNEL, requireKernel, sleep } from "./helpers/vmm.ts";
 import { Vmm } from "../mod.ts";
 import { REALTIME_PRIORITY } from "../src/sched/affinity.ts";
-import { setThreadNice, threadAttr, WaitPolicy } from "../src/sched/host_threads.ts";
-
-/** [policy, rt priority, nice] of thread `tid` of this process, from /proc (proc(5)). */
-function policyOf(tid: number): [number, number, number] {
-  const stat = Deno.readTextFileSync(`/proc/self/task/${tid}/stat`);
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // f[0] is field 3, state
-  return [Number(f[41 - 3]), Number(f[40 - 3]), Number(f[19 - 3])];
-}
-
-/** Every thread of this process. */
-function threads(): number[] {
-  return [...Deno.readDirSync("/proc/self/task")].map((e) => Number(e.name));
-}
+import {
+  processThreads,
+  setThreadNice,
+  threadPolicy,
+  WaitPolicy,
+} from "../src/sched/host_threads.ts";
 
 Deno.test("WaitPolicy: real-time while waiting, back to the thread's own nice level and default slice while holding", () => {
-  const started = threadAttr(0)!;
+  const started = threadPolicy(0)!;
   assert(setThreadNice(0, 3));
   try {
     const p = WaitPolicy.forCallingThread(REALTIME_PRIORITY.waitingEmt);
     assert(p !== null);
     assertEquals(p.kind, "realtime");
-    const attr = () => {
-      const dv = new DataView(threadAttr(0)!.buffer);
-      return {
-        policy: dv.getUint32(4, true),
-        nice: dv.getInt32(16, true),
-        prio: dv.getUint32(20, true),
-      };
-    };
-    assertEquals(attr(), { policy: 1, nice: 0, prio: REALTIME_PRIORITY.waitingEmt });
+    const attr = () => threadPolicy(0)!;
+    assertEquals(attr(), { policy: 1, nice: 0, priority: REALTIME_PRIORITY.waitingEmt });
     p.holding();
-    assertEquals(attr(), { policy: 0, nice: 3, prio: 0 });
+    assertEquals(attr(), { policy: 0, nice: 3, priority: 0 });
     p.holding(); // idempotent
     p.waiting();
     assertEquals(attr().policy, 1);
     p.holding();
     assertEquals(attr().policy, 0);
   } finally {
-    setThreadNice(0, new DataView(started.buffer).getInt32(16, true));
+    setThreadNice(0, started.nice);
   }
 });
 
 Deno.test("on KVM: the core and the sandbox are SCHED_FIFO 3 and 2, a waiting EMT FIFO 1, the EMT holding the slot fair-class", async () => {
   requireKernel();
-  const before = new Set(threads().filter((t) => policyOf(t)[0] === 1));
+  const before = new Set(processThreads().filter((t) => threadPolicy(t)?.policy === 1));
   const vmm = await Vmm.create({ scheduler: { plugin: "plugins/rr.ts", slots: 1 } });
   try {
     const spin = await vmm.createVm({
@@ -71,14 +57,15 @@ Deno.test("on KVM: the core and the sandbox are SCHED_FIFO 3 and 2, a waiting EM
     const [spinTid] = spin.emtThreadIds();
     const [sleeperTid] = sleeper.emtThreadIds();
     // The spinner is alone on the slot (its slice is extended); the sleeper waits for its timer.
-    assertEquals(policyOf(spinTid)[0], 0);
-    assertEquals(policyOf(sleeperTid).slice(0, 2), [1, REALTIME_PRIORITY.waitingEmt]);
+    assertEquals(threadPolicy(spinTid)!.policy, 0);
+    const waiting = threadPolicy(sleeperTid)!;
+    assertEquals([waiting.policy, waiting.priority], [1, REALTIME_PRIORITY.waitingEmt]);
     const emts = new Set([spinTid, sleeperTid]);
-    const others = threads()
+    const others = processThreads()
       .filter((t) => !before.has(t) && !emts.has(t))
-      .map(policyOf)
-      .filter(([policy]) => policy === 1)
-      .map(([, prio]) => prio)
+      .map(threadPolicy)
+      .filter((p) => p?.policy === 1)
+      .map((p) => p!.priority)
       .sort();
     assertEquals(others, [REALTIME_PRIORITY.sandbox, REALTIME_PRIORITY.core]);
   } finally {

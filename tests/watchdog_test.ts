@@ -6,7 +6,7 @@
 import { deepStrictEqual as assertEquals, match, ok as assert } from "node:assert/strict";
 import { type SimResult, simulate, type SimVmSpec } from "../src/sim/mod.ts";
 import { type Vm, Vmm } from "../mod.ts";
-import { threadRunNs } from "../src/sched/host_threads.ts";
+import { processThreads, threadPolicy, threadRunNs } from "../src/sched/host_threads.ts";
 import { KERNEL, requireKernel, sleep } from "./helpers/vmm.ts";
 
 const FAULTY = new URL("./fixtures/plugins/faulty.ts", import.meta.url).href;
@@ -149,12 +149,7 @@ Deno.test("watchdog: an endless loop is ejected (timeout) and the VMs run on", a
 // After the simulator's loop above, for the same reason (the stuck thread stays, demoted).
 Deno.test("watchdog on KVM: a real-time plugin stuck in a loop is ejected and demoted; the slot's CPU goes back to the vCPUs", async () => {
   await requireKernel();
-  const threads = () => [...Deno.readDirSync("/proc/self/task")].map((e) => Number(e.name));
-  const policyOf = (tid: number) => {
-    const stat = Deno.readTextFileSync(`/proc/self/task/${tid}/stat`);
-    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[41 - 3]);
-  };
-  const before = new Set(threads());
+  const before = new Set(processThreads());
   const ejected: string[] = [];
   const vmm = await Vmm.create({
     scheduler: {
@@ -173,8 +168,11 @@ Deno.test("watchdog on KVM: a real-time plugin stuck in a loop is ejected and de
     assertEquals(ejected.length, 1, `ejections: ${ejected}`);
     assert(/^timeout/.test(ejected[0]), ejected[0]);
     // The plugin's thread ran real-time (SCHED_FIFO 2); stuck, it is now SCHED_IDLE (5).
-    const fresh = threads().filter((t) => !before.has(t));
-    assert(fresh.some((t) => policyOf(t) === 5), "no SCHED_IDLE thread after the ejection");
+    const fresh = processThreads().filter((t) => !before.has(t));
+    assert(
+      fresh.some((t) => threadPolicy(t)?.policy === 5),
+      "no SCHED_IDLE thread after the ejection",
+    );
     // rr runs the VMs on, and the slot's CPU is theirs again: the two EMTs' CPU time covers
     // most of the window (a real-time spinner would leave them 5 %, Linux's RT throttling).
     const emts = vms.flatMap((vm) => vm.emtThreadIds());

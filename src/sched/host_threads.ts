@@ -181,6 +181,33 @@ export class WaitPolicy {
   }
 }
 
+/** A thread's scheduling policy (sched.h numbers: 0 other, 1 FIFO, 5 idle...) and levels. */
+export interface ThreadPolicy {
+  /** `sched_policy`. */
+  policy: number;
+  /** Real-time priority (0 for the fair-class policies). */
+  priority: number;
+  /** Nice level (fair-class policies). */
+  nice: number;
+}
+
+/** The policy of thread `tid` of this process (0: the calling thread); null when it is gone. */
+export function threadPolicy(tid: number): ThreadPolicy | null {
+  const attr = threadAttr(tid);
+  if (attr === null) return null;
+  const dv = new DataView(attr.buffer);
+  return {
+    policy: dv.getUint32(ATTR.policy, true),
+    priority: dv.getUint32(ATTR.priority, true),
+    nice: dv.getInt32(ATTR.nice, true),
+  };
+}
+
+/** Every thread of this process (`/proc/self/task`). */
+export function processThreads(): number[] {
+  return [...Deno.readDirSync("/proc/self/task")].map((e) => Number(e.name));
+}
+
 /**
  * ns a thread of this process has run on a CPU (`/proc/self/task/TID/schedstat`, first
  * field). The host baseline's share comes from here: a free EMT in a guest that never exits
