@@ -348,8 +348,7 @@ export class Credit2Scheduler implements SchedulerPlugin {
     u.chargedNs = 0;
     if (this.#hasCap(u)) return null;
     // Nobody else is queued, so its own credit decides the reset (see DEVIATION above).
-    const minTime = Math.max(CSCHED2_MIN_TIMER, this.#ctx?.ratelimitNs ?? 0);
-    if (this.#c2t(u.credit, u) <= minTime) this.#resetCredit(now, u);
+    if (this.#c2t(u.credit, u) <= this.#minRuntime()) this.#resetCredit(now, u);
     return this.#runtime(u);
   }
 
@@ -482,12 +481,17 @@ export class Credit2Scheduler implements SchedulerPlugin {
     return snext;
   }
 
+  /** The shortest run `csched2_runtime` gives: `CSCHED2_MIN_TIMER`, or the rate limit if longer. */
+  #minRuntime(): number {
+    return Math.max(CSCHED2_MIN_TIMER, this.#ctx?.ratelimitNs ?? 0);
+  }
+
   /**
    * `csched2_runtime`: run until our credit falls to the next waiting vCPU's (or to 0), within
    * [max(`CSCHED2_MIN_TIMER`, rate limit), `CSCHED2_MAX_TIMER`], and within the cap budget.
    */
   #runtime(snext: Unit): number {
-    const minTime = Math.max(CSCHED2_MIN_TIMER, this.#ctx?.ratelimitNs ?? 0);
+    const minTime = this.#minRuntime();
     let rtCredit = snext.credit;
     const swait = this.#runq[0];
     const swaitCredit = swait && swait.credit > 0 ? swait.credit : 0;

@@ -224,9 +224,7 @@ export class RtdsScheduler implements SchedulerPlugin {
     snext.lastRan = now;
     snext.chargedNs = 0;
     spc.curr = snext;
-    // "Invoke the scheduler next time": when the budget runs out.
-    const maxSlice = this.#ctx?.maxSliceNs ?? snext.curBudget;
-    return { vcpu: snext.id, sliceNs: Math.max(1, Math.min(snext.curBudget, maxSlice)) };
+    return { vcpu: snext.id, sliceNs: this.#slice(snext) };
   }
 
   /** `rt_unit_sleep` (+ the burn of `rt_schedule`): the budget is kept for later. */
@@ -294,8 +292,12 @@ export class RtdsScheduler implements SchedulerPlugin {
     u.chargedNs = 0;
     this.#replenish(now, new Set()); // a late timer: nobody waits, nothing to tickle
     if (u.depleted) return null;
-    const maxSlice = this.#ctx?.maxSliceNs ?? u.curBudget;
-    return Math.max(1, Math.min(u.curBudget, maxSlice));
+    return this.#slice(u);
+  }
+
+  /** "Invoke the scheduler next time": when `u`'s budget runs out (within the core's bound). */
+  #slice(u: Unit): number {
+    return Math.max(1, Math.min(u.curBudget, this.#ctx?.maxSliceNs ?? u.curBudget));
   }
 
   /** `repl_timer_handler`: replenish every vCPU whose deadline passed, tickle as needed. */
