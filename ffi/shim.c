@@ -80,7 +80,7 @@ struct shim_emt {
   _Atomic uint32_t poke_request; /* 8: set by shim_poke, consumed by shim_run */
   _Atomic int32_t tid;           /* 12: the EMT's thread id */
   int32_t vcpu_fd;               /* 16 */
-  int32_t pad0;                  /* 20 */
+  int32_t cpu;                   /* 20: the host CPU shim_wake_on pinned it to (-1: none) */
   struct kvm_run *run;           /* 24 */
   struct shim_global *global;    /* 32 */
   int64_t armed_deadline;        /* 40: deadline the thread timer is armed for (0: none) */
@@ -173,6 +173,7 @@ int32_t shim_attach(struct shim_emt *e, struct shim_global *g, int32_t vcpu_fd, 
   e->run = (struct kvm_run *)run;
   e->global = g;
   e->armed_deadline = 0;
+  e->cpu = -1;
   atomic_store(&e->arm_lock, 0);
   atomic_store(&e->state, EMT_HOST);
   sigset_t set;
@@ -360,6 +361,24 @@ int32_t shim_wake(struct shim_emt *e) {
 }
 
 /*
+ * Wakes the EMT for a grant on host CPU `cpu` (-1: wherever it is). An EMT pinned elsewhere
+ * is moved first (sched_setaffinity on its thread), so that the wake-up already lands on the
+ * slot's CPU: woken on its old CPU it waited there behind that CPU's real-time threads while
+ * the slot's CPU idled, before it could move itself. Returns shim_wake's result, or -errno.
+ */
+int32_t shim_wake_on(struct shim_emt *e, int32_t cpu) {
+  int32_t tid = atomic_load(&e->tid);
+  if (cpu >= 0 && cpu != e->cpu && tid > 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(tid, sizeof set, &set) != 0) return -errno;
+    e->cpu = cpu;
+  }
+  return shim_wake(e);
+}
+
+/*
  * Forces the EMT out of KVM_RUN. The request is always recorded (shim_run consumes it
  * before entering); the signal is sent only when the EMT is in guest mode. Returns 1 when
  * it signalled, 0 when it only recorded.
@@ -373,18 +392,4 @@ int32_t shim_poke(struct shim_emt *e) {
   atomic_fetch_add(&e->counters[C_POKES], 1);
   syscall(SYS_tgkill, getpid(), tid, shim_signal);
   return 1;
-}
-
-/* Pins the calling thread to one host CPU (cpu < 0: all CPUs). Returns 0 or -errno. */
-int32_t shim_pin(int32_t cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (cpu < 0) {
-    if (sched_getaffinity(0, sizeof set, &set) != 0) return -errno;
-    long n = sysconf(_SC_NPROCESSORS_CONF);
-    for (long i = 0; i < n; i++) CPU_SET(i, &set);
-  } else {
-    CPU_SET(cpu, &set);
-  }
-  return sched_setaffinity(0, sizeof set, &set) == 0 ? 0 : -errno;
 }

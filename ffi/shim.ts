@@ -31,9 +31,9 @@ export const SHIM_SYMBOLS = {
     result: "i32",
   },
   shim_wake: { parameters: ["pointer"], result: "i32" },
+  shim_wake_on: { parameters: ["pointer", "i32"], result: "i32" },
   shim_poke: { parameters: ["pointer"], result: "i32" },
   shim_extend: { parameters: ["pointer", "f64", "f64"], result: "i32" },
-  shim_pin: { parameters: ["i32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The opened shim library. */

@@ -95,6 +95,40 @@ Deno.test("a wake that races ahead of halt is never lost (1,000 races)", async (
   assertEquals(readCounters(block, 0).wakes, rounds);
 });
 
+Deno.test("wake_on moves a halted EMT to the slot's CPU before waking it", async () => {
+  const cpus = navigator.hardwareConcurrency;
+  const rounds = 8;
+  const block = new SharedArrayBuffer(EMT_BLOCK_SIZE);
+  const sync = new SharedArrayBuffer(4);
+  const done = new Int32Array(sync);
+  const worker = new Worker(new URL("./helpers/shim_worker.ts", import.meta.url), {
+    type: "module",
+  });
+  const result = new Promise<{ seen: { cpu: number; allowed: string }[] }>((r) =>
+    worker.onmessage = (ev) => r(ev.data)
+  );
+  worker.postMessage({ op: "wake-on", shimPath, block, sync, rounds });
+  const e = Deno.UnsafePointer.of(block);
+  while (Atomics.load(new Int32Array(block), EMT_WORD.tid) === 0) {
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  const targets = Array.from({ length: rounds }, (_, i) => (cpus - 1 - i % cpus + cpus) % cpus);
+  for (let i = 0; i < rounds; i++) {
+    // Let it reach its halt, so that the wake-up is a real one from the futex.
+    while (Atomics.load(new Int32Array(block), EMT_WORD.state) !== EMT_STATE.halted) {
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    assertEquals(shim.shim_wake_on(e, targets[i]), 1);
+    while (Atomics.load(done, 0) <= i) {
+      if (Atomics.wait(done, 0, i, 3000) === "timed-out") throw new Error(`round ${i}: no return`);
+    }
+  }
+  const { seen } = await result;
+  worker.terminate();
+  assertEquals(seen.map((s) => s.cpu), targets);
+  assertEquals(seen.map((s) => s.allowed), targets.map(String));
+});
+
 /** A one-vCPU VM whose guest spins in real mode (`jmp $` at 0x1000). */
 function spinningVm(kvm: Kvm) {
   const vm = kvm.createVm();

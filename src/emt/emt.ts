@@ -87,8 +87,6 @@ export class Emt {
   #grantGuestNs0 = 0;
   /** A `runnable` event is posted and not answered by a grant yet. */
   #runnablePosted = false;
-  /** Host CPU this thread is pinned to (-1: not pinned). */
-  #pinnedCpu = -1;
   #nsGuest: BigUint64Array;
   /** How this thread runs while it waits for a grant and while it holds one. */
   #waitPolicy: WaitPolicy | null = null;
@@ -269,11 +267,7 @@ export class Emt {
       this.#grant = g;
       this.#runnablePosted = false;
       this.#grantGuestNs0 = Number(this.#nsGuest[0]);
-      // Move to the slot's CPU while still real-time: as a fair-class thread on the old CPU it
-      // could wait there behind that CPU's vCPU until the next tick.
-      if (g.pinCpu >= 0 && g.pinCpu !== this.#pinnedCpu) {
-        if (shim.shim_pin(g.pinCpu) === 0) this.#pinnedCpu = g.pinCpu;
-      }
+      // The core moved this thread to the slot's CPU before waking it (shim_wake_on).
       this.#waitPolicy?.holding();
     }
     const g = this.#grant;

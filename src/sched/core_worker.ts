@@ -125,9 +125,9 @@ class CoreThread {
           generation: a.generation,
           slot: a.slot,
           sliceDeadline: a.deadline,
-          pinCpu: pin.length ? pin[a.slot] : -1,
         });
-        this.#shim.shim_wake(v.emt);
+        // Moved to the slot's CPU before the wake-up, which then lands there.
+        this.#shim.shim_wake_on(v.emt, pin.length ? pin[a.slot] : -1);
       } else if (a.type === "extend") {
         // The vCPU goes on in guest mode: a new deadline in its grant, its timer moved.
         const t = this.#lastNow;

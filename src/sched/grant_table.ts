@@ -35,7 +35,7 @@ const ENTRY_F64 = 4;
 /** Ring entries per vCPU: an EMT has at most a few events in flight (it waits for grants). */
 export const RING_ENTRIES = 8;
 
-const W = { grantGen: 0, slot: 1, revokedGen: 2, head: 3, tail: 4, pinCpu: 5 } as const;
+const W = { grantGen: 0, slot: 1, revokedGen: 2, head: 3, tail: 4 } as const;
 const F_DEADLINE = 3;
 
 /** Scheduling events an EMT reports. */
@@ -80,8 +80,6 @@ export interface Grant {
   slot: number;
   /** CLOCK_MONOTONIC ns at which the slice ends. */
   sliceDeadline: number;
-  /** Host CPU of the slot, or -1 when slots are not pinned. */
-  pinCpu: number;
 }
 
 /** Allocates the shared memory for `vcpus` records. */
@@ -136,7 +134,6 @@ export class GrantRecordEmt {
       generation: gen,
       slot: Atomics.load(this.#i32, W.slot),
       sliceDeadline: this.#f64[F_DEADLINE],
-      pinCpu: Atomics.load(this.#i32, W.pinCpu),
     };
   }
 
@@ -191,7 +188,6 @@ export class GrantTableCore {
     const b = vcpu * RECORD_BYTES;
     this.#f64[b / 8 + F_DEADLINE] = g.sliceDeadline;
     Atomics.store(this.#i32, b / 4 + W.slot, g.slot);
-    Atomics.store(this.#i32, b / 4 + W.pinCpu, g.pinCpu);
     Atomics.store(this.#i32, b / 4 + W.grantGen, g.generation); // last: publishes the rest
   }
 

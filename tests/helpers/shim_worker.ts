@@ -16,6 +16,13 @@ type Command =
     rounds: number;
   }
   | {
+    op: "wake-on";
+    shimPath: string;
+    block: SharedArrayBuffer;
+    sync: SharedArrayBuffer;
+    rounds: number;
+  }
+  | {
     op: "run-until-poked";
     shimPath: string;
     block: SharedArrayBuffer;
@@ -42,6 +49,21 @@ self.onmessage = (ev: MessageEvent<Command>) => {
     }
     shim.shim_detach(e);
     self.postMessage({ timeouts });
+  } else if (cmd.op === "wake-on") {
+    shim.shim_attach(e, null, -1, null);
+    const seen: { cpu: number; allowed: string }[] = [];
+    for (let i = 0; i < cmd.rounds; i++) {
+      shim.shim_halt(e, shim.shim_now_f64() + 2e9, 1, 0);
+      // Field 39 of stat: the CPU the thread last ran on (here: now).
+      const stat = Deno.readTextFileSync("/proc/thread-self/stat");
+      const cpu = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[36]);
+      const status = Deno.readTextFileSync("/proc/thread-self/status");
+      seen.push({ cpu, allowed: /Cpus_allowed_list:\s*(\S+)/.exec(status)![1] });
+      Atomics.add(sync, 0, 1);
+      Atomics.notify(sync, 0);
+    }
+    shim.shim_detach(e);
+    self.postMessage({ seen });
   } else {
     const run = mmap(cmd.runSize, { fd: cmd.vcpuFd, shared: true });
     shim.shim_attach(e, null, cmd.vcpuFd, run);
