@@ -19,6 +19,7 @@ export const SHIM_SYMBOLS = {
   shim_init: { parameters: [], result: "i32" },
   shim_now: { parameters: [], result: "i64" },
   shim_now_f64: { parameters: [], result: "f64" },
+  shim_thread_cpu_ns: { parameters: [], result: "f64" },
   shim_layout: { parameters: ["i32"], result: "i32" },
   shim_attach: {
     parameters: ["pointer", "pointer", "i32", "pointer"],

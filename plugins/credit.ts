@@ -26,7 +26,8 @@
  * Where this plugin departs from credit.c, on purpose (each is marked `DEVIATION` below):
  *
  * 1. Credits are burned exactly at every halt and deschedule (the time the vCPU held its slot,
- *    at least the core's `ranNs`) and for a running vCPU at every tick, as credit.c does since
+ *    less the time other host threads took its EMT's CPU, `stolenNs`; a tick's charge of
+ *    that time is given back at the release) and for a running vCPU at every tick, as credit.c does since
  *    Xen changeset 78c9b2a64b38 ("Accurate accounting for credit scheduler", 2007), **and** a
  *    vCPU joins the active list whenever it burns credit, not only when a tick finds it
  *    running. In credit.c a vCPU that always halts just before the tick never becomes active,
@@ -314,14 +315,14 @@ export class CreditScheduler implements SchedulerPlugin {
   }
 
   /** `csched_unit_sleep` (and the burn in `csched_schedule` if it was running). */
-  onHalt(vcpu: VcpuId, now: number, ranNs: number): void {
+  onHalt(vcpu: VcpuId, now: number, _ranNs: number, stolenNs = 0): void {
     this.#now = now;
     const u = this.#units.get(vcpu);
     if (!u) return;
     if (u.state === "running") {
       const spc = this.#pcpus[u.slot];
       if (spc.curr === u) spc.curr = null;
-      this.#burnRan(u, this.#held(u, now, ranNs));
+      this.#burnRan(u, this.#held(u, now, stolenNs));
     } else if (u.onRunq) {
       this.#runqRemove(u);
     }
@@ -348,16 +349,17 @@ export class CreditScheduler implements SchedulerPlugin {
   onDeschedule(
     vcpu: VcpuId,
     slot: SlotId,
-    ranNs: number,
+    _ranNs: number,
     reason: DescheduleReason,
     now: number,
+    stolenNs = 0,
   ): void {
     this.#now = now;
     const u = this.#units.get(vcpu);
     if (!u) return;
     const spc = this.#pcpus[slot];
     if (spc.curr === u) spc.curr = null;
-    if (u.state === "running") this.#burnRan(u, this.#held(u, now, ranNs));
+    if (u.state === "running") this.#burnRan(u, this.#held(u, now, stolenNs));
     u.state = "runnable";
     u.slot = slot;
     if (reason === "yield") u.yielding = true; // csched_unit_yield
@@ -425,13 +427,15 @@ export class CreditScheduler implements SchedulerPlugin {
 
   /**
    * What a grant is charged: the time the vCPU held its slot (grant to release), as Xen charges
-   * `now - start_time` from the context switch; never less than the guest time `ranNs`. The
-   * core's `ranNs` is guest time only, so a vCPU that halts and wakes every few microseconds
-   * would otherwise not pay for the EMT hand-offs it makes its slot spend (the simulator's
-   * `handoffNs`, about 20 us per grant on these machines).
+   * `now - start_time` from the context switch, less `stolenNs`, the time other host threads
+   * held its EMT's CPU. On Xen nothing else runs on a vCPU's pCPU; on a host V8's compiler and
+   * GC helpers can take it for up to a kernel tick (4 ms here), and that is not the vCPU's use.
+   * Hand-offs stay charged: a vCPU that halts and wakes every few microseconds pays for the
+   * slot time its hand-offs spend (the simulator's `handoffNs`, about 20 us per grant here).
+   * Guest time is no floor: a vCPU preempted inside KVM_RUN counts it as guest time.
    */
-  #held(u: Unit, now: number, ranNs: number): number {
-    return Math.max(ranNs, now - u.grantAt);
+  #held(u: Unit, now: number, stolenNs = 0): number {
+    return Math.max(0, now - u.grantAt - stolenNs);
   }
 
   /** Charges what is left of the grant's `ranNs` (a halt or a deschedule). */

@@ -8,9 +8,9 @@
  * - Credit is time, in ns. Every vCPU starts with `CSCHED2_CREDIT_INIT` = 10 ms of credit.
  * - A running vCPU **burns** credit at a rate inversely proportional to its VM's weight:
  *   `ran × max_weight / weight` (`t2c_update`), so the heaviest vCPU burns 1 ns per ns and a
- *   vCPU with half the weight burns twice as fast; `ran` is the time it held its slot (at least
- *   the core's `ranNs`), as credit2.c charges `now - start_time`. Credit never goes below
- *   -10 ms.
+ *   vCPU with half the weight burns twice as fast; `ran` is the time it held its slot, as
+ *   credit2.c charges `now - start_time`, less the time other host threads held its EMT's CPU
+ *   (`stolenNs`, see `#held`). Credit never goes below -10 ms.
  * - The run queue is ordered by credit, highest first (`runq_insert`); a free slot runs the
  *   vCPU with the most credit (`runq_candidate`). No priorities, no BOOST: a vCPU that woke from
  *   a halt simply tends to have more credit left than the hogs, and preempts the running vCPU
@@ -275,14 +275,14 @@ export class Credit2Scheduler implements SchedulerPlugin {
   }
 
   /** `csched2_unit_sleep` (+ `burn_credits` and `csched2_context_saved` if it was running). */
-  onHalt(vcpu: VcpuId, now: number, ranNs: number): void {
+  onHalt(vcpu: VcpuId, now: number, _ranNs: number, stolenNs = 0): void {
     this.#now = now;
     const u = this.#units.get(vcpu);
     if (!u) return;
     if (u.state === "running") {
       const spc = this.#pcpus[u.slot];
       if (spc.curr === u) spc.curr = null;
-      this.#burnRan(u, this.#held(u, now, ranNs));
+      this.#burnRan(u, this.#held(u, now, stolenNs));
       this.#returnBudget(u);
     }
     if (u.onRunq) this.#runqRemove(u);
@@ -309,16 +309,17 @@ export class Credit2Scheduler implements SchedulerPlugin {
   onDeschedule(
     vcpu: VcpuId,
     slot: SlotId,
-    ranNs: number,
+    _ranNs: number,
     reason: DescheduleReason,
     now: number,
+    stolenNs = 0,
   ): void {
     this.#now = now;
     const u = this.#units.get(vcpu);
     if (!u) return;
     const spc = this.#pcpus[slot];
     if (spc.curr === u) spc.curr = null;
-    if (u.state === "running") this.#burnRan(u, this.#held(u, now, ranNs));
+    if (u.state === "running") this.#burnRan(u, this.#held(u, now, stolenNs));
     u.state = "runnable";
     u.slot = slot;
     if (reason === "yield") u.yielding = true; // csched2_unit_yield
@@ -338,11 +339,11 @@ export class Credit2Scheduler implements SchedulerPlugin {
    * minimum of credit is left, so that the vCPU goes on for a full slice instead of a short one
    * and an exit. Everyone gets the same reset, that minimum (1 ms by default) earlier at most.
    */
-  extendSlice(vcpu: VcpuId, _slot: SlotId, ranNs: number, now: number): number | null {
+  extendSlice(vcpu: VcpuId, _slot: SlotId, _ranNs: number, now: number): number | null {
     this.#now = now;
     const u = this.#units.get(vcpu);
     if (!u || u.state !== "running") return null;
-    this.#burnRan(u, this.#held(u, now, ranNs));
+    this.#burnRan(u, this.#held(u, now));
     // From here the next report counts from now, extended or not (the contract).
     u.grantAt = now;
     u.chargedNs = 0;
@@ -393,13 +394,15 @@ export class Credit2Scheduler implements SchedulerPlugin {
 
   /**
    * What a grant is charged: the time the vCPU held its slot (grant to release), as Xen charges
-   * `now - start_time` from the context switch; never less than the guest time `ranNs`. The
-   * core's `ranNs` is guest time only, so a vCPU that halts and wakes every few microseconds
-   * would otherwise not pay for the EMT hand-offs it makes its slot spend (the simulator's
-   * `handoffNs`, about 20 us per grant on these machines).
+   * `now - start_time` from the context switch, less `stolenNs`, the time other host threads
+   * held its EMT's CPU. On Xen nothing else runs on a vCPU's pCPU; on a host V8's compiler and
+   * GC helpers can take it for up to a kernel tick (4 ms here), and that is not the vCPU's use.
+   * Hand-offs stay charged: a vCPU that halts and wakes every few microseconds pays for the
+   * slot time its hand-offs spend (the simulator's `handoffNs`, about 20 us per grant here).
+   * Guest time is no floor: a vCPU preempted inside KVM_RUN counts it as guest time.
    */
-  #held(u: Unit, now: number, ranNs: number): number {
-    return Math.max(ranNs, now - u.grantAt);
+  #held(u: Unit, now: number, stolenNs = 0): number {
+    return Math.max(0, now - u.grantAt - stolenNs);
   }
 
   /** Charge the rest of the grant's `ranNs`. */

@@ -23,8 +23,9 @@
  *   (`priority_level++`), below every vCPU still within its reservation, and keeps running in
  *   the background; without it, it waits (depleted queue) for its next period.
  *
- * Budget is burned by the time a vCPU held its slot (at least the core's `ranNs`), as rt.c burns
- * `now - last_start`. DEVIATION: among equal priorities the vCPU that ran least recently goes
+ * Budget is burned by the time a vCPU held its slot, as rt.c burns `now - last_start`, less the
+ * time other host threads held its EMT's CPU meanwhile (`stolenNs`: on Xen nothing else runs
+ * on the vCPU's pCPU; on a host V8's helper threads can, for up to a kernel tick). DEVIATION: among equal priorities the vCPU that ran least recently goes
  * first (see `#runqInsert`).
  *
  * Replenishment: rt.c arms a timer at the earliest deadline (`repl_timer_handler`). Plugins have
@@ -228,14 +229,14 @@ export class RtdsScheduler implements SchedulerPlugin {
   }
 
   /** `rt_unit_sleep` (+ the burn of `rt_schedule`): the budget is kept for later. */
-  onHalt(vcpu: VcpuId, now: number, ranNs: number): void {
+  onHalt(vcpu: VcpuId, now: number, _ranNs: number, stolenNs = 0): void {
     this.#now = now;
     const u = this.#units.get(vcpu);
     if (!u) return;
     if (u.state === "running") {
       const p = this.#pcpus[u.slot];
       if (p.curr === u) p.curr = null;
-      this.#burnRan(u, this.#held(u, now, ranNs));
+      this.#burnRan(u, this.#held(u, now, stolenNs));
     }
     this.#qRemove(u);
     u.state = "halted";
@@ -261,16 +262,17 @@ export class RtdsScheduler implements SchedulerPlugin {
   onDeschedule(
     vcpu: VcpuId,
     slot: SlotId,
-    ranNs: number,
+    _ranNs: number,
     _reason: DescheduleReason,
     now: number,
+    stolenNs = 0,
   ): void {
     this.#now = now;
     const u = this.#units.get(vcpu);
     if (!u) return;
     const p = this.#pcpus[slot];
     if (p.curr === u) p.curr = null;
-    if (u.state === "running") this.#burnRan(u, this.#held(u, now, ranNs));
+    if (u.state === "running") this.#burnRan(u, this.#held(u, now, stolenNs));
     u.state = "runnable";
     u.slot = slot;
     if (!u.queue) this.#runqInsert(u);
@@ -281,11 +283,11 @@ export class RtdsScheduler implements SchedulerPlugin {
    * waits): burn what it ran, replenish what is due, and go on for the budget left. Null when
    * the budget ran out without extratime: the slice ends and the vCPU waits, depleted.
    */
-  extendSlice(vcpu: VcpuId, _slot: SlotId, ranNs: number, now: number): number | null {
+  extendSlice(vcpu: VcpuId, _slot: SlotId, _ranNs: number, now: number): number | null {
     this.#now = now;
     const u = this.#units.get(vcpu);
     if (!u || u.state !== "running") return null;
-    this.#burnRan(u, this.#held(u, now, ranNs));
+    this.#burnRan(u, this.#held(u, now));
     // From here the next report counts from now, extended or not (the contract).
     u.grantAt = now;
     u.lastRan = now;
@@ -354,13 +356,15 @@ export class RtdsScheduler implements SchedulerPlugin {
 
   /**
    * What a grant is charged: the time the vCPU held its slot (grant to release), as Xen charges
-   * `now - start_time` from the context switch; never less than the guest time `ranNs`. The
-   * core's `ranNs` is guest time only, so a vCPU that halts and wakes every few microseconds
-   * would otherwise not pay for the EMT hand-offs it makes its slot spend (the simulator's
-   * `handoffNs`, about 20 us per grant on these machines).
+   * `now - start_time` from the context switch, less `stolenNs`, the time other host threads
+   * held its EMT's CPU. On Xen nothing else runs on a vCPU's pCPU; on a host V8's compiler and
+   * GC helpers can take it for up to a kernel tick (4 ms here), and that is not the vCPU's use.
+   * Hand-offs stay charged: a vCPU that halts and wakes every few microseconds pays for the
+   * slot time its hand-offs spend (the simulator's `handoffNs`, about 20 us per grant here).
+   * Guest time is no floor: a vCPU preempted inside KVM_RUN counts it as guest time.
    */
-  #held(u: Unit, now: number, ranNs: number): number {
-    return Math.max(ranNs, now - u.grantAt);
+  #held(u: Unit, now: number, stolenNs = 0): number {
+    return Math.max(0, now - u.grantAt - stolenNs);
   }
 
   #burnRan(u: Unit, ranNs: number): void {

@@ -224,6 +224,66 @@ Deno.test("rtds: EDF order, and a waking earlier deadline preempts the latest on
   assert.equal(d1.sliceNs, MS);
 });
 
+Deno.test("rtds: steal is not charged: the budget pays only for the time the vCPU had", () => {
+  const after = (stolenNs: number) => {
+    const p = new RtdsScheduler();
+    p.init({ slots: 1, params: {}, maxSliceNs: 100 * MS, ratelimitNs: MS, report: () => {} });
+    p.addVcpu({
+      id: 0,
+      vm: "rt",
+      index: 0,
+      vmVcpus: 1,
+      params: { period_ms: 10, budget_ms: 4, extratime: false },
+      state: "runnable",
+    });
+    assert.equal(p.pickNext(0, 0)!.sliceNs, 4 * MS);
+    // Its slice ended after 4 ms, of which other host threads held its CPU for `stolenNs`.
+    p.onDeschedule(0, 0, 4 * MS - stolenNs, "slice", 4 * MS, stolenNs);
+    return p.pickNext(0, 4 * MS);
+  };
+  assert.equal(after(0), null, "4 ms held, no steal: the budget is used up");
+  assert.deepEqual(after(3 * MS), { vcpu: 0, sliceNs: 3 * MS }, "3 ms stolen: 3 ms left");
+});
+
+Deno.test("credit: steal is not charged: a halt after 30 ms, 20 of them stolen, costs 10 ms", () => {
+  /** The reported credit of the vCPU that ran, at the first accounting after its run. */
+  const credit = (stolenNs: number) => {
+    const evs: PolicyEvent[] = [];
+    const p = new CreditScheduler();
+    const report = (e: PolicyEvent) => evs.push(e);
+    p.init({ slots: 1, params: {}, maxSliceNs: 100 * MS, ratelimitNs: MS, report });
+    for (const id of [0, 1]) {
+      p.addVcpu({ id, vm: `v${id}`, index: 0, vmVcpus: 1, params: {}, state: "runnable" });
+    }
+    const d = p.pickNext(0, 0)!;
+    p.onHalt(d.vcpu, 30 * MS, 30 * MS - stolenNs, stolenNs);
+    for (let t = 1; t <= 3; t++) p.onTick(30 * MS + t * 10 * MS);
+    return events(evs, "credit", d.vcpu)[0].value!;
+  };
+  // 10 credits per ms (credit.c CSCHED_CREDITS_PER_MSEC): 20 ms not charged are 200 credits.
+  assert.equal(credit(20 * MS) - credit(0), 200);
+});
+
+Deno.test("credit2: steal is not charged: the vCPU that lost its CPU keeps its credit", () => {
+  /** Who credit2 runs next after v0 held the slot 10 ms and v1 12 ms, `stolenNs` of it stolen. */
+  const next = (stolenNs: number) => {
+    const p = new Credit2Scheduler();
+    p.init({ slots: 1, params: {}, maxSliceNs: 100 * MS, ratelimitNs: MS, report: () => {} });
+    for (const id of [0, 1]) {
+      p.addVcpu({ id, vm: `v${id}`, index: 0, vmVcpus: 1, params: {}, state: "runnable" });
+    }
+    const a = p.pickNext(0, 0)!.vcpu;
+    p.onDeschedule(a, 0, 10 * MS, "slice", 10 * MS, 0);
+    const b = p.pickNext(0, 10 * MS)!.vcpu;
+    assert.notEqual(a, b);
+    p.onDeschedule(b, 0, 12 * MS - stolenNs, "slice", 22 * MS, stolenNs);
+    return { first: a, second: b, next: p.pickNext(0, 22 * MS)!.vcpu };
+  };
+  const charged = next(0), stolen = next(8 * MS);
+  assert.equal(charged.next, charged.first, "charged 12 ms against 10: the first goes next");
+  assert.equal(stolen.next, stolen.second, "charged 4 ms against 10: the second goes on");
+});
+
 // ---------------------------------------------------------------------------------------------
 // gang
 // ---------------------------------------------------------------------------------------------

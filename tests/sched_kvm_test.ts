@@ -6,6 +6,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { KERNEL, requireKernel, sleep } from "./helpers/vmm.ts";
 import { type SchedulerOptions, type Vm, Vmm } from "../mod.ts";
+import { threadRunNs } from "../src/sched/host_threads.ts";
 
 const PLUGINS = new URL("../plugins/", import.meta.url);
 const plugin = (name: string) => new URL(name, PLUGINS).href;
@@ -375,5 +376,60 @@ Deno.test("a vCPU alone on its slot keeps running: slices are extended without e
     const g1 = st.vcpus.reduce((s, v) => s + v.grants, 0);
     assertEquals(e1 - e0, 0);
     assert(g1 - g0 >= 30, `grants in 0.5 s with two vCPUs: ${g1 - g0}`);
+  });
+});
+
+Deno.test("the EMT reports the CPU time other host threads took from it (steal)", async () => {
+  const { decodeTrace, TRACE } = await import("../src/trace/events.ts");
+  await withVmm({ plugin: plugin("rtds.ts"), slots: 1 }, async (vmm) => {
+    const vm = await vmm.createVm({
+      name: "rt",
+      kernel: KERNEL,
+      cmdline: "workload=spin seconds=0",
+      sched: { period_ms: 10, budget_ms: 2, extratime: false },
+    });
+    await vm.start();
+    const emt = vm.emtThreadIds()[0];
+    /** Steal and slot time of the runs that ended in the last `ms`, and the EMT's CPU time. */
+    const lastT = async () =>
+      decodeTrace(await vmm.scheduler!.trace()).reduce((t, r) => Math.max(t, r.t), 0);
+    const window = async (ms: number) => {
+      const since = await lastT(), r0 = threadRunNs(emt);
+      await sleep(ms);
+      const cpuNs = threadRunNs(emt) - r0;
+      const ends = decodeTrace(await vmm.scheduler!.trace()).filter((r) =>
+        r.type === TRACE.runEnd && r.t > since
+      );
+      return { stolenNs: ends.reduce((s, r) => s + r.aux * 1e3, 0), cpuNs, runs: ends.length };
+    };
+    await sleep(300);
+    const alone = await window(1000);
+    assert(alone.runs >= 50, `runs alone: ${alone.runs}`);
+    // Alone on its CPU, next to nothing: the EMT used its 2 ms per period, almost no steal.
+    assert(alone.stolenNs < 0.2 * alone.cpuNs, `steal alone ${alone.stolenNs / 1e6} ms`);
+
+    // A host thread spinning on the slot's CPU (the core pinned the EMT there) takes part of it
+    // while the vCPU holds the slot: reported, and then not charged (plugins_test checks that).
+    const status = Deno.readTextFileSync(`/proc/self/task/${emt}/status`);
+    const cpu = Number(/Cpus_allowed_list:\s*(\d+)$/m.exec(status)![1]);
+    const spinner = new Worker(new URL("./fixtures/spin_on_cpu.ts", import.meta.url), {
+      type: "module",
+    });
+    const stop = new SharedArrayBuffer(4);
+    await new Promise((r) => {
+      spinner.onmessage = r;
+      spinner.postMessage({ cpu, stop });
+    });
+    try {
+      const beside = await window(1000);
+      assert(
+        beside.stolenNs > 0.5 * beside.cpuNs && beside.stolenNs > 50e6,
+        `steal beside a spinner ${beside.stolenNs / 1e6} ms, EMT CPU ${beside.cpuNs / 1e6} ms`,
+      );
+    } finally {
+      Atomics.store(new Int32Array(stop), 0, 1);
+      await new Promise((r) => spinner.onmessage = r); // it left its loop
+      spinner.terminate();
+    }
   });
 });

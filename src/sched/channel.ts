@@ -7,7 +7,7 @@
  * | offset          | type          | what                                                       |
  * | --------------- | ------------- | ---------------------------------------------------------- |
  * | 0               | Int32 × 16    | header: sequence numbers, counts, status (`H_*` indices)   |
- * | 64              | Float64 × N×6 | request ops: `[opcode, a, b, c, d, e]` per call            |
+ * | 64              | Float64 × N×7 | request ops: `[opcode, a, b, c, d, e, f]` per call         |
  * | after ops       | Float64 × R   | reply numbers (the answer of the batch's last call)        |
  * | after reply     | Uint8 × B     | request side channel: UTF-8 JSON (VcpuInfo, params)        |
  * | after that      | Uint8 × B     | reply side channel: UTF-8 JSON `{ fault?, events? }`       |
@@ -44,9 +44,9 @@ export const ST_FAULT = 1;
 export const OP_ADD = 1;
 /** `removeVcpu(a)`. */
 export const OP_REMOVE = 2;
-/** `onHalt(a, b, c)`. */
+/** `onHalt(a, b, c, d)`. */
 export const OP_HALT = 3;
-/** `onDeschedule(a, b, c, REASONS[d], e)`. */
+/** `onDeschedule(a, b, c, REASONS[d], e, f)`. */
 export const OP_DESCHED = 4;
 /** `setParams(json.target, json.params)`. */
 export const OP_PARAMS = 5;
@@ -71,7 +71,7 @@ export const OP_EXTEND = 22;
 export const REASONS = ["slice", "preempt", "yield"] as const;
 
 /** Doubles per op. */
-export const OP_STRIDE = 6;
+export const OP_STRIDE = 7;
 /** Ops per batch; a fuller queue is flushed early. */
 export const OPS_CAP = 4096;
 /** Reply numbers (an `onTick` answer lists at most this many slots, minus one). */

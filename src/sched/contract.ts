@@ -97,20 +97,30 @@ export interface SchedulerPlugin {
    * slice, or `null` to leave the slot idle until the next event.
    */
   pickNext(slot: SlotId, now: number): PickDecision | null;
-  /** The running or runnable vCPU halted (guest HLT with nothing pending); `ranNs` since its grant. */
-  onHalt(vcpu: VcpuId, now: number, ranNs: number): void;
+  /**
+   * The running or runnable vCPU halted (guest HLT with nothing pending): `ranNs` of guest time
+   * since its grant. `stolenNs` (0 when it was not running, and in the simulator) is the part
+   * of the time since its grant during which other host threads held its EMT's CPU: the
+   * vCPU's thread was runnable and not running (steal, in virtualisation terms). Xen charges a
+   * vCPU for the time it held its pCPU (`now` minus the grant); on a host, subtract the steal.
+   */
+  onHalt(vcpu: VcpuId, now: number, ranNs: number, stolenNs?: number): void;
   /**
    * A halted vCPU has an interrupt and is runnable again. Return a slot to preempt (its
    * vCPU is descheduled with reason `"preempt"` and `pickNext` is called for it), or nothing.
    */
   onWake(vcpu: VcpuId, now: number): SlotId | void | null;
-  /** A still-runnable vCPU left `slot` after running `ranNs`. */
+  /**
+   * A still-runnable vCPU left `slot` after running `ranNs` of guest time, `stolenNs` of its
+   * time since the grant lost to other host threads (see `onHalt`).
+   */
   onDeschedule?(
     vcpu: VcpuId,
     slot: SlotId,
     ranNs: number,
     reason: DescheduleReason,
     now: number,
+    stolenNs?: number,
   ): void;
   /**
    * The slice of the vCPU running on `slot` is about to end (the core asks about half a

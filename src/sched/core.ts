@@ -564,19 +564,24 @@ export class SchedCore {
     return this.#end();
   }
 
-  /** The running (or runnable) vCPU halted after running `ranNs` since its grant. */
-  halt(id: VcpuId, now: number, ranNs: number): SchedAction[] {
+  /**
+   * The running (or runnable) vCPU halted after running `ranNs` since its grant, of which other
+   * host threads held its EMT's CPU for `stolenNs`.
+   */
+  halt(id: VcpuId, now: number, ranNs: number, stolenNs = 0): SchedAction[] {
     const v = this.#vcpus.get(id);
     if (!v || v.state === HALTED) return NO_ACTIONS;
     this.#begin(now);
-    let ran = 0;
-    if (v.state === RUNNING) ran = this.#release(v, ranNs);
-    else this.#waiting--;
+    let ran = 0, stolen = 0;
+    if (v.state === RUNNING) {
+      stolen = this.#stolen(v, stolenNs);
+      ran = this.#release(v, ranNs);
+    } else this.#waiting--;
     v.account(this.#now);
     v.state = HALTED;
     v.wokenAt = -1;
     try {
-      this.#port.onHalt(id, this.#now, ran);
+      this.#port.onHalt(id, this.#now, ran, stolen);
     } catch (e) {
       this.#fault(e);
     }
@@ -585,18 +590,18 @@ export class SchedCore {
   }
 
   /** The running vCPU's slice ended (its EMT left guest mode at the deadline). */
-  sliceEnd(id: VcpuId, now: number, ranNs: number): SchedAction[] {
-    return this.#deschedule(id, now, ranNs, "slice");
+  sliceEnd(id: VcpuId, now: number, ranNs: number, stolenNs = 0): SchedAction[] {
+    return this.#deschedule(id, now, ranNs, stolenNs, "slice");
   }
 
   /** The EMT acknowledged a `preempt`: it left guest mode after `ranNs`. */
-  preempted(id: VcpuId, now: number, ranNs: number): SchedAction[] {
-    return this.#deschedule(id, now, ranNs, "preempt");
+  preempted(id: VcpuId, now: number, ranNs: number, stolenNs = 0): SchedAction[] {
+    return this.#deschedule(id, now, ranNs, stolenNs, "preempt");
   }
 
   /** The running vCPU gave up its slot voluntarily (e.g. a pause-loop exit). */
-  yield(id: VcpuId, now: number, ranNs: number): SchedAction[] {
-    return this.#deschedule(id, now, ranNs, "yield");
+  yield(id: VcpuId, now: number, ranNs: number, stolenNs = 0): SchedAction[] {
+    return this.#deschedule(id, now, ranNs, stolenNs, "yield");
   }
 
   /** Timers: the plugin's tick, deferred preemptions, the watchdog's starvation check. */
@@ -753,6 +758,15 @@ export class SchedCore {
     }
   }
 
+  /**
+   * The steal the EMT reported, bounded by the time since the grant or last extension (an
+   * extension charged what came before it).
+   */
+  #stolen(v: VcpuRec, stolenNs: number): number {
+    const held = this.#now - v.grantAt;
+    return stolenNs > 0 ? (stolenNs < held ? stolenNs : Math.max(0, held)) : 0;
+  }
+
   /** Frees `v`'s slot; returns the accepted run time. */
   #release(v: VcpuRec, ranNs: number): number {
     const s = this.#slots[v.slot];
@@ -771,11 +785,18 @@ export class SchedCore {
     return ran;
   }
 
-  #deschedule(id: VcpuId, now: number, ranNs: number, reason: DescheduleReason): SchedAction[] {
+  #deschedule(
+    id: VcpuId,
+    now: number,
+    ranNs: number,
+    stolenNs: number,
+    reason: DescheduleReason,
+  ): SchedAction[] {
     const v = this.#vcpus.get(id);
     if (!v || v.state !== RUNNING) return NO_ACTIONS;
     this.#begin(now);
     const slot = v.slot;
+    const stolen = this.#stolen(v, stolenNs);
     const ran = this.#release(v, ranNs);
     v.account(this.#now);
     v.state = RUNNABLE;
@@ -783,7 +804,7 @@ export class SchedCore {
     if (reason === "preempt") v.preemptions++;
     const epoch = this.#portEpoch;
     try {
-      this.#port.onDeschedule(id, slot, ran, reason, this.#now);
+      this.#port.onDeschedule(id, slot, ran, reason, this.#now, stolen);
     } catch (e) {
       this.#fault(e);
     }

@@ -177,7 +177,8 @@ class CoreThread {
             // reported it just after) is dated at the extension: runs never overlap.
             const ran = Math.min(ev.ranNs, core.heldNs(id, now));
             const at = Math.max(ev.at, ref?.extendedAt ?? 0);
-            trace.record(TRACE.runEnd, at, id, before.slot, ran, RUN_END[ev.type]);
+            const stolenUs = Math.round(ev.stolenNs / 1e3);
+            trace.record(TRACE.runEnd, at, id, before.slot, ran, RUN_END[ev.type], stolenUs);
           } else if (ev.type === SCHED_EVENT.halt) {
             trace.record(TRACE.halt, ev.at, id);
           }
@@ -186,16 +187,16 @@ class CoreThread {
               this.#apply(core.wake(id, now));
               break;
             case SCHED_EVENT.halt:
-              this.#apply(core.halt(id, now, ev.ranNs));
+              this.#apply(core.halt(id, now, ev.ranNs, ev.stolenNs));
               break;
             case SCHED_EVENT.sliceEnd:
-              this.#apply(core.sliceEnd(id, now, ev.ranNs));
+              this.#apply(core.sliceEnd(id, now, ev.ranNs, ev.stolenNs));
               break;
             case SCHED_EVENT.preempted:
-              this.#apply(core.preempted(id, now, ev.ranNs));
+              this.#apply(core.preempted(id, now, ev.ranNs, ev.stolenNs));
               break;
             case SCHED_EVENT.yield:
-              this.#apply(core.yield(id, now, ev.ranNs));
+              this.#apply(core.yield(id, now, ev.ranNs, ev.stolenNs));
               break;
             case SCHED_EVENT.gone:
               this.#apply(core.removeVcpu(id, now));

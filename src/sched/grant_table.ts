@@ -21,9 +21,8 @@
  * | 2   | revoked generation                           |
  * | 3   | ring head (EMT: next entry it writes)        |
  * | 4   | ring tail (core: next entry it reads)        |
- * | 5   | host CPU the slot is pinned to, or -1        |
  * | f64 3 | slice deadline, CLOCK_MONOTONIC ns         |
- * | 32.. | ring entries: f64 type, ranNs, at, generation |
+ * | 32.. | ring entries: f64 type, ranNs, at, generation, stolenNs |
  *
  * @module
  */
@@ -31,7 +30,7 @@
 /** Bytes per vCPU record. */
 export const RECORD_BYTES = 512;
 const RING_OFFSET = 32;
-const ENTRY_F64 = 4;
+const ENTRY_F64 = 5;
 /** Ring entries per vCPU: an EMT has at most a few events in flight (it waits for grants). */
 export const RING_ENTRIES = 8;
 
@@ -68,6 +67,11 @@ export interface SchedEvent {
   type: SchedEventType;
   /** Guest ns the vCPU ran under the grant it gave back (0 for runnable / gone). */
   ranNs: number;
+  /**
+   * Of the time the EMT held that grant, the ns other host threads held its CPU while it was
+   * runnable (steal: its wall time less its thread CPU time; 0 for runnable / gone).
+   */
+  stolenNs: number;
   /** When, CLOCK_MONOTONIC ns. */
   at: number;
 }
@@ -154,7 +158,7 @@ export class GrantRecordEmt {
    * Reports an event (for a grant given back: its generation) and rings the doorbell. Returns
    * false if the ring is full (a bug: an EMT has at most a few events in flight).
    */
-  post(type: SchedEventType, ranNs: number, at: number, generation = 0): boolean {
+  post(type: SchedEventType, ranNs: number, at: number, generation = 0, stolenNs = 0): boolean {
     const head = Atomics.load(this.#i32, W.head);
     if (head - Atomics.load(this.#i32, W.tail) >= RING_ENTRIES) return false;
     const e = (RING_OFFSET / 8) + (head % RING_ENTRIES) * ENTRY_F64;
@@ -162,6 +166,7 @@ export class GrantRecordEmt {
     this.#f64[e + 1] = ranNs;
     this.#f64[e + 2] = at;
     this.#f64[e + 3] = generation;
+    this.#f64[e + 4] = stolenNs;
     Atomics.store(this.#i32, W.head, head + 1); // publishes the entry (seq-cst store)
     Atomics.add(this.#doorbell, 0, 1);
     Atomics.notify(this.#doorbell, 0);
@@ -212,6 +217,7 @@ export class GrantTableCore {
       ranNs: this.#f64[e + 1],
       at: this.#f64[e + 2],
       generation: this.#f64[e + 3],
+      stolenNs: this.#f64[e + 4],
     };
     Atomics.store(this.#i32, b + W.tail, tail + 1);
     return ev;

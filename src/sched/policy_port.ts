@@ -60,7 +60,7 @@ export interface PolicyPort {
   /** A vCPU leaves. May be queued. */
   removeVcpu(id: VcpuId): void;
   /** A vCPU halted. May be queued. */
-  onHalt(vcpu: VcpuId, now: number, ranNs: number): void;
+  onHalt(vcpu: VcpuId, now: number, ranNs: number, stolenNs?: number): void;
   /** A still-runnable vCPU left a slot. May be queued. */
   onDeschedule(
     vcpu: VcpuId,
@@ -68,6 +68,7 @@ export interface PolicyPort {
     ranNs: number,
     reason: DescheduleReason,
     now: number,
+    stolenNs?: number,
   ): void;
   /** Runtime parameter change. May be queued. */
   setParams(target: string, params: SchedParams): void;
@@ -186,9 +187,9 @@ export class LocalPolicy implements PolicyPort {
   }
 
   /** Calls `onHalt`. */
-  onHalt(vcpu: VcpuId, now: number, ranNs: number): void {
+  onHalt(vcpu: VcpuId, now: number, ranNs: number, stolenNs = 0): void {
     try {
-      this.#void("onHalt", this.#plugin.onHalt(vcpu, now, ranNs));
+      this.#void("onHalt", this.#plugin.onHalt(vcpu, now, ranNs, stolenNs));
     } catch (e) {
       throw this.#fault("onHalt", e);
     }
@@ -201,10 +202,14 @@ export class LocalPolicy implements PolicyPort {
     ranNs: number,
     reason: DescheduleReason,
     now: number,
+    stolenNs = 0,
   ): void {
     if (!this.#plugin.onDeschedule) return;
     try {
-      this.#void("onDeschedule", this.#plugin.onDeschedule(vcpu, slot, ranNs, reason, now));
+      this.#void(
+        "onDeschedule",
+        this.#plugin.onDeschedule(vcpu, slot, ranNs, reason, now, stolenNs),
+      );
     } catch (e) {
       throw this.#fault("onDeschedule", e);
     }

@@ -291,7 +291,7 @@ export class SandboxPolicy implements PolicyPort {
 
   // ------------------------------------------------------------------ queueing
 
-  #op(op: number, a = 0, b = 0, c = 0, d = 0, e = 0): void {
+  #op(op: number, a = 0, b = 0, c = 0, d = 0, e = 0, f = 0): void {
     if (this.#dead !== null) {
       throw new PolicyFault("crash", op === OP_INIT ? "init" : "", this.#dead);
     }
@@ -304,6 +304,7 @@ export class SandboxPolicy implements PolicyPort {
     ops[o + 3] = c;
     ops[o + 4] = d;
     ops[o + 5] = e;
+    ops[o + 6] = f;
   }
 
   #json(op: number, value: unknown, hook: string): void {
@@ -426,8 +427,8 @@ export class SandboxPolicy implements PolicyPort {
   }
 
   /** Queues `onHalt`. */
-  onHalt(vcpu: VcpuId, now: number, ranNs: number): void {
-    this.#op(OP_HALT, vcpu, now, ranNs);
+  onHalt(vcpu: VcpuId, now: number, ranNs: number, stolenNs = 0): void {
+    this.#op(OP_HALT, vcpu, now, ranNs, stolenNs);
   }
 
   /** Queues `onDeschedule`. */
@@ -437,8 +438,9 @@ export class SandboxPolicy implements PolicyPort {
     ranNs: number,
     reason: DescheduleReason,
     now: number,
+    stolenNs = 0,
   ): void {
-    this.#op(OP_DESCHED, vcpu, slot, ranNs, REASON_CODE[reason], now);
+    this.#op(OP_DESCHED, vcpu, slot, ranNs, REASON_CODE[reason], now, stolenNs);
   }
 
   /** Queues `setParams`. */

@@ -176,6 +176,7 @@ async function serve(sab: SharedArrayBuffer, plugin: SchedulerPlugin): Promise<v
         const o = i * OP_STRIDE;
         const op = ops[o];
         const a = ops[o + 1], b = ops[o + 2], c = ops[o + 3], d = ops[o + 4], e = ops[o + 5];
+        const f = ops[o + 6];
         switch (op) {
           case OP_ADD: {
             const info = readJson(reqBytes, a, b) as VcpuInfo;
@@ -186,11 +187,11 @@ async function serve(sab: SharedArrayBuffer, plugin: SchedulerPlugin): Promise<v
             if (plugin.removeVcpu) callVoid("removeVcpu", () => plugin.removeVcpu!(a));
             break;
           case OP_HALT:
-            callVoid("onHalt", () => plugin.onHalt(a, b, c));
+            callVoid("onHalt", () => plugin.onHalt(a, b, c, d));
             break;
           case OP_DESCHED:
             if (plugin.onDeschedule) {
-              callVoid("onDeschedule", () => plugin.onDeschedule!(a, b, c, REASONS[d], e));
+              callVoid("onDeschedule", () => plugin.onDeschedule!(a, b, c, REASONS[d], e, f));
             }
             break;
           case OP_PARAMS: {

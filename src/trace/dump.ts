@@ -82,7 +82,8 @@ function details(r: TraceRecord, data: TraceData, a: TraceAnalysis): string {
     case TRACE.wake:
       return `by ${WAKE_SOURCE_NAME[r.reason] ?? r.reason}`;
     case TRACE.runEnd:
-      return `${RUN_END_REASON[r.reason] ?? r.reason}, ran ${ms(r.value)} ms`;
+      return `${RUN_END_REASON[r.reason] ?? r.reason}, ran ${ms(r.value)} ms` +
+        (r.aux > 0 ? `, ${ms(r.aux * 1e3)} ms stolen` : "");
     case TRACE.halt:
       return "while waiting for a slot";
     case TRACE.preempt:

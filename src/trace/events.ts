@@ -32,7 +32,8 @@ export const TRACE = {
   /**
    * A vCPU left its slot: reason = {@linkcode RUN_END_REASON}, value = guest ns it ran. An
    * `extend` run end is followed by a `grant` of the same vCPU at the same time: its slice was
-   * renewed without leaving guest mode (value = slot time of the part that ended).
+   * renewed without leaving guest mode (value = slot time of the part that ended). aux = µs
+   * of the grant other host threads took from its EMT's CPU (steal, not charged).
    */
   runEnd: 2,
   /** A halted vCPU became runnable: reason = {@linkcode WAKE_SOURCE_NAME} index. */
