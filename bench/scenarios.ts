@@ -23,8 +23,18 @@ const METRIC: Record<string, { label: string; cell: (r: ScenarioResult) => strin
     },
   },
   weights: {
-    label: "shares % (want 14.3 / 28.6 / 57.1)",
-    cell: (r) => r.vms.map((v) => (v.share * 100).toFixed(1)).join(" / "),
+    label:
+      "shares % of the slot (want 14.3 / 28.6 / 57.1); worst 1 s window of the VMs' CPU, pp off",
+    cell: (r) => {
+      const weights = r.vms.reduce((s, v) => s + v.weight, 0);
+      const off = Math.max(...r.vms.map((v) => {
+        const want = v.weight / weights;
+        return Math.max(Math.abs(v.vmShareMin - want), Math.abs(v.vmShareMax - want));
+      }));
+      return `${r.vms.map((v) => (v.share * 100).toFixed(1)).join(" / ")}; ${
+        (off * 100).toFixed(1)
+      }`;
+    },
   },
   caps: {
     label: "capped (25 %) / free share %",

@@ -3,6 +3,7 @@ import { deepStrictEqual as assertEquals, match, ok as assert, rejects } from "n
 import { parseScenario } from "../src/scenario/scenario.ts";
 import { runScenarioSim } from "../src/scenario/run_sim.ts";
 import { runScenarioKvm } from "../src/scenario/run_kvm.ts";
+import { sharesOfVms } from "../src/scenario/result.ts";
 import { loadScenario } from "../src/scenario/scenario.ts";
 import { ConfigError } from "../mod.ts";
 import { runCli } from "./helpers/cli.ts";
@@ -140,4 +141,12 @@ Deno.test("kvm: short io-vs-hog under credit answers (nearly) every request", as
   const echo = r.vms.find((v) => v.name === "echo")!;
   assert(echo.throughput >= 900, `echo ${echo.throughput} req/s of ~1000 offered`);
   assertEquals(r.ejections, []);
+});
+
+Deno.test("shares of the VMs' CPU: what weights divide, slot time nobody got left out", () => {
+  // Two windows: the VMs got 50 % and 60 % of the slot; over the run 70 %.
+  const r = sharesOfVms([[0.2, 0.3], [0.3, 0.3]], [0.25, 0.45]);
+  const round = (x: number) => Math.round(x * 1e6) / 1e6;
+  assertEquals(r.map((v) => round(v.vmShare)), [round(0.25 / 0.7), round(0.45 / 0.7)]);
+  assertEquals(r.map((v) => [round(v.vmShareMin), round(v.vmShareMax)]), [[0.4, 0.5], [0.5, 0.6]]);
 });

@@ -19,6 +19,15 @@ export interface VmOutcome {
   shareMin: number;
   /** See `shareMin`. */
   shareMax: number;
+  /**
+   * Mean share of the CPU time all the VMs got (0..1): what weights divide. `share` also counts
+   * the slot time nobody got (hand-offs, the scheduler, idle slots); this does not.
+   */
+  vmShare: number;
+  /** Smallest and largest window `vmShare`. */
+  vmShareMin: number;
+  /** See `vmShareMin`. */
+  vmShareMax: number;
   /** Request (echo) or wake (others, under a scheduler) latency p50, µs; NaN if none. */
   p50Us: number;
   /** See `p50Us`. */
@@ -67,6 +76,32 @@ export function jainIndex(vms: { share: number; weight: number }[]): number {
   return s2 === 0 ? 1 : (s * s) / (x.length * s2);
 }
 
+/**
+ * Each VM's share of what all the VMs got, overall and per window: `shares[i]` are VM i's
+ * window shares of the slots (the same windows for every VM), `totals[i]` its whole-run share.
+ */
+export function sharesOfVms(
+  shares: number[][],
+  totals: number[],
+): { vmShare: number; vmShareMin: number; vmShareMax: number }[] {
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+  const all = sum(totals);
+  const windows = Math.min(...shares.map((s) => s.length));
+  return totals.map((t, i) => {
+    const ws: number[] = [];
+    for (let w = 0; w < windows; w++) {
+      const s = sum(shares.map((v) => v[w]));
+      if (s > 0) ws.push(shares[i][w] / s);
+    }
+    const mean = all > 0 ? t / all : 0;
+    return {
+      vmShare: mean,
+      vmShareMin: ws.length ? Math.min(...ws) : mean,
+      vmShareMax: ws.length ? Math.max(...ws) : mean,
+    };
+  });
+}
+
 function cell(v: number, digits: number): string {
   return Number.isFinite(v) ? v.toFixed(digits) : "-";
 }
@@ -79,6 +114,7 @@ export function formatResult(r: ScenarioResult): string {
     "weight",
     "share %",
     "min-max %",
+    "of VMs %",
     "p50 us",
     "p99 us",
     "rate",
@@ -90,6 +126,7 @@ export function formatResult(r: ScenarioResult): string {
     String(v.weight),
     cell(v.share * 100, 1),
     `${cell(v.shareMin * 100, 0)}-${cell(v.shareMax * 100, 0)}`,
+    cell(v.vmShare * 100, 1),
     cell(v.p50Us, 0),
     cell(v.p99Us, 0),
     `${cell(v.throughput, 0)} ${v.unit}`,
@@ -103,8 +140,8 @@ export function formatResult(r: ScenarioResult): string {
     }, ${r.seconds} s)`,
     line(head),
     ...rows.map(line),
-    `Jain's index ${r.jain.toFixed(3)}${
-      r.ejections.length ? `; ejected: ${r.ejections.join("; ")}` : ""
-    }`,
+    `slots used ${cell(r.vms.reduce((s, v) => s + v.share, 0) * 100, 1)} %; Jain's index ${
+      r.jain.toFixed(3)
+    }${r.ejections.length ? `; ejected: ${r.ejections.join("; ")}` : ""}`,
   ].join("\n");
 }

@@ -10,7 +10,7 @@ import type { SchedulerOptions } from "../sched/scheduler.ts";
 import type { Vm } from "../vm/vm.ts";
 import { Vmm } from "../vmm.ts";
 import { niceForWeight, setThreadCpus, setThreadNice, threadRunNs } from "../sched/host_threads.ts";
-import { jainIndex, type ScenarioResult, type VmOutcome } from "./result.ts";
+import { jainIndex, type ScenarioResult, sharesOfVms, type VmOutcome } from "./result.ts";
 import type { Scenario, ScenarioVm } from "./scenario.ts";
 
 /** Options of {@linkcode runScenarioKvm}. */
@@ -171,10 +171,14 @@ export async function runScenarioKvm(
       for (const e of vmm.scheduler.ejections) ejections.push(`${e.reason}: ${e.detail}`);
     }
 
+    const totals = vms.map((vm, i) =>
+      (guestNs(vm) - start[i].guest) / (scenario.slots * elapsed * 1e9)
+    );
+    const ofVms = sharesOfVms(shares, totals);
     const outcomes: VmOutcome[] = vms.map((vm, i) => {
       const spec = scenario.vms[i];
       const w = spec.workload;
-      const total = (guestNs(vm) - start[i].guest) / (scenario.slots * elapsed * 1e9);
+      const total = totals[i];
       const wakes = sched?.vcpus.filter((v) => v.vm === vm.name) ?? [];
       let p50 = wakes.length ? Math.max(...wakes.map((v) => v.wakeLatencyP50Ns)) / 1e3 : NaN;
       let p99 = wakes.length ? Math.max(...wakes.map((v) => v.wakeLatencyP99Ns)) / 1e3 : NaN;
@@ -208,6 +212,7 @@ export async function runScenarioKvm(
         share: total,
         shareMin: Math.min(...ws),
         shareMax: Math.max(...ws),
+        ...ofVms[i],
         p50Us: p50,
         p99Us: p99,
         throughput,

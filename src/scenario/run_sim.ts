@@ -8,7 +8,7 @@
  */
 import { simulate, type Workload } from "../sim/mod.ts";
 import { ConfigError } from "../vm/config.ts";
-import { jainIndex, type ScenarioResult, type VmOutcome } from "./result.ts";
+import { jainIndex, type ScenarioResult, sharesOfVms, type VmOutcome } from "./result.ts";
 import type { Scenario, ScenarioWorkload } from "./scenario.ts";
 
 /** Options of {@linkcode runScenarioSim}. */
@@ -57,6 +57,10 @@ export async function runScenarioSim(
       workload: simWorkload(v.workload),
     })),
   });
+  const ofVms = sharesOfVms(
+    r.vms.map((vm) => (r.windows ?? []).map((w) => w.shares[vm.name] ?? 0)),
+    r.vms.map((vm) => vm.share),
+  );
   const outcomes: VmOutcome[] = r.vms.map((vm, i) => {
     const spec = scenario.vms[i];
     const windows = (r.windows ?? []).map((w) => w.shares[vm.name] ?? 0);
@@ -87,6 +91,7 @@ export async function runScenarioSim(
       share: vm.share,
       shareMin: windows.length ? Math.min(...windows) : vm.share,
       shareMax: windows.length ? Math.max(...windows) : vm.share,
+      ...ofVms[i],
       p50Us: p50,
       p99Us: p99,
       throughput,
