@@ -393,14 +393,21 @@ Deno.test("the EMT reports the CPU time other host threads took from it (steal)"
     /** Steal and slot time of the runs that ended in the last `ms`, and the EMT's CPU time. */
     const lastT = async () =>
       decodeTrace(await vmm.scheduler!.trace()).reduce((t, r) => Math.max(t, r.t), 0);
+    const stolenTotal = async () => (await vmm.scheduler!.stats()).vcpus[0].stolenNs;
     const window = async (ms: number) => {
-      const since = await lastT(), r0 = threadRunNs(emt);
+      const since = await lastT(), r0 = threadRunNs(emt), s0 = await stolenTotal();
       await sleep(ms);
       const cpuNs = threadRunNs(emt) - r0;
+      const statsNs = await stolenTotal() - s0;
       const ends = decodeTrace(await vmm.scheduler!.trace()).filter((r) =>
         r.type === TRACE.runEnd && r.t > since
       );
-      return { stolenNs: ends.reduce((s, r) => s + r.aux * 1e3, 0), cpuNs, runs: ends.length };
+      return {
+        stolenNs: ends.reduce((s, r) => s + r.aux * 1e3, 0),
+        statsNs,
+        cpuNs,
+        runs: ends.length,
+      };
     };
     await sleep(300);
     const alone = await window(1000);
@@ -425,6 +432,11 @@ Deno.test("the EMT reports the CPU time other host threads took from it (steal)"
       assert(
         beside.stolenNs > 0.5 * beside.cpuNs && beside.stolenNs > 50e6,
         `steal beside a spinner ${beside.stolenNs / 1e6} ms, EMT CPU ${beside.cpuNs / 1e6} ms`,
+      );
+      // The scheduler's stats count it too (the same grants, give or take one at the edges).
+      assert(
+        Math.abs(beside.statsNs - beside.stolenNs) < 0.2 * beside.stolenNs,
+        `stats ${beside.statsNs / 1e6} ms, trace ${beside.stolenNs / 1e6} ms`,
       );
     } finally {
       Atomics.store(new Int32Array(stop), 0, 1);

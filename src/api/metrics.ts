@@ -141,6 +141,11 @@ export function renderMetrics(src: MetricsSource): string {
       "counter",
       "Seconds runnable but waiting for a slot.",
     );
+    e.family(
+      "sched_vcpu_stolen_seconds_total",
+      "counter",
+      "Seconds other host threads held the vCPU's thread's CPU while it held a slot (not charged).",
+    );
     e.family("sched_vcpu_grants_total", "counter", "Grants (slots) the vCPU received.");
     e.family("sched_vcpu_preemptions_total", "counter", "Times the vCPU was preempted.");
     e.family("sched_vcpu_slot", "gauge", "Slot the vCPU holds now, -1 when none.");
@@ -158,6 +163,7 @@ export function renderMetrics(src: MetricsSource): string {
       const l = { vm: v.vm, vcpu: v.index };
       e.sample("sched_vcpu_run_seconds_total", l, v.runNs / 1e9);
       e.sample("sched_vcpu_wait_seconds_total", l, v.waitNs / 1e9);
+      e.sample("sched_vcpu_stolen_seconds_total", l, v.stolenNs / 1e9);
       e.sample("sched_vcpu_grants_total", l, v.grants);
       e.sample("sched_vcpu_preemptions_total", l, v.preemptions);
       e.sample("sched_vcpu_slot", l, v.state === "running" ? v.slot : -1);

@@ -170,6 +170,8 @@ export interface VcpuStats {
   runNs: number;
   /** Time it held a slot (grant → release), ns; includes hand-off and preempt latency. */
   slotNs: number;
+  /** Of `slotNs`, the time other host threads held its EMT's CPU (steal, reported by the EMT). */
+  stolenNs: number;
   /** Time runnable without a slot (ns). */
   waitNs: number;
   /** Time halted (ns). */
@@ -243,6 +245,7 @@ class VcpuRec {
   wokenAt = -1;
   runNs = 0;
   slotNs = 0;
+  stolenNs = 0;
   waitNs = 0;
   haltedNs = 0;
   grants = 0;
@@ -454,6 +457,7 @@ export class SchedCore {
         ...(v.state === RUNNING ? { slot: v.slot } : {}),
         runNs: v.runNs,
         slotNs: v.slotNs + (v.state === RUNNING ? d : 0),
+        stolenNs: v.stolenNs,
         waitNs: v.waitNs + (v.state === RUNNABLE ? d : 0),
         haltedNs: v.haltedNs + (v.state === HALTED ? d : 0),
         grants: v.grants,
@@ -764,7 +768,9 @@ export class SchedCore {
    */
   #stolen(v: VcpuRec, stolenNs: number): number {
     const held = this.#now - v.grantAt;
-    return stolenNs > 0 ? (stolenNs < held ? stolenNs : Math.max(0, held)) : 0;
+    const stolen = stolenNs > 0 ? (stolenNs < held ? stolenNs : Math.max(0, held)) : 0;
+    v.stolenNs += stolen;
+    return stolen;
   }
 
   /** Frees `v`'s slot; returns the accepted run time. */

@@ -175,9 +175,11 @@ class CoreThread {
             // As the core accounts it: at most the time since its grant or last extension.
             // An EMT that left guest mode just before the core extended its slice (and
             // reported it just after) is dated at the extension: runs never overlap.
-            const ran = Math.min(ev.ranNs, core.heldNs(id, now));
+            const held = core.heldNs(id, now);
+            const ran = Math.min(ev.ranNs, held);
             const at = Math.max(ev.at, ref?.extendedAt ?? 0);
-            const stolenUs = Math.round(ev.stolenNs / 1e3);
+            // Steal before an extension was charged with it: only the part after it counts.
+            const stolenUs = Math.round(Math.min(ev.stolenNs, held) / 1e3);
             trace.record(TRACE.runEnd, at, id, before.slot, ran, RUN_END[ev.type], stolenUs);
           } else if (ev.type === SCHED_EVENT.halt) {
             trace.record(TRACE.halt, ev.at, id);
@@ -316,6 +318,7 @@ class CoreThread {
           state: x.state,
           slot: x.slot ?? -1,
           runNs: x.runNs,
+          stolenNs: x.stolenNs,
           waitNs: x.waitNs,
           grants: x.grants,
           extensions: x.extensions,

@@ -87,6 +87,8 @@ export interface VcpuSchedStats {
   slot: number;
   /** Guest ns run under grants. */
   runNs: number;
+  /** ns other host threads took from its EMT's CPU while it held a slot (not charged). */
+  stolenNs: number;
   /** ns runnable but waiting for a slot. */
   waitNs: number;
   /** Grants received. */
