@@ -139,6 +139,18 @@ double shim_thread_cpu_ns(void) {
   return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
+/* The same clock of the EMT's thread, read from another thread of the process (the per-thread
+ * CPU clock id of its tid, MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED) in the kernel's
+ * posix-timers.h). Returns -1 when the EMT has no thread. */
+double shim_emt_cpu_ns(struct shim_emt *e) {
+  int32_t tid = atomic_load(&e->tid);
+  if (tid <= 0) return -1;
+  clockid_t clock = (clockid_t)(((unsigned int)~tid << 3) | 6);
+  struct timespec ts;
+  if (clock_gettime(clock, &ts) != 0) return -1;
+  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
 /* Installs the poke handler once for the process; returns the signal number or -errno. */
 int32_t shim_init(void) {
   if (shim_signal) return shim_signal;

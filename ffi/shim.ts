@@ -20,6 +20,7 @@ export const SHIM_SYMBOLS = {
   shim_now: { parameters: [], result: "i64" },
   shim_now_f64: { parameters: [], result: "f64" },
   shim_thread_cpu_ns: { parameters: [], result: "f64" },
+  shim_emt_cpu_ns: { parameters: ["pointer"], result: "f64" },
   shim_layout: { parameters: ["i32"], result: "i32" },
   shim_attach: {
     parameters: ["pointer", "pointer", "i32", "pointer"],

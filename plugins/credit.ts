@@ -373,11 +373,17 @@ export class CreditScheduler implements SchedulerPlugin {
    * context switch (credit.c, `snext == scurr`). Charge its run so far, as that path's
    * `burn_credits` does, and give it a new slice; a parked vCPU's slice ends as usual.
    */
-  extendSlice(vcpu: VcpuId, slot: SlotId, ranNs: number, now: number): number | null {
+  extendSlice(
+    vcpu: VcpuId,
+    slot: SlotId,
+    _ranNs: number,
+    now: number,
+    stolenNs = 0,
+  ): number | null {
     this.#now = now;
     const u = this.#units.get(vcpu);
     if (!u || u.state !== "running" || u.slot !== slot || u.parked) return null;
-    this.#burnRan(u, Math.max(u.chargedNs, ranNs, now - u.grantAt));
+    this.#burnRan(u, this.#held(u, now, stolenNs));
     u.grantAt = now;
     u.chargedNs = 0;
     return Math.min(this.#tslice, this.#maxSlice());

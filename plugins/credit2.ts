@@ -339,11 +339,17 @@ export class Credit2Scheduler implements SchedulerPlugin {
    * minimum of credit is left, so that the vCPU goes on for a full slice instead of a short one
    * and an exit. Everyone gets the same reset, that minimum (1 ms by default) earlier at most.
    */
-  extendSlice(vcpu: VcpuId, _slot: SlotId, _ranNs: number, now: number): number | null {
+  extendSlice(
+    vcpu: VcpuId,
+    _slot: SlotId,
+    _ranNs: number,
+    now: number,
+    stolenNs = 0,
+  ): number | null {
     this.#now = now;
     const u = this.#units.get(vcpu);
     if (!u || u.state !== "running") return null;
-    this.#burnRan(u, this.#held(u, now));
+    this.#burnRan(u, this.#held(u, now, stolenNs));
     // From here the next report counts from now, extended or not (the contract).
     u.grantAt = now;
     u.chargedNs = 0;

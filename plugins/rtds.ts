@@ -283,11 +283,17 @@ export class RtdsScheduler implements SchedulerPlugin {
    * waits): burn what it ran, replenish what is due, and go on for the budget left. Null when
    * the budget ran out without extratime: the slice ends and the vCPU waits, depleted.
    */
-  extendSlice(vcpu: VcpuId, _slot: SlotId, _ranNs: number, now: number): number | null {
+  extendSlice(
+    vcpu: VcpuId,
+    _slot: SlotId,
+    _ranNs: number,
+    now: number,
+    stolenNs = 0,
+  ): number | null {
     this.#now = now;
     const u = this.#units.get(vcpu);
     if (!u || u.state !== "running") return null;
-    this.#burnRan(u, this.#held(u, now));
+    this.#burnRan(u, this.#held(u, now, stolenNs));
     // From here the next report counts from now, extended or not (the contract).
     u.grantAt = now;
     u.lastRan = now;

@@ -243,6 +243,19 @@ Deno.test("rtds: steal is not charged: the budget pays only for the time the vCP
   };
   assert.equal(after(0), null, "4 ms held, no steal: the budget is used up");
   assert.deepEqual(after(3 * MS), { vcpu: 0, sliceNs: 3 * MS }, "3 ms stolen: 3 ms left");
+  // The same at an extension: 3.5 ms held, 2 of them stolen, leaves 2.5 ms of budget.
+  const p = new RtdsScheduler();
+  p.init({ slots: 1, params: {}, maxSliceNs: 100 * MS, ratelimitNs: MS, report: () => {} });
+  p.addVcpu({
+    id: 0,
+    vm: "rt",
+    index: 0,
+    vmVcpus: 1,
+    params: { period_ms: 10, budget_ms: 4, extratime: false },
+    state: "runnable",
+  });
+  p.pickNext(0, 0);
+  assert.equal(p.extendSlice(0, 0, 3.5 * MS, 3.5 * MS, 2 * MS), 2.5 * MS);
 });
 
 Deno.test("credit: steal is not charged: a halt after 30 ms, 20 of them stolen, costs 10 ms", () => {

@@ -85,9 +85,6 @@ export class Emt {
   #grant: Grant | null = null;
   /** ns-in-guest counter when the grant was taken. */
   #grantGuestNs0 = 0;
-  /** Clock and thread CPU clock when the grant was taken: their difference grows by steal. */
-  #grantAt = 0;
-  #grantCpuNs0 = 0;
   /** A `runnable` event is posted and not answered by a grant yet. */
   #runnablePosted = false;
   #nsGuest: BigUint64Array;
@@ -270,8 +267,7 @@ export class Emt {
       this.#grant = g;
       this.#runnablePosted = false;
       this.#grantGuestNs0 = Number(this.#nsGuest[0]);
-      this.#grantAt = shim.shim_now_f64();
-      this.#grantCpuNs0 = shim.shim_thread_cpu_ns();
+      sched.startSteal(g.generation, shim.shim_now_f64(), shim.shim_thread_cpu_ns());
       // The core moved this thread to the slot's CPU before waking it (shim_wake_on).
       this.#waitPolicy?.holding();
     }
@@ -299,8 +295,7 @@ export class Emt {
       const ran = Number(this.#nsGuest[0]) - this.#grantGuestNs0;
       // The EMT never sleeps while it holds a grant, so wall time it did not spend on a CPU was
       // taken by other threads (V8's helpers, the host): the plugin does not charge it.
-      const cpu = this.#shim.shim_thread_cpu_ns() - this.#grantCpuNs0;
-      const stolen = Math.max(0, now - this.#grantAt - cpu);
+      const stolen = sched.stolenSince(now, this.#shim.shim_thread_cpu_ns());
       sched.post(type, ran, now, this.#grant.generation, stolen);
       this.#grant = null;
       // After a slice end, preemption or yield the core still counts the vCPU runnable: the

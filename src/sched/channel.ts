@@ -64,7 +64,7 @@ export const OP_TICK = 19;
 export const OP_SYNC = 20;
 /** Leave the serving loop and close the worker. */
 export const OP_QUIT = 21;
-/** `extendSlice(a, b, c, d)`, answer: `[0]` (null) or `[1, sliceNs]`. */
+/** `extendSlice(a, b, c, d, e)`, answer: `[0]` (null) or `[1, sliceNs]`. */
 export const OP_EXTEND = 22;
 
 /** `onDeschedule` reasons by code. */

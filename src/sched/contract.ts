@@ -131,9 +131,16 @@ export interface SchedulerPlugin {
    * `null` (or leave the hook out) to let the slice end as usual: `onDeschedule`, then
    * `pickNext`. `ranNs` is the slot time since its grant or its last extension; account it
    * here as `onDeschedule` would (the next `onDeschedule` or `onHalt` reports only the time
-   * after it). Validated like `pickNext`'s slice.
+   * after it). `stolenNs`: of that time, what other host threads took from its EMT's CPU (see
+   * `onHalt`). Validated like `pickNext`'s slice.
    */
-  extendSlice?(vcpu: VcpuId, slot: SlotId, ranNs: number, now: number): number | null | void;
+  extendSlice?(
+    vcpu: VcpuId,
+    slot: SlotId,
+    ranNs: number,
+    now: number,
+    stolenNs?: number,
+  ): number | null | void;
   /** Period of `onTick` in ns (Xen credit: 10 ms); read once after `init`. */
   tickNs?: number;
   /** Periodic accounting; return slots to reschedule (their vCPUs are preempted). */

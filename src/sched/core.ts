@@ -93,6 +93,8 @@ export interface ExtendAction {
   generation: number;
   /** Slot time charged for the part of the run that ended here (ns). */
   ranNs: number;
+  /** Of `ranNs`, the time other host threads took from its EMT's CPU (ns; not charged). */
+  stolenNs: number;
   /** New slice length (ns). */
   sliceNs: number;
   /** The deadline it replaces. */
@@ -149,6 +151,11 @@ export interface SchedCoreOptions {
    * uses `EXTEND_LEAD_NS` (`runtime_protocol.ts`).
    */
   extendLeadNs?: number;
+  /**
+   * At an extension: the steal of the running `vcpu` since its grant or last extension (ns),
+   * its count restarted from `now`. Default: none (the simulator has no steal).
+   */
+  stealAtExtend?: (vcpu: VcpuId, now: number) => number;
 }
 
 /** A vCPU's scheduling state as the core sees it. */
@@ -304,6 +311,7 @@ export class SchedCore {
   readonly #fallback: () => PolicyPort;
   readonly #onEject?: (info: EjectInfo) => void;
   readonly #onPolicyEvent?: (event: PolicyEvent, at: number) => void;
+  readonly #stealAtExtend?: (vcpu: VcpuId, now: number) => number;
   readonly #ejections: EjectInfo[] = [];
   #port: PolicyPort;
   #isFallback = false;
@@ -342,6 +350,7 @@ export class SchedCore {
     this.#fallback = options.fallback ?? (() => new LocalPolicy(rr, { name: "rr" }));
     this.#onEject = options.onEject;
     this.#onPolicyEvent = options.onPolicyEvent;
+    this.#stealAtExtend = options.stealAtExtend;
     this.#port = options.policy;
     this.#adopt(options.policy, now, false);
     this.#events();
@@ -903,10 +912,11 @@ export class SchedCore {
     const v = this.#vcpus.get(s.vcpu)!;
     const now = this.#now;
     const ran = now - v.grantAt;
+    const stolen = this.#stealAtExtend ? this.#stolen(v, this.#stealAtExtend(v.info.id, now)) : 0;
     const epoch = this.#portEpoch;
     let slice: number | null = null;
     try {
-      slice = this.#port.extendSlice(v.info.id, s.id, ran, now);
+      slice = this.#port.extendSlice(v.info.id, s.id, ran, now, stolen);
     } catch (e) {
       this.#fault(e);
       return;
@@ -935,6 +945,7 @@ export class SchedCore {
       slot: s.id,
       generation: s.generation,
       ranNs: ran,
+      stolenNs: stolen,
       sliceNs: slice,
       oldDeadline,
       deadline: v.deadline,

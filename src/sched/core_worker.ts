@@ -83,6 +83,16 @@ class CoreThread {
       ratelimitNs: init.ratelimitNs,
       maxSliceNs: init.maxSliceNs,
       extendLeadNs: init.extendLeadNs,
+      stealAtExtend: (id, now) => {
+        const v = this.#vcpus.get(id);
+        if (!v) return 0;
+        return v.table.restartSteal(
+          v.index,
+          v.lastGeneration,
+          now,
+          this.#shim.shim_emt_cpu_ns(v.emt),
+        );
+      },
       watchdog: { starvationNs: init.starvationNs, budgetNs: init.budgetNs },
       now: shim.symbols.shim_now_f64(),
       onEject: (info) => {
@@ -132,7 +142,8 @@ class CoreThread {
         // The vCPU goes on in guest mode: a new deadline in its grant, its timer moved.
         const t = this.#lastNow;
         v.extendedAt = t;
-        this.#trace.record(TRACE.runEnd, t, a.vcpu, a.slot, a.ranNs, RUN_END_EXTEND);
+        const stolenUs = Math.round(a.stolenNs / 1e3);
+        this.#trace.record(TRACE.runEnd, t, a.vcpu, a.slot, a.ranNs, RUN_END_EXTEND, stolenUs);
         this.#trace.record(TRACE.grant, t, a.vcpu, a.slot, a.sliceNs);
         v.table.extend(v.index, a.deadline);
         this.#shim.shim_extend(v.emt, a.oldDeadline, a.deadline);

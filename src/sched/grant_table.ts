@@ -21,8 +21,10 @@
  * | 2   | revoked generation                           |
  * | 3   | ring head (EMT: next entry it writes)        |
  * | 4   | ring tail (core: next entry it reads)        |
+ * | 5   | grant generation the steal base belongs to  |
  * | f64 3 | slice deadline, CLOCK_MONOTONIC ns         |
  * | 32.. | ring entries: f64 type, ranNs, at, generation, stolenNs |
+ * | f64 60, 61 | steal base: CLOCK_MONOTONIC ns and the EMT's thread CPU ns, set when it takes a grant and at each extension |
  *
  * @module
  */
@@ -34,8 +36,10 @@ const ENTRY_F64 = 5;
 /** Ring entries per vCPU: an EMT has at most a few events in flight (it waits for grants). */
 export const RING_ENTRIES = 8;
 
-const W = { grantGen: 0, slot: 1, revokedGen: 2, head: 3, tail: 4 } as const;
+const W = { grantGen: 0, slot: 1, revokedGen: 2, head: 3, tail: 4, baseGen: 5 } as const;
 const F_DEADLINE = 3;
+/** Steal base: wall clock and the EMT's thread CPU clock from which steal is counted. */
+const F_BASE_AT = 60, F_BASE_CPU = 61;
 
 /** Scheduling events an EMT reports. */
 export const SCHED_EVENT = {
@@ -149,6 +153,21 @@ export class GrantRecordEmt {
     return this.#f64[F_DEADLINE];
   }
 
+  /**
+   * Counts steal from here: the EMT took grant `gen` at `at` (CLOCK_MONOTONIC ns) with `cpuNs`
+   * of thread CPU time. The core moves the base at each extension (`GrantTableCore.restartSteal`).
+   */
+  startSteal(gen: number, at: number, cpuNs: number): void {
+    this.#f64[F_BASE_AT] = at;
+    this.#f64[F_BASE_CPU] = cpuNs;
+    Atomics.store(this.#i32, W.baseGen, gen); // last: publishes the base
+  }
+
+  /** Steal since the base: wall time less thread CPU time, given the clocks now (>= 0). */
+  stolenSince(at: number, cpuNs: number): number {
+    return Math.max(0, at - this.#f64[F_BASE_AT] - (cpuNs - this.#f64[F_BASE_CPU]));
+  }
+
   /** Whether the core revoked generation `gen`. */
   revoked(gen: number): boolean {
     return Atomics.load(this.#i32, W.revokedGen) === gen;
@@ -194,6 +213,20 @@ export class GrantTableCore {
     this.#f64[b / 8 + F_DEADLINE] = g.sliceDeadline;
     Atomics.store(this.#i32, b / 4 + W.slot, g.slot);
     Atomics.store(this.#i32, b / 4 + W.grantGen, g.generation); // last: publishes the rest
+  }
+
+  /**
+   * At an extension of grant `gen`: the steal since the base (0 if the EMT has not taken the
+   * grant yet), and the base moved to now, so the EMT's next report counts from here.
+   */
+  restartSteal(vcpu: number, gen: number, at: number, cpuNs: number): number {
+    const b = vcpu * RECORD_BYTES;
+    if (Atomics.load(this.#i32, b / 4 + W.baseGen) !== gen || !(cpuNs >= 0)) return 0;
+    const f = b / 8;
+    const stolen = Math.max(0, at - this.#f64[f + F_BASE_AT] - (cpuNs - this.#f64[f + F_BASE_CPU]));
+    this.#f64[f + F_BASE_AT] = at;
+    this.#f64[f + F_BASE_CPU] = cpuNs;
+    return stolen;
   }
 
   /** Moves the slice deadline of `vcpu`'s live grant (an extension; the generation stays). */

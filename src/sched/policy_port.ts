@@ -81,7 +81,13 @@ export interface PolicyPort {
   /** Whether the plugin has `extendSlice` (known after `init`). */
   readonly canExtend: boolean;
   /** The running vCPU's slice is about to end with nobody waiting: a new slice, or null. */
-  extendSlice(vcpu: VcpuId, slot: SlotId, ranNs: number, now: number): number | null;
+  extendSlice(
+    vcpu: VcpuId,
+    slot: SlotId,
+    ranNs: number,
+    now: number,
+    stolenNs?: number,
+  ): number | null;
   /** Delivers queued void hooks now (a no-op for ports that do not queue). */
   flush(): void;
   /**
@@ -258,11 +264,17 @@ export class LocalPolicy implements PolicyPort {
   }
 
   /** Calls `extendSlice` and checks the type of its answer (null when the hook is absent). */
-  extendSlice(vcpu: VcpuId, slot: SlotId, ranNs: number, now: number): number | null {
+  extendSlice(
+    vcpu: VcpuId,
+    slot: SlotId,
+    ranNs: number,
+    now: number,
+    stolenNs = 0,
+  ): number | null {
     if (!this.#plugin.extendSlice) return null;
     let r: unknown;
     try {
-      r = this.#plugin.extendSlice(vcpu, slot, ranNs, now);
+      r = this.#plugin.extendSlice(vcpu, slot, ranNs, now, stolenNs);
     } catch (e) {
       throw this.#fault("extendSlice", e);
     }

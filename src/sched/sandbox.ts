@@ -470,8 +470,14 @@ export class SandboxPolicy implements PolicyPort {
   }
 
   /** `extendSlice`, with the queued hooks before it: one round trip. */
-  extendSlice(vcpu: VcpuId, slot: SlotId, ranNs: number, now: number): number | null {
-    this.#op(OP_EXTEND, vcpu, slot, ranNs, now);
+  extendSlice(
+    vcpu: VcpuId,
+    slot: SlotId,
+    ranNs: number,
+    now: number,
+    stolenNs = 0,
+  ): number | null {
+    this.#op(OP_EXTEND, vcpu, slot, ranNs, now, stolenNs);
     this.#roundTrip("extendSlice");
     const r = this.#ch.reply;
     return r[0] === 0 ? null : r[1];

@@ -243,7 +243,7 @@ async function serve(sab: SharedArrayBuffer, plugin: SchedulerPlugin): Promise<v
           }
           case OP_EXTEND: {
             const r = plugin.extendSlice
-              ? checkExtend(call("extendSlice", () => plugin.extendSlice!(a, b, c, d)))
+              ? checkExtend(call("extendSlice", () => plugin.extendSlice!(a, b, c, d, e)))
               : null;
             if (typeof r === "string") throw new HookFault("invalid", "extendSlice", r);
             if (r === null) reply[0] = 0;
