@@ -119,6 +119,11 @@ Deno.test("trace: per-vCPU run time equals the core's accounting (1 slot, 4 vCPU
       assertEquals(s.extensions, v.extensions, `${label} slice extensions`);
       assertEquals(s.preemptions, v.preemptions, `${label} preemptions`);
       assert(Math.abs(s.guestNs - v.runNs) <= 0.01 * v.runNs);
+      // Steal: µs in the trace, ns in the stats (the same figures, rounded).
+      assert(
+        Math.abs(s.stolenNs - v.stolenNs) <= 1e3 * s.grants + 1e3,
+        `${label}: steal ${s.stolenNs} ns in the trace, ${v.stolenNs} ns in the stats`,
+      );
     }
     // Slot 0 was busy in the trace about as long as the core says.
     const busy = summary.slotTotals[0].busyNs;
@@ -322,7 +327,7 @@ Deno.test("trace: a ring that wrapped (records dropped) still replays and export
   rec.record(TRACE.wake, T0, 1);
   for (let i = 0; i < 4; i++) {
     rec.record(TRACE.grant, T0 + i * 10 * ms, 1, 0, 10 * ms);
-    rec.record(TRACE.runEnd, T0 + (i + 1) * 10 * ms - 0.5 * ms, 1, 0, 9 * ms, 1);
+    rec.record(TRACE.runEnd, T0 + (i + 1) * 10 * ms - 0.5 * ms, 1, 0, 9 * ms, 1, 250); // 250 µs stolen
   }
   rec.record(TRACE.grant, T0 + 40 * ms, 1, 0, 10 * ms); // still running at the end
   const data = rec.collect({ slots: 1, policy: "test" });
@@ -335,6 +340,8 @@ Deno.test("trace: a ring that wrapped (records dropped) still replays and export
   assertEquals(a.start, runs[0].start, "the trace starts with what it knows");
   const s = summarizeTrace(a);
   assertEquals(s.vcpus[0].guestNs, 36 * ms);
+  assertEquals(s.vcpus[0].stolenNs, 1 * ms);
+  match(renderSummary(s), /stolen/);
   assertEquals(s.slotTotals[0].grants, 4);
   match(renderSummary(s), /3 older records dropped/);
   const p = toPerfetto(a);

@@ -137,6 +137,8 @@ export interface VcpuTimeline {
   preemptions: number;
   /** Guest ns run, the sum of `runEnd` values (the core's `runNs`). */
   guestNs: number;
+  /** ns other host threads took from its EMT's CPU while it held a slot (`runEnd` aux, µs). */
+  stolenNs: number;
 }
 
 /** The replayed trace. */
@@ -219,6 +221,7 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
           extensions: 0,
           preemptions: 0,
           guestNs: 0,
+          stolenNs: 0,
         },
         state: "unknown",
         since: t,
@@ -336,6 +339,7 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
           }
         }
         l.tl.guestNs += r.value;
+        l.tl.stolenNs += r.aux * 1e3;
         if (reason === "preempt") l.tl.preemptions++;
         l.extending = reason === "extend";
         l.freeing = l.run;
@@ -450,6 +454,8 @@ export interface VcpuSummary {
   runningNs: number;
   /** Guest ns (sum of runEnd values; equals the core's `runNs`). */
   guestNs: number;
+  /** ns of `runningNs` other host threads took from its EMT's CPU (steal; not charged). */
+  stolenNs: number;
   /** ns runnable, waiting for a slot. */
   runnableNs: number;
   /** ns halted. */
@@ -535,6 +541,7 @@ export function summarizeTrace(data: TraceData | TraceAnalysis): TraceSummary {
       id,
       runningNs,
       guestNs: tl.guestNs,
+      stolenNs: tl.stolenNs,
       runnableNs,
       haltedNs,
       observedNs: runningNs + runnableNs + haltedNs,
@@ -611,6 +618,7 @@ export function renderSummary(s: TraceSummary): string {
     "running",
     "%",
     "guest",
+    "stolen",
     "runnable",
     "%",
     "halted",
@@ -627,6 +635,7 @@ export function renderSummary(s: TraceSummary): string {
       ms(v.runningNs),
       pct(v.runningNs, v.observedNs),
       ms(v.guestNs),
+      ms(v.stolenNs),
       ms(v.runnableNs),
       pct(v.runnableNs, v.observedNs),
       ms(v.haltedNs),
