@@ -225,7 +225,8 @@ Deno.test("rtds: EDF order, and a waking earlier deadline preempts the latest on
 });
 
 Deno.test("rtds: steal is not charged: the budget pays only for the time the vCPU had", () => {
-  const after = (stolenNs: number) => {
+  /** One vCPU with 4 ms of budget every 10 ms, granted its first slice at 0. */
+  const granted = () => {
     const p = new RtdsScheduler();
     p.init({ slots: 1, params: {}, maxSliceNs: 100 * MS, ratelimitNs: MS, report: () => {} });
     p.addVcpu({
@@ -237,6 +238,10 @@ Deno.test("rtds: steal is not charged: the budget pays only for the time the vCP
       state: "runnable",
     });
     assert.equal(p.pickNext(0, 0)!.sliceNs, 4 * MS);
+    return p;
+  };
+  const after = (stolenNs: number) => {
+    const p = granted();
     // Its slice ended after 4 ms, of which other host threads held its CPU for `stolenNs`.
     p.onDeschedule(0, 0, 4 * MS - stolenNs, "slice", 4 * MS, stolenNs);
     return p.pickNext(0, 4 * MS);
@@ -244,18 +249,7 @@ Deno.test("rtds: steal is not charged: the budget pays only for the time the vCP
   assert.equal(after(0), null, "4 ms held, no steal: the budget is used up");
   assert.deepEqual(after(3 * MS), { vcpu: 0, sliceNs: 3 * MS }, "3 ms stolen: 3 ms left");
   // The same at an extension: 3.5 ms held, 2 of them stolen, leaves 2.5 ms of budget.
-  const p = new RtdsScheduler();
-  p.init({ slots: 1, params: {}, maxSliceNs: 100 * MS, ratelimitNs: MS, report: () => {} });
-  p.addVcpu({
-    id: 0,
-    vm: "rt",
-    index: 0,
-    vmVcpus: 1,
-    params: { period_ms: 10, budget_ms: 4, extratime: false },
-    state: "runnable",
-  });
-  p.pickNext(0, 0);
-  assert.equal(p.extendSlice(0, 0, 3.5 * MS, 3.5 * MS, 2 * MS), 2.5 * MS);
+  assert.equal(granted().extendSlice(0, 0, 3.5 * MS, 3.5 * MS, 2 * MS), 2.5 * MS);
 });
 
 Deno.test("credit: steal is not charged: a halt after 30 ms, 20 of them stolen, costs 10 ms", () => {

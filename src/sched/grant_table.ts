@@ -41,6 +41,15 @@ const F_DEADLINE = 3;
 /** Steal base: wall clock and the EMT's thread CPU clock from which steal is counted. */
 const F_BASE_AT = 60, F_BASE_CPU = 61;
 
+/**
+ * Steal since the base at `f` (the record's first f64): wall time less thread CPU time, given
+ * the clocks now (>= 0). The EMT never sleeps while it holds a grant, so the difference is time
+ * other threads held its CPU.
+ */
+function stealSince(f64: Float64Array, f: number, at: number, cpuNs: number): number {
+  return Math.max(0, at - f64[f + F_BASE_AT] - (cpuNs - f64[f + F_BASE_CPU]));
+}
+
 /** Scheduling events an EMT reports. */
 export const SCHED_EVENT = {
   /** The vCPU can run (it started, or an interrupt ended its halt). */
@@ -165,7 +174,7 @@ export class GrantRecordEmt {
 
   /** Steal since the base: wall time less thread CPU time, given the clocks now (>= 0). */
   stolenSince(at: number, cpuNs: number): number {
-    return Math.max(0, at - this.#f64[F_BASE_AT] - (cpuNs - this.#f64[F_BASE_CPU]));
+    return stealSince(this.#f64, 0, at, cpuNs);
   }
 
   /** Whether the core revoked generation `gen`. */
@@ -223,7 +232,7 @@ export class GrantTableCore {
     const b = vcpu * RECORD_BYTES;
     if (Atomics.load(this.#i32, b / 4 + W.baseGen) !== gen || !(cpuNs >= 0)) return 0;
     const f = b / 8;
-    const stolen = Math.max(0, at - this.#f64[f + F_BASE_AT] - (cpuNs - this.#f64[f + F_BASE_CPU]));
+    const stolen = stealSince(this.#f64, f, at, cpuNs);
     this.#f64[f + F_BASE_AT] = at;
     this.#f64[f + F_BASE_CPU] = cpuNs;
     return stolen;
