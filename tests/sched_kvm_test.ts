@@ -154,7 +154,9 @@ Deno.test("credit: a 25 % cap holds beside an uncapped spinner", async () => {
     const wallNs = (performance.now() - t0) * 1e6;
     const share = (threadRunNs(emt) - c0) / wallNs;
     const guest = (guestNs(capped) - g0) / wallNs;
-    const got = `${(share * 100).toFixed(1)} % of a CPU (${(guest * 100).toFixed(1)} % in guest mode)`;
+    const got = `${(share * 100).toFixed(1)} % of a CPU (${
+      (guest * 100).toFixed(1)
+    } % in guest mode)`;
     console.log(`  capped VM: ${got}`);
     assert(share <= 0.26, `capped VM got ${got}`);
     assert(share >= 0.15, `capped VM got only ${got}`);

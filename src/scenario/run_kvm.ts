@@ -1,7 +1,7 @@
 /**
  * Runs a scenario on KVM: boots its VMs under a policy plugin (or `host`: no slots, Linux
  * schedules the EMTs, weights as nice levels), generates the echo load, measures shares over
- * 1 s windows from the shim's ns-in-guest clocks and the workloads' own counters, and reports.
+ * 1 s windows from its EMT threads' CPU time and the workloads' own counters, and reports.
  *
  * @module
  */
@@ -63,10 +63,13 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** A VM's CPU time so far: guest ns from the shim, or (host mode) its EMT threads' run time. */
-function cpuNs(vm: Vm, host: boolean): number {
-  if (host) return vm.emtThreadIds().reduce((s, tid) => s + threadRunNs(tid), 0);
-  return vm.counters().reduce((s, c) => s + c.nsGuest, 0);
+/**
+ * A VM's CPU time so far: its EMT threads' run time from the kernel, the same meter under every
+ * policy and under `host`. (Wall time in guest mode would also count steal: time other host
+ * threads held the EMT's CPU, which the VM did not get.)
+ */
+function cpuNs(vm: Vm): number {
+  return vm.emtThreadIds().reduce((s, tid) => s + threadRunNs(tid), 0);
 }
 
 /** Sum of a stats-record word over the VM's vCPUs. */
@@ -146,19 +149,18 @@ export async function runScenarioKvm(
     await Promise.all([sleep(WARMUP_MS), ...vms.map((vm, i) => echoLoad(vm, i, WARMUP_MS / 1000))]);
 
     const shares: number[][] = vms.map(() => []);
-    const guestNs = (vm: Vm) => cpuNs(vm, host);
     const start = vms.map((vm) => ({
-      guest: guestNs(vm),
+      cpu: cpuNs(vm),
       iterations: statSum(vm, (v) => v.iterations),
       rounds: statSum(vm, (v) => v.rounds),
       misses: statSum(vm, (v) => v.misses),
     }));
     const echoes = vms.map((vm, i) => echoLoad(vm, i, seconds));
     const t0 = performance.now();
-    let last = vms.map(guestNs), lastT = t0;
+    let last = vms.map(cpuNs), lastT = t0;
     while (performance.now() - t0 < seconds * 1000) {
       await sleep(Math.min(1000, seconds * 1000 - (performance.now() - t0)));
-      const now = performance.now(), g = vms.map(guestNs);
+      const now = performance.now(), g = vms.map(cpuNs);
       const slotNs = scenario.slots * (now - lastT) * 1e6;
       if (now - lastT > 100) vms.forEach((_, i) => shares[i].push((g[i] - last[i]) / slotNs));
       last = g;
@@ -172,7 +174,7 @@ export async function runScenarioKvm(
     }
 
     const totals = vms.map((vm, i) =>
-      (guestNs(vm) - start[i].guest) / (scenario.slots * elapsed * 1e9)
+      (cpuNs(vm) - start[i].cpu) / (scenario.slots * elapsed * 1e9)
     );
     const ofVms = sharesOfVms(shares, totals);
     const outcomes: VmOutcome[] = vms.map((vm, i) => {
