@@ -41,8 +41,15 @@ const METRIC: Record<string, { label: string; cell: (r: ScenarioResult) => strin
     cell: (r) => r.vms.map((v) => (v.share * 100).toFixed(1)).join(" / "),
   },
   attacker: {
-    label: "attacker / honest share %",
-    cell: (r) => r.vms.map((v) => (v.share * 100).toFixed(1)).join(" / "),
+    label: "attacker / honest share %; guest work, attacker / honest",
+    cell: (r) => {
+      // The share counts its EMT's CPU, VMM work for its halts included; the work ratio is what
+      // the two guests got done, the same spin loop on both sides.
+      const [a, h] = r.vms;
+      return `${r.vms.map((v) => (v.share * 100).toFixed(1)).join(" / ")}; ${
+        (a.throughput / h.throughput).toFixed(2)
+      }`;
+    },
   },
   rt: {
     label: "deadline misses / jobs",
