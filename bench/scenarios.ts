@@ -43,8 +43,8 @@ const METRIC: Record<string, { label: string; cell: (r: ScenarioResult) => strin
   attacker: {
     label: "attacker / honest share %; guest work, attacker / honest",
     cell: (r) => {
-      // The share counts its EMT's CPU, VMM work for its halts included; the work ratio is what
-      // the two guests got done, the same spin loop on both sides.
+      // The share is its EMT's CPU: its guest kernel's and the VMM's work for its halts included.
+      // The work ratio is what the two guests' ring-3 loops got done, the same loop on both sides.
       const [a, h] = r.vms;
       return `${r.vms.map((v) => (v.share * 100).toFixed(1)).join(" / ")}; ${
         (a.throughput / h.throughput).toFixed(2)
