@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { formatResult } from "../scenario/result.ts";
 import { runScenarioKvm } from "../scenario/run_kvm.ts";
 import { parseScenario } from "../scenario/scenario.ts";
+import { threadRunNs } from "../sched/host_threads.ts";
 import type { Vmm } from "../vmm.ts";
 import { writeTraceFile } from "../trace/write.ts";
 import { UsageError } from "./usage.ts";
@@ -46,7 +47,7 @@ const DEMO = {
   ],
 };
 
-/** Prints each VM's share of the slot once a second (redrawn in place on a terminal). */
+/** Prints each VM's CPU share of the slot once a second (redrawn in place on a terminal). */
 function liveView(vmm: Vmm): () => void {
   const tty = Deno.stdout.isTerminal();
   const enc = new TextEncoder();
@@ -55,7 +56,8 @@ function liveView(vmm: Vmm): () => void {
     const now = performance.now(), wall = (now - lastT) * 1e6;
     const parts: string[] = [];
     for (const vm of vmm.vms.values()) {
-      const ns = vm.counters().reduce((s, c) => s + c.nsGuest, 0);
+      // Its EMTs' CPU time, the meter of the summary table below.
+      const ns = vm.emtThreadIds().reduce((s, tid) => s + threadRunNs(tid), 0);
       const prev = last.get(vm.name);
       if (prev !== undefined) {
         parts.push(`${vm.name.padEnd(6)} ${(((ns - prev) / wall) * 100).toFixed(1).padStart(5)} %`);
