@@ -117,6 +117,22 @@ Deno.test("sim: io-vs-hog under credit answers every request with low latency", 
   assert(rrEcho.p99Us > 2 * echo.p99Us, `rr p99 ${rrEcho.p99Us} us vs credit ${echo.p99Us} us`);
 });
 
+Deno.test("sim: rt keeps every deadline under rtds's reservations, not under credit's weights", async () => {
+  const s = await loadScenario(new URL("rt.json", DIR).pathname);
+  const rtds = await runScenarioSim(s, {
+    policy: new URL("../plugins/rtds.ts", import.meta.url).href,
+    seconds: 2,
+  });
+  const credit = await runScenarioSim(s, { policy: CREDIT, seconds: 2 });
+  const jobs = (r: typeof rtds) => r.vms.reduce((n, v) => n + v.jobs, 0);
+  const misses = (r: typeof rtds, name: string) => r.vms.find((v) => v.name === name)!.misses;
+  // 2 s of 10, 20, 10 and 50 ms periods: 200 + 100 + 200 + 40 jobs, give or take the edges.
+  assert(jobs(rtds) >= 530 && jobs(credit) >= 530, `jobs ${jobs(rtds)} / ${jobs(credit)}`);
+  for (const vm of rtds.vms) assertEquals([vm.name, vm.misses], [vm.name, 0]);
+  // rt1 needs 0.3 of a CPU; beside the 1024-weight batch VM its weight entitles it to about 0.25.
+  assert(misses(credit, "rt1") > 100, `credit: rt1 missed only ${misses(credit, "rt1")} of 200`);
+});
+
 Deno.test("sim: host is not a simulated policy", async () => {
   const s = await loadScenario(new URL("weights.json", DIR).pathname);
   await rejects(() => runScenarioSim(s, { policy: "host" }), /only runs on KVM/);
