@@ -9,6 +9,7 @@ import { busyScenario } from "./sim.ts";
 import { simulate } from "../src/sim/mod.ts";
 import { benchTracing, benchTracingIoVsHog } from "./trace.ts";
 import { fmt } from "./stats.ts";
+import { benchHostGaps } from "./host_noise.ts";
 
 const results: Record<string, unknown> = { date: new Date().toISOString() };
 
@@ -126,6 +127,21 @@ console.log(
     fmt(trIo.cost * 100, 2)
   } % (goal <= 2 %); echo p50 traced/untraced ${fmt(trIo.echoP50Ratio, 3)}`,
 );
+
+console.log(
+  "== host noise: a pinned real-time probe per CPU reading the clock, no VMM running, 10 s",
+);
+const gaps = await benchHostGaps(10);
+results.hostGaps = gaps;
+for (const g of gaps) {
+  console.log(
+    `  cpu ${g.cpu}${
+      g.realtime ? "" : " (not real-time)"
+    }: gone > 1 ms ${g.over1ms} times, > 3 ms ${g.over3ms} in ${
+      fmt(g.spunMs / 1000, 1)
+    } s; longest ${fmt(g.maxUs / 1000, 2)} ms, ${fmt(g.lostUs / 1000, 1)} ms lost (gaps > 0.5 ms)`,
+  );
+}
 
 await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });
 await Deno.writeTextFile(

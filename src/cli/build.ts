@@ -1,5 +1,5 @@
 /**
- * `deno task build`: compiles the C shim into its cache, the guest kernel and the C baseline of
+ * `deno task build`: compiles the C shim into its cache, the guest kernel and the C baselines of
  * the benches with make.
  *
  * @module
