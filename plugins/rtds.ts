@@ -96,6 +96,8 @@ interface Unit {
   lastRan: number;
   /** Run time of the current grant already accounted (burned, or forgiven by a replenishment). */
   chargedNs: number;
+  /** The current grant is reserved time (priority level 0, within the budget). */
+  reserved: boolean;
 }
 
 /** A slot. */
@@ -161,6 +163,7 @@ export class RtdsScheduler implements SchedulerPlugin {
       grantAt: this.#now,
       lastRan: -1,
       chargedNs: 0,
+      reserved: false,
     };
     this.#applyParams(u, info.params);
     this.#units.set(u.id, u);
@@ -225,7 +228,10 @@ export class RtdsScheduler implements SchedulerPlugin {
     snext.lastRan = now;
     snext.chargedNs = 0;
     spc.curr = snext;
-    return { vcpu: snext.id, sliceNs: this.#slice(snext) };
+    // Within its budget the vCPU runs on reserved time, which its EMT holds against the host's
+    // other threads; extratime is best effort (DEVIATION: Xen's pCPU has no other threads).
+    snext.reserved = snext.priorityLevel === 0;
+    return { vcpu: snext.id, sliceNs: this.#slice(snext), reserved: snext.reserved };
   }
 
   /** `rt_unit_sleep` (+ the burn of `rt_schedule`): the budget is kept for later. */
@@ -300,6 +306,9 @@ export class RtdsScheduler implements SchedulerPlugin {
     u.chargedNs = 0;
     this.#replenish(now, new Set()); // a late timer: nobody waits, nothing to tickle
     if (u.depleted) return null;
+    // From reserved time into extratime or back: a new grant, so that its EMT holds the CPU as
+    // the time it runs on now allows (an extension keeps the grant's hold).
+    if (u.reserved !== (u.priorityLevel === 0)) return null;
     return this.#slice(u);
   }
 

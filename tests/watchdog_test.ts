@@ -76,6 +76,7 @@ const INVALID: [string, RegExp][] = [
   ["slice0", /slice of 0 ns \(must be > 0\)/],
   ["sliceHuge", /slice of 1000000000000 ns \(max 100000000\)/],
   ["type", /pickNext returned vcpu "\d"; expected an integer vCPU id/],
+  ["reserved", /pickNext returned reserved "yes"; expected true, false or nothing/],
   ["promise", /pickNext returned a promise; hooks must be synchronous/],
   ["wakeSlot", /onWake\(vCPU \d\) returned slot 99, but slots are 0\.\.1/],
   ["tickSlot", /onTick returned slot 99, but slots are 0\.\.1/],

@@ -133,7 +133,10 @@ export class Emt {
     );
     if (init.sched) {
       this.#sched = new GrantRecordEmt(init.sched.table, init.vcpu, init.sched.doorbell);
-      this.#waitPolicy = WaitPolicy.forCallingThread(REALTIME_PRIORITY.waitingEmt);
+      this.#waitPolicy = WaitPolicy.forCallingThread(
+        REALTIME_PRIORITY.waitingEmt,
+        REALTIME_PRIORITY.reservedEmt,
+      );
     }
     if (init.echo) this.#echo = new EchoDoorbell(init.echo);
   }
@@ -268,8 +271,9 @@ export class Emt {
       this.#runnablePosted = false;
       this.#grantGuestNs0 = Number(this.#nsGuest[0]);
       sched.startSteal(g.generation, shim.shim_now_f64(), shim.shim_thread_cpu_ns());
-      // The core moved this thread to the slot's CPU before waking it (shim_wake_on).
-      this.#waitPolicy?.holding();
+      // The core moved this thread to the slot's CPU before waking it (shim_wake_on). Reserved
+      // time is held real-time, against the host's fair-class threads (host_threads.ts).
+      this.#waitPolicy?.holding(g.reserved === true);
     }
     const g = this.#grant;
     if (sched.revoked(g.generation)) {

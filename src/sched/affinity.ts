@@ -15,9 +15,12 @@ import { setThreadCpus, setThreadNice, setThreadRealtime } from "./host_threads.
  * (ftrace on io-vs-hog: the core, runnable with its plugin's answer, passed over for 1.3 ms).
  * Real-time, they run the moment they have work, as Xen's scheduler runs before any guest.
  * The core is above its plugin's sandbox, so a runaway plugin cannot lock the core (and its
- * watchdog) out; waiting EMTs are below both.
+ * watchdog) out; waiting EMTs are below both. An EMT holding a reserved slice
+ * (`PickDecision.reserved`) is below them all: the scheduler and the wake-ups of other vCPUs
+ * still come first, but the host's fair-class threads (V8's helpers) no longer take its CPU
+ * (ftrace on rt: a helper held a just-granted rt vCPU's CPU for 2.6 ms).
  */
-export const REALTIME_PRIORITY = { core: 3, sandbox: 2, waitingEmt: 1 } as const;
+export const REALTIME_PRIORITY = { core: 4, sandbox: 3, waitingEmt: 2, reservedEmt: 1 } as const;
 
 /**
  * Nice level of the scheduler's threads where real-time is not permitted (no CAP_SYS_NICE):

@@ -54,7 +54,7 @@ export const OP_PARAMS = 5;
 export const OP_ANSWERED = 16;
 /** `init(ctx)` (ctx JSON), answer: `[tickNs, hasExtendSlice]`. */
 export const OP_INIT = 16;
-/** `pickNext(a, b)`, answer: `[0]` (null) or `[1, vcpu, sliceNs]`. */
+/** `pickNext(a, b)`, answer: `[0]` (null) or `[1, vcpu, sliceNs]` (`[2, ...]`: reserved). */
 export const OP_PICK = 17;
 /** `onWake(a, b)`, answer: `[slot]` (`-1`: none). */
 export const OP_WAKE = 18;

@@ -49,6 +49,17 @@ export interface PickDecision {
   vcpu: VcpuId;
   /** The slice; `0 < sliceNs <= ctx.maxSliceNs`. The core enforces it with the run deadline. */
   sliceNs: number;
+  /**
+   * The slice is reserved time, a budget the policy guarantees (rtds's budget, not its
+   * extratime): while it runs, the vCPU's EMT holds its CPU at real-time priority (below the
+   * scheduler's threads and the waiting EMTs), so the host's fair-class threads, V8's helpers
+   * among them, wait or run on another CPU instead of taking the CPU from the guest. Without it
+   * (the default), the holding EMT is a fair-class thread like them. An extension keeps the
+   * grant's hold. Give it only for bounded time: Linux keeps 5 % of each CPU for fair-class
+   * threads (`sched_rt_runtime_us`) and lets them wait up to that long. Needs CAP_SYS_NICE;
+   * without it the field changes nothing.
+   */
+  reserved?: boolean;
 }
 
 /** A policy event a plugin reports for the trace (boost start/end, priority, credit...). */

@@ -61,6 +61,8 @@ export interface GrantAction {
   sliceNs: number;
   /** `now + sliceNs`: when the EMT must leave guest mode and report `sliceEnd`. */
   deadline: number;
+  /** Reserved time (`PickDecision.reserved`): the EMT holds its CPU at real-time priority. */
+  reserved: boolean;
 }
 
 /**
@@ -832,7 +834,7 @@ export class SchedCore {
   #offer(slot: number): void {
     if (this.#waiting === 0) return;
     const epoch = this.#portEpoch;
-    let d: { vcpu: number; sliceNs: number } | null = null;
+    let d: { vcpu: number; sliceNs: number; reserved?: boolean } | null = null;
     try {
       d = this.#port.pickNext(slot, this.#now);
     } catch (e) {
@@ -856,10 +858,10 @@ export class SchedCore {
       this.#eject("invalid", `pickNext(slot ${slot}) ${bad}`);
       return;
     }
-    this.#grant(v!, slot, d.sliceNs);
+    this.#grant(v!, slot, d.sliceNs, d.reserved === true);
   }
 
-  #grant(v: VcpuRec, slot: number, sliceNs: number): void {
+  #grant(v: VcpuRec, slot: number, sliceNs: number, reserved = false): void {
     const s = this.#slots[slot];
     const now = this.#now;
     v.account(now);
@@ -890,6 +892,7 @@ export class SchedCore {
       generation,
       sliceNs,
       deadline: now + sliceNs,
+      reserved,
     });
   }
 

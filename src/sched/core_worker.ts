@@ -129,12 +129,15 @@ class CoreThread {
       const v = this.#vcpus.get(a.vcpu);
       if (!v) continue;
       if (a.type === "grant") {
-        this.#trace.record(TRACE.grant, this.#lastNow, a.vcpu, a.slot, a.sliceNs);
+        // aux 1: reserved time (the EMT holds its CPU real-time).
+        const aux = a.reserved ? 1 : 0;
+        this.#trace.record(TRACE.grant, this.#lastNow, a.vcpu, a.slot, a.sliceNs, 0, aux);
         v.lastGeneration = a.generation;
         v.table.grant(v.index, {
           generation: a.generation,
           slot: a.slot,
           sliceDeadline: a.deadline,
+          reserved: a.reserved,
         });
         // Moved to the slot's CPU before the wake-up, which then lands there.
         this.#shim.shim_wake_on(v.emt, pin.length ? pin[a.slot] : -1);

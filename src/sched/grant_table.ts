@@ -25,6 +25,7 @@
  * | f64 3 | slice deadline, CLOCK_MONOTONIC ns         |
  * | 32.. | ring entries: f64 type, ranNs, at, generation, stolenNs |
  * | f64 60, 61 | steal base: CLOCK_MONOTONIC ns and the EMT's thread CPU ns, set when it takes a grant and at each extension |
+ * | i32 124 | 1: the grant is reserved time (the EMT holds its CPU real-time), else 0 |
  *
  * @module
  */
@@ -36,7 +37,15 @@ const ENTRY_F64 = 5;
 /** Ring entries per vCPU: an EMT has at most a few events in flight (it waits for grants). */
 export const RING_ENTRIES = 8;
 
-const W = { grantGen: 0, slot: 1, revokedGen: 2, head: 3, tail: 4, baseGen: 5 } as const;
+const W = {
+  grantGen: 0,
+  slot: 1,
+  revokedGen: 2,
+  head: 3,
+  tail: 4,
+  baseGen: 5,
+  reserved: 124,
+} as const;
 const F_DEADLINE = 3;
 /** Steal base: wall clock and the EMT's thread CPU clock from which steal is counted. */
 const F_BASE_AT = 60, F_BASE_CPU = 61;
@@ -97,6 +106,8 @@ export interface Grant {
   slot: number;
   /** CLOCK_MONOTONIC ns at which the slice ends. */
   sliceDeadline: number;
+  /** Reserved time: the EMT holds its CPU at real-time priority (`PickDecision.reserved`). */
+  reserved?: boolean;
 }
 
 /** Allocates the shared memory for `vcpus` records. */
@@ -151,6 +162,7 @@ export class GrantRecordEmt {
       generation: gen,
       slot: Atomics.load(this.#i32, W.slot),
       sliceDeadline: this.#f64[F_DEADLINE],
+      reserved: Atomics.load(this.#i32, W.reserved) === 1,
     };
   }
 
@@ -221,6 +233,7 @@ export class GrantTableCore {
     const b = vcpu * RECORD_BYTES;
     this.#f64[b / 8 + F_DEADLINE] = g.sliceDeadline;
     Atomics.store(this.#i32, b / 4 + W.slot, g.slot);
+    Atomics.store(this.#i32, b / 4 + W.reserved, g.reserved ? 1 : 0);
     Atomics.store(this.#i32, b / 4 + W.grantGen, g.generation); // last: publishes the rest
   }
 

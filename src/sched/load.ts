@@ -113,14 +113,20 @@ export function checkPick(r: unknown): PickDecision | null | string {
   if (typeof r !== "object" || r === undefined) {
     return `pickNext returned ${describe(r)}; expected null or { vcpu, sliceNs }`;
   }
-  const d = r as { vcpu?: unknown; sliceNs?: unknown };
+  const d = r as { vcpu?: unknown; sliceNs?: unknown; reserved?: unknown };
   if (typeof d.vcpu !== "number" || !Number.isInteger(d.vcpu)) {
     return `pickNext returned vcpu ${describe(d.vcpu)}; expected an integer vCPU id`;
   }
   if (typeof d.sliceNs !== "number" || Number.isNaN(d.sliceNs)) {
     return `pickNext returned sliceNs ${describe(d.sliceNs)}; expected a number of ns`;
   }
-  return { vcpu: d.vcpu, sliceNs: d.sliceNs };
+  if (d.reserved !== undefined && typeof d.reserved !== "boolean") {
+    return `pickNext returned reserved ${describe(d.reserved)}; expected true, false or nothing`;
+  }
+  return d.reserved ? { vcpu: d.vcpu, sliceNs: d.sliceNs, reserved: true } : {
+    vcpu: d.vcpu,
+    sliceNs: d.sliceNs,
+  };
 }
 
 /** Checks what `extendSlice` returned: a slice in ns, or null (nothing: let the slice end). */

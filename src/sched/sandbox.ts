@@ -454,7 +454,10 @@ export class SandboxPolicy implements PolicyPort {
     this.#op(OP_PICK, slot, now);
     this.#roundTrip("pickNext");
     const r = this.#ch.reply;
-    return r[0] === 0 ? null : { vcpu: r[1], sliceNs: r[2] };
+    if (r[0] === 0) return null;
+    return r[0] === 2
+      ? { vcpu: r[1], sliceNs: r[2], reserved: true }
+      : { vcpu: r[1], sliceNs: r[2] };
   }
 
   /** `onWake`, with the queued hooks before it: one round trip. */

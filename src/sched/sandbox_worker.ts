@@ -219,7 +219,7 @@ async function serve(sab: SharedArrayBuffer, plugin: SchedulerPlugin): Promise<v
             if (typeof r === "string") throw new HookFault("invalid", "pickNext", r);
             if (r === null) reply[0] = 0;
             else {
-              reply[0] = 1;
+              reply[0] = r.reserved ? 2 : 1;
               reply[1] = r.vcpu;
               reply[2] = r.sliceNs;
             }

@@ -78,7 +78,7 @@ function details(r: TraceRecord, data: TraceData, a: TraceAnalysis): string {
   const str = (id: number) => data.strings[id] ?? `#${id}`;
   switch (r.type) {
     case TRACE.grant:
-      return `slice ${ms(r.value)} ms`;
+      return `slice ${ms(r.value)} ms` + (r.aux === 1 ? ", reserved" : "");
     case TRACE.wake:
       return `by ${WAKE_SOURCE_NAME[r.reason] ?? r.reason}`;
     case TRACE.runEnd:
