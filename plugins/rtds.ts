@@ -36,7 +36,9 @@
  *
  * Parameters. Per VM (`VcpuInfo.params`, `setParams(vm, ...)`): `period_ms`, `budget_ms` (or
  * `period_us`, `budget_us`; 10 us <= budget <= period, `rt_validate_params`), `extratime`
- * (boolean). Policy-wide: `tick_us`.
+ * (boolean). Policy-wide: `tick_us`; `reserve` (boolean, default true): mark the time within a
+ * budget as reserved (`PickDecision.reserved`), which its EMT holds against the host's other
+ * threads; false leaves every grant fair-class, for comparison.
  *
  * Policy events (`ctx.report`): `replenish` (value: new deadline, ns), `depleted` (the vCPU ran
  * out of budget without extratime), `extratime` (value: its new priority level).
@@ -132,6 +134,8 @@ export class RtdsScheduler implements SchedulerPlugin {
   /** `prv->depletedq`: runnable vCPUs without budget, unsorted. */
   #depletedq: Unit[] = [];
   #now = 0;
+  /** Param `reserve`: budget time is reserved time. */
+  #reserve = true;
 
   /** `rt_init`. */
   init(ctx: SchedContext): void {
@@ -143,6 +147,7 @@ export class RtdsScheduler implements SchedulerPlugin {
     this.#now = 0;
     const tick = num(ctx.params.tick_us, DEFAULT_TICK_US);
     this.tickNs = Math.max(1, Math.round((tick > 0 ? tick : DEFAULT_TICK_US) * NS_PER_US));
+    this.#reserve = ctx.params.reserve === undefined ? true : bool(ctx.params.reserve);
   }
 
   /** `rt_alloc_udata` + `rt_unit_insert`. */
@@ -230,7 +235,7 @@ export class RtdsScheduler implements SchedulerPlugin {
     spc.curr = snext;
     // Within its budget the vCPU runs on reserved time, which its EMT holds against the host's
     // other threads; extratime is best effort (DEVIATION: Xen's pCPU has no other threads).
-    snext.reserved = snext.priorityLevel === 0;
+    snext.reserved = this.#reserve && snext.priorityLevel === 0;
     return { vcpu: snext.id, sliceNs: this.#slice(snext), reserved: snext.reserved };
   }
 
@@ -308,7 +313,7 @@ export class RtdsScheduler implements SchedulerPlugin {
     if (u.depleted) return null;
     // From reserved time into extratime or back: a new grant, so that its EMT holds the CPU as
     // the time it runs on now allows (an extension keeps the grant's hold).
-    if (u.reserved !== (u.priorityLevel === 0)) return null;
+    if (u.reserved !== (this.#reserve && u.priorityLevel === 0)) return null;
     return this.#slice(u);
   }
 

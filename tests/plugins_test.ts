@@ -13,7 +13,7 @@
  */
 import assert from "node:assert/strict";
 import { drive, type DriverVm, fuzz } from "./plugins/driver.ts";
-import type { PolicyEvent, SchedulerPlugin } from "../mod.ts";
+import type { PolicyEvent, SchedParams, SchedulerPlugin } from "../mod.ts";
 import { CreditScheduler } from "../plugins/credit.ts";
 import { Credit2Scheduler } from "../plugins/credit2.ts";
 import { RtdsScheduler } from "../plugins/rtds.ts";
@@ -254,6 +254,28 @@ Deno.test("rtds: steal is not charged: the budget pays only for the time the vCP
   );
   // The same at an extension: 3.5 ms held, 2 of them stolen, leaves 2.5 ms of budget.
   assert.equal(granted().extendSlice(0, 0, 3.5 * MS, 3.5 * MS, 2 * MS), 2.5 * MS);
+});
+
+Deno.test("rtds: budget time is reserved, extratime is not; reserve=false marks none", () => {
+  const grants = (params: SchedParams) => {
+    const p = new RtdsScheduler();
+    p.init({ slots: 1, params, maxSliceNs: 100 * MS, ratelimitNs: MS, report: () => {} });
+    p.addVcpu({
+      id: 0,
+      vm: "rt",
+      index: 0,
+      vmVcpus: 1,
+      params: { period_ms: 10, budget_ms: 4 },
+      state: "runnable",
+    });
+    const first = p.pickNext(0, 0)!;
+    // Its budget used up: on in extratime, one priority level down, through a new grant.
+    p.onDeschedule(0, 0, 4 * MS, "slice", 4 * MS, 0);
+    const second = p.pickNext(0, 4 * MS)!;
+    return [first.reserved === true, second.reserved === true];
+  };
+  assert.deepEqual(grants({}), [true, false]);
+  assert.deepEqual(grants({ reserve: false }), [false, false]);
 });
 
 Deno.test("credit: steal is not charged: a halt after 30 ms, 20 of them stolen, costs 10 ms", () => {
