@@ -508,6 +508,16 @@ Deno.test("reserved time (rtds's budget) is held real-time: a spinner beside tak
       return { beside: await window(1000), holding: seen };
     });
     assert(holding.has(`1/${REALTIME_PRIORITY.reservedEmt}`), `policies seen: ${[...holding]}`);
+    // The trace marks its grants reserved (aux 1), extensions too, every one of them: it has no
+    // extratime.
+    const { decodeTrace, TRACE } = await import("../src/trace/events.ts");
+    const grants = decodeTrace(await vmm.scheduler!.trace()).filter((r) => r.type === TRACE.grant);
+    assert(
+      grants.length >= 50 && grants.every((r) => r.aux === 1),
+      `${grants.length} grants, reserved or not: ${
+        grants.map((r) => r.aux).join("").slice(0, 200)
+      }`,
+    );
     assert(holding.has(`1/${REALTIME_PRIORITY.waitingEmt}`), `policies seen: ${[...holding]}`);
     assert(beside.runs >= 50, `runs beside the spinner: ${beside.runs}`);
     // Its 2 ms in 10 are its own: the spinner gets the rest of the CPU, not a share of these
