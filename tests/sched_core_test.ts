@@ -485,3 +485,43 @@ Deno.test("rr: a wake-up preempts a vCPU running past its slice at once, never o
   assertEquals(preempts(past.wake(2, 20 * MS)), [0]);
   assertEquals(grants(past.preempted(1, 20.1 * MS, 10.6 * MS)), [2]);
 });
+
+Deno.test("core: reserved time is bounded per slot and second (RESERVED_MAX_NS)", async () => {
+  const { RESERVED_MAX_NS } = await import("../src/sched/core.ts");
+  // Two vCPUs take turns on one slot, every slice reserved time, 100 ms each.
+  let q: number[] = [];
+  const greedy: SchedulerPlugin = {
+    name: "greedy-reserved",
+    init() {
+      q = [];
+    },
+    addVcpu(i: VcpuInfo) {
+      q.push(i.id);
+    },
+    pickNext() {
+      const v = q.shift();
+      return v === undefined ? null : { vcpu: v, sliceNs: 100 * MS, reserved: true };
+    },
+    onHalt() {},
+    onWake() {},
+    onDeschedule(v) {
+      q.push(v);
+    },
+  };
+  const core = new SchedCore({ slots: 1, policy: new LocalPolicy(greedy) });
+  const kinds: boolean[] = [];
+  const take = (a: SchedAction[]) => {
+    for (const x of a) if (x.type === "grant") kinds.push(x.reserved);
+  };
+  take(core.addVcpu(vcpu(0), 0));
+  take(core.addVcpu(vcpu(1), 0));
+  let running = 0;
+  for (let t = 100 * MS; t <= 2000 * MS; t += 100 * MS) {
+    take(core.sliceEnd(running, t, 100 * MS));
+    running = core.slotHolder(0);
+  }
+  // Second 0: nine reserved slices (900 ms), then fair-class; second 1 starts reserved again.
+  assertEquals(RESERVED_MAX_NS, 900 * MS);
+  assertEquals(kinds.slice(0, 10), [...Array(9).fill(true), false]);
+  assertEquals(kinds.slice(10, 20), [...Array(9).fill(true), false]);
+});

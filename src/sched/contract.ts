@@ -55,9 +55,9 @@ export interface PickDecision {
    * scheduler's threads and the waiting EMTs), so the host's fair-class threads, V8's helpers
    * among them, wait or run on another CPU instead of taking the CPU from the guest. Without it
    * (the default), the holding EMT is a fair-class thread like them. An extension keeps the
-   * grant's hold. Give it only for bounded time: Linux keeps 5 % of each CPU for fair-class
-   * threads (`sched_rt_runtime_us`) and lets them wait up to that long. Needs CAP_SYS_NICE;
-   * without it the field changes nothing.
+   * grant's hold. The core bounds it: a slot that held reserved time for 900 ms of the current
+   * second gets fair-class grants until the next, so the host's fair-class threads keep a tenth
+   * of its CPU. Needs CAP_SYS_NICE; without it the field changes nothing.
    */
   reserved?: boolean;
 }

@@ -25,6 +25,10 @@
  *   wait, so a slot a plugin left idle is retried on the next wake, tick or deschedule.
  * - Accounting adds up: a vCPU's run time is what its EMT reports, clamped to the time it held
  *   its slot, so the sum over vCPUs never exceeds `slots × elapsed`.
+ * - Reserved time (`PickDecision.reserved`, held real-time) is bounded: a slot that held it for
+ *   {@linkcode RESERVED_MAX_NS} of the current second gets fair-class grants, and no extension
+ *   of a reserved grant, until the next second; Linux's own bound (`sched_rt_runtime_us`, 950 ms
+ *   a second) would otherwise be the only thing between a plugin and the host's fair threads.
  *
  * @module
  */
@@ -235,6 +239,13 @@ export interface CoreStats {
   slots: SlotStats[];
 }
 
+/**
+ * Reserved time a slot may hold in each second of the clock (ns): 90 %, leaving 100 ms for the
+ * host's fair-class threads on its CPU before Linux's real-time throttling (50 ms) would.
+ */
+export const RESERVED_MAX_NS = 900_000_000;
+const RESERVED_WINDOW_NS = 1_000_000_000;
+
 const HALTED = 0;
 const RUNNABLE = 1;
 const RUNNING = 2;
@@ -284,6 +295,11 @@ class SlotRec {
   busyNs = 0;
   idleNs = 0;
   grants = 0;
+  /** Its grant is reserved time; since when it is counted; the second (window) and its sum. */
+  reserved = false;
+  reservedAt = 0;
+  reservedWindow = -1;
+  reservedNs = 0;
   constructor(readonly id: number, now: number) {
     this.since = now;
   }
@@ -292,6 +308,26 @@ class SlotRec {
     if (this.vcpu === -1) this.idleNs += d;
     else this.busyNs += d;
     this.since = now;
+  }
+  /** Reserved time held in the current second, counted up to `now`. */
+  reservedUsed(now: number): number {
+    const w = Math.floor(now / RESERVED_WINDOW_NS);
+    if (w !== this.reservedWindow) {
+      this.reservedWindow = w;
+      this.reservedNs = 0;
+      if (this.reserved) this.reservedAt = Math.max(this.reservedAt, w * RESERVED_WINDOW_NS);
+    }
+    if (this.reserved) {
+      this.reservedNs += now - this.reservedAt;
+      this.reservedAt = now;
+    }
+    return this.reservedNs;
+  }
+  /** The slot's grant starts (`reserved`: real-time hold) or ends (false) at `now`. */
+  holdReserved(now: number, reserved: boolean): void {
+    this.reservedUsed(now);
+    this.reserved = reserved;
+    this.reservedAt = now;
   }
 }
 
@@ -791,6 +827,7 @@ export class SchedCore {
     const ran = ranNs > 0 ? (ranNs < held ? ranNs : held) : 0;
     v.runNs += ran;
     s.account(this.#now);
+    s.holdReserved(this.#now, false);
     s.vcpu = -1;
     s.preempting = false;
     if (s.deferredAt !== Infinity) {
@@ -864,6 +901,9 @@ export class SchedCore {
   #grant(v: VcpuRec, slot: number, sliceNs: number, reserved = false): void {
     const s = this.#slots[slot];
     const now = this.#now;
+    // Over the slot's reserved time for this second: a fair-class grant (see RESERVED_MAX_NS).
+    if (reserved && s.reservedUsed(now) >= RESERVED_MAX_NS) reserved = false;
+    s.holdReserved(now, reserved);
     v.account(now);
     this.#waiting--;
     v.state = RUNNING;
@@ -906,6 +946,8 @@ export class SchedCore {
     if (s.vcpu === -1 || s.preempting) return Infinity;
     const v = this.#vcpus.get(s.vcpu)!;
     const lead = this.#extendLeadNs;
+    // A reserved grant over the slot's bound ends; its next grant is fair-class.
+    if (s.reserved && s.reservedUsed(this.#now) >= RESERVED_MAX_NS) return Infinity;
     // A slice shorter than two leads is not worth it: let it end.
     return v.deadline - v.grantAt > 2 * lead ? v.deadline - lead : Infinity;
   }
