@@ -224,19 +224,18 @@ Deno.test("rtds: EDF order, and a waking earlier deadline preempts the latest on
   assert.equal(d1.sliceNs, MS);
 });
 
+/** rtds on one slot with one runnable vCPU (id 0) of `vcpu` params; `policy`: its own params. */
+function oneRtdsVcpu(vcpu: SchedParams, policy: SchedParams = {}): RtdsScheduler {
+  const p = new RtdsScheduler();
+  p.init({ slots: 1, params: policy, maxSliceNs: 100 * MS, ratelimitNs: MS, report: () => {} });
+  p.addVcpu({ id: 0, vm: "rt", index: 0, vmVcpus: 1, params: vcpu, state: "runnable" });
+  return p;
+}
+
 Deno.test("rtds: steal is not charged: the budget pays only for the time the vCPU had", () => {
   /** One vCPU with 4 ms of budget every 10 ms, granted its first slice at 0. */
   const granted = () => {
-    const p = new RtdsScheduler();
-    p.init({ slots: 1, params: {}, maxSliceNs: 100 * MS, ratelimitNs: MS, report: () => {} });
-    p.addVcpu({
-      id: 0,
-      vm: "rt",
-      index: 0,
-      vmVcpus: 1,
-      params: { period_ms: 10, budget_ms: 4, extratime: false },
-      state: "runnable",
-    });
+    const p = oneRtdsVcpu({ period_ms: 10, budget_ms: 4, extratime: false });
     assert.equal(p.pickNext(0, 0)!.sliceNs, 4 * MS);
     return p;
   };
@@ -258,16 +257,7 @@ Deno.test("rtds: steal is not charged: the budget pays only for the time the vCP
 
 Deno.test("rtds: budget time is reserved, extratime is not; reserve=false marks none", () => {
   const grants = (params: SchedParams) => {
-    const p = new RtdsScheduler();
-    p.init({ slots: 1, params, maxSliceNs: 100 * MS, ratelimitNs: MS, report: () => {} });
-    p.addVcpu({
-      id: 0,
-      vm: "rt",
-      index: 0,
-      vmVcpus: 1,
-      params: { period_ms: 10, budget_ms: 4 },
-      state: "runnable",
-    });
+    const p = oneRtdsVcpu({ period_ms: 10, budget_ms: 4 }, params);
     const first = p.pickNext(0, 0)!;
     // Its budget used up: on in extratime, one priority level down, through a new grant.
     p.onDeschedule(0, 0, 4 * MS, "slice", 4 * MS, 0);
