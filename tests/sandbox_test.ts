@@ -185,7 +185,9 @@ console.log(JSON.stringify(out));
 `,
     );
     const r = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--no-lock", "--unstable-worker-options", script],
+      // --reload: a port the OS handed out before may still be in Deno's cache of remote modules,
+      // and then nothing would be fetched.
+      args: ["run", "-A", "--no-lock", `--reload=${url}`, "--unstable-worker-options", script],
       stdout: "piped",
       stderr: "piped",
     }).output();
