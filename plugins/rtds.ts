@@ -23,6 +23,10 @@
  *   (`priority_level++`), below every vCPU still within its reservation, and keeps running in
  *   the background; without it, it waits (depleted queue) for its next period.
  *
+ * - **Reserved time** (deno-vmm's, not rt.c's): a slice within the budget is marked `reserved`,
+ *   so its EMT holds the host CPU against the host's other threads, as a Xen pCPU runs nothing
+ *   else; extratime is not (best effort), and a change between the two is a new grant.
+ *
  * Budget is burned by the time a vCPU held its slot, as rt.c burns `now - last_start`, less the
  * time other host threads held its EMT's CPU meanwhile (`stolenNs`: on Xen nothing else runs
  * on the vCPU's pCPU; on a host V8's helper threads can, for up to a kernel tick). DEVIATION: among equal priorities the vCPU that ran least recently goes
