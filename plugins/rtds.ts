@@ -22,7 +22,6 @@
  *   up its budget and has the flag gets its budget again one priority level lower
  *   (`priority_level++`), below every vCPU still within its reservation, and keeps running in
  *   the background; without it, it waits (depleted queue) for its next period.
- *
  * - **Reserved time** (deno-vmm's, not rt.c's): a slice within the budget is marked `reserved`,
  *   so its EMT holds the host CPU against the host's other threads, as a Xen pCPU runs nothing
  *   else; extratime is not (best effort), and a change between the two is a new grant.
