@@ -238,7 +238,7 @@ export class RtdsScheduler implements SchedulerPlugin {
     spc.curr = snext;
     // Within its budget the vCPU runs on reserved time, which its EMT holds against the host's
     // other threads; extratime is best effort (DEVIATION: Xen's pCPU has no other threads).
-    snext.reserved = this.#reserve && snext.priorityLevel === 0;
+    snext.reserved = this.#onReservedTime(snext);
     return { vcpu: snext.id, sliceNs: this.#slice(snext), reserved: snext.reserved };
   }
 
@@ -316,8 +316,13 @@ export class RtdsScheduler implements SchedulerPlugin {
     if (u.depleted) return null;
     // From reserved time into extratime or back: a new grant, so that its EMT holds the CPU as
     // the time it runs on now allows (an extension keeps the grant's hold).
-    if (u.reserved !== (this.#reserve && u.priorityLevel === 0)) return null;
+    if (u.reserved !== this.#onReservedTime(u)) return null;
     return this.#slice(u);
+  }
+
+  /** Whether `u` runs on reserved time now: within its budget (level 0), `reserve` on. */
+  #onReservedTime(u: Unit): boolean {
+    return this.#reserve && u.priorityLevel === 0;
   }
 
   /** "Invoke the scheduler next time": when `u`'s budget runs out (within the core's bound). */

@@ -7,9 +7,8 @@
  */
 import { parseArgs } from "node:util";
 import { formatResult } from "../scenario/result.ts";
-import { runScenarioKvm } from "../scenario/run_kvm.ts";
+import { runScenarioKvm, vmCpuNs } from "../scenario/run_kvm.ts";
 import { parseScenario } from "../scenario/scenario.ts";
-import { threadRunNs } from "../sched/host_threads.ts";
 import type { Vmm } from "../vmm.ts";
 import { writeTraceFile } from "../trace/write.ts";
 import { UsageError } from "./usage.ts";
@@ -56,8 +55,7 @@ function liveView(vmm: Vmm): () => void {
     const now = performance.now(), wall = (now - lastT) * 1e6;
     const parts: string[] = [];
     for (const vm of vmm.vms.values()) {
-      // Its EMTs' CPU time, the meter of the summary table below.
-      const ns = vm.emtThreadIds().reduce((s, tid) => s + threadRunNs(tid), 0);
+      const ns = vmCpuNs(vm); // the meter of the summary table below
       const prev = last.get(vm.name);
       if (prev !== undefined) {
         parts.push(`${vm.name.padEnd(6)} ${(((ns - prev) / wall) * 100).toFixed(1).padStart(5)} %`);

@@ -68,7 +68,7 @@ function sleep(ms: number): Promise<void> {
  * policy and under `host`. (Wall time in guest mode would also count steal: time other host
  * threads held the EMT's CPU, which the VM did not get.)
  */
-function cpuNs(vm: Vm): number {
+export function vmCpuNs(vm: Vm): number {
   return vm.emtThreadIds().reduce((s, tid) => s + threadRunNs(tid), 0);
 }
 
@@ -150,17 +150,17 @@ export async function runScenarioKvm(
 
     const shares: number[][] = vms.map(() => []);
     const start = vms.map((vm) => ({
-      cpu: cpuNs(vm),
+      cpu: vmCpuNs(vm),
       iterations: statSum(vm, (v) => v.iterations),
       rounds: statSum(vm, (v) => v.rounds),
       misses: statSum(vm, (v) => v.misses),
     }));
     const echoes = vms.map((vm, i) => echoLoad(vm, i, seconds));
     const t0 = performance.now();
-    let last = vms.map(cpuNs), lastT = t0;
+    let last = vms.map(vmCpuNs), lastT = t0;
     while (performance.now() - t0 < seconds * 1000) {
       await sleep(Math.min(1000, seconds * 1000 - (performance.now() - t0)));
-      const now = performance.now(), g = vms.map(cpuNs);
+      const now = performance.now(), g = vms.map(vmCpuNs);
       const slotNs = scenario.slots * (now - lastT) * 1e6;
       if (now - lastT > 100) vms.forEach((_, i) => shares[i].push((g[i] - last[i]) / slotNs));
       last = g;
@@ -174,7 +174,7 @@ export async function runScenarioKvm(
     }
 
     const totals = vms.map((vm, i) =>
-      (cpuNs(vm) - start[i].cpu) / (scenario.slots * elapsed * 1e9)
+      (vmCpuNs(vm) - start[i].cpu) / (scenario.slots * elapsed * 1e9)
     );
     const ofVms = sharesOfVms(shares, totals);
     const outcomes: VmOutcome[] = vms.map((vm, i) => {

@@ -107,6 +107,8 @@ export interface ExtendAction {
   oldDeadline: number;
   /** `now + sliceNs`. */
   deadline: number;
+  /** The grant's hold, which an extension keeps (`GrantAction.reserved`). */
+  reserved: boolean;
 }
 
 /** What an event method asks the runtime to do, in order. */
@@ -994,6 +996,7 @@ export class SchedCore {
       sliceNs: slice,
       oldDeadline,
       deadline: v.deadline,
+      reserved: s.reserved,
     });
   }
 

@@ -42,8 +42,6 @@ interface VcpuSlotRef {
   lastGeneration: number;
   /** When its slice was last extended (its trace records after it are not dated earlier). */
   extendedAt: number;
-  /** Its last grant is reserved time (the trace marks its extensions so too). */
-  reserved: boolean;
 }
 
 const post = (m: CoreReply) => self.postMessage(m);
@@ -131,11 +129,10 @@ class CoreThread {
       const v = this.#vcpus.get(a.vcpu);
       if (!v) continue;
       if (a.type === "grant") {
-        // aux 1: reserved time (the EMT holds its CPU real-time).
+        // aux 1: reserved time (the EMT holds its CPU real-time); an extension keeps it.
         const aux = a.reserved ? 1 : 0;
         this.#trace.record(TRACE.grant, this.#lastNow, a.vcpu, a.slot, a.sliceNs, 0, aux);
         v.lastGeneration = a.generation;
-        v.reserved = a.reserved;
         v.table.grant(v.index, {
           generation: a.generation,
           slot: a.slot,
@@ -150,8 +147,7 @@ class CoreThread {
         v.extendedAt = t;
         const stolenUs = Math.round(a.stolenNs / 1e3);
         this.#trace.record(TRACE.runEnd, t, a.vcpu, a.slot, a.ranNs, RUN_END_EXTEND, stolenUs);
-        // An extension keeps the grant's hold.
-        this.#trace.record(TRACE.grant, t, a.vcpu, a.slot, a.sliceNs, 0, v.reserved ? 1 : 0);
+        this.#trace.record(TRACE.grant, t, a.vcpu, a.slot, a.sliceNs, 0, a.reserved ? 1 : 0);
         v.table.extend(v.index, a.deadline);
         this.#shim.shim_extend(v.emt, a.oldDeadline, a.deadline);
       } else if (a.type === "preempt") {
@@ -277,7 +273,6 @@ class CoreThread {
         emt: Deno.UnsafePointer.offset(base, i * EMT_BLOCK_SIZE)!,
         lastGeneration: 0,
         extendedAt: 0,
-        reserved: false,
       });
       this.#trace.nameVcpu({ id, vm, index: i });
       this.#trace.record(TRACE.vcpuAdd, now, id, -1, i, 0, this.#trace.intern(vm));

@@ -160,19 +160,17 @@ export class WaitPolicy {
 
   /**
    * The policy of the calling thread, which starts waiting; null when the kernel allows
-   * neither (not fair-class, or a kernel without sched_setattr).
+   * neither (not fair-class, or a kernel without sched_setattr). `reservedPriority`: the
+   * real-time priority it holds reserved time at; without it, reserved time is held as any.
    */
-  static forCallingThread(
-    realtimePriority: number,
-    reservedPriority = Math.max(1, realtimePriority - 1),
-  ): WaitPolicy | null {
+  static forCallingThread(realtimePriority: number, reservedPriority?: number): WaitPolicy | null {
     const started = threadAttr(0);
     if (started === null) return null;
     const holding = withSlice(started, 0) ?? started;
     const fifo = realtimeAttr(realtimePriority);
     if (applyThreadAttr(0, fifo)) {
       const p = new WaitPolicy(fifo, holding, "realtime");
-      p.#reserved = realtimeAttr(reservedPriority);
+      if (reservedPriority !== undefined) p.#reserved = realtimeAttr(reservedPriority);
       return p;
     }
     const short = withSlice(holding, SHORT_SLICE_NS);
