@@ -85,7 +85,7 @@ struct shim_emt {
   struct shim_global *global;    /* 32 */
   int64_t armed_deadline;        /* 40: deadline the thread timer is armed for (0: none) */
   timer_t timer;                 /* 48 */
-  _Atomic int32_t arm_lock;      /* 56: serialises arming (the EMT, and shim_extend) */
+  _Atomic int32_t arm_lock;      /* 56: serialises arming (the EMT, shim_extend): PI futex */
   int32_t pad1;                  /* 60 */
   _Atomic uint64_t counters[C_COUNT_FIXED]; /* 64 */
   _Atomic uint64_t exits[SHIM_EXIT_REASONS]; /* 64 + 8 * C_COUNT_FIXED */
@@ -103,15 +103,62 @@ _Static_assert(sizeof(struct shim_emt) <= 512, "shim_emt fits 512 bytes");
 static __thread struct shim_emt *current_emt;
 static int shim_signal;
 
+/*
+ * arm_lock: a priority-inheritance futex (futex(2), FUTEX_LOCK_PI / FUTEX_UNLOCK_PI). The word
+ * is 0 when free, else the owner's tid (with FUTEX_WAITERS set by the kernel while someone
+ * waits).
+ *
+ * Its two users run at different priorities: the EMT arms its own timer (fair class, or
+ * SCHED_FIFO 1 on reserved time), and the scheduler core moves it in shim_extend (SCHED_FIFO 4,
+ * pinned to slot 0's CPU). When the core preempts an EMT that holds the lock on the core's
+ * CPU, a spinning or sched_yield()ing core never lets the holder run again (sched_yield only
+ * yields to equal priorities; RT throttling stalls the holder with the core): a livelock
+ * (DESIGN.md invariant 7). With PI the core blocks in the kernel, which lends the holder the
+ * core's priority until it unlocks; the section it holds is one timer_settime().
+ */
+static __thread int32_t self_tid_cache;
+
+static int32_t self_tid(void) {
+  if (!self_tid_cache) self_tid_cache = (int32_t)syscall(SYS_gettid);
+  return self_tid_cache;
+}
+
 static void lock_arm(struct shim_emt *e) {
   int32_t free = 0;
-  while (!atomic_compare_exchange_weak(&e->arm_lock, &free, 1)) {
-    free = 0;
-    sched_yield();
+  if (atomic_compare_exchange_strong(&e->arm_lock, &free, self_tid())) return;
+  /* Contended: the kernel queues us by priority and boosts the owner. EAGAIN (the owner is
+   * exiting) and EINTR are retried; the kernel returns 0 once the lock is ours. */
+  while (syscall(SYS_futex, (int32_t *)&e->arm_lock, FUTEX_LOCK_PI | FUTEX_PRIVATE_FLAG, 0,
+                 NULL, NULL, 0) != 0) {
+    if (errno != EAGAIN && errno != EINTR) break; /* cannot happen with a valid word */
   }
 }
 
-static void unlock_arm(struct shim_emt *e) { atomic_store(&e->arm_lock, 0); }
+static void unlock_arm(struct shim_emt *e) {
+  int32_t mine = self_tid();
+  if (atomic_compare_exchange_strong(&e->arm_lock, &mine, 0)) return;
+  /* FUTEX_WAITERS is set: the kernel hands the lock to the highest-priority waiter. */
+  syscall(SYS_futex, (int32_t *)&e->arm_lock, FUTEX_UNLOCK_PI | FUTEX_PRIVATE_FLAG, 0, NULL,
+          NULL, 0);
+}
+
+/*
+ * For the priority-inversion regression test only: holds arm_lock while the calling thread
+ * uses `cpu_ns` of CPU time (a section that runs long when its thread is preempted), then
+ * releases it. Returns the thread CPU time the hold took, in ns.
+ */
+double shim_hold_arm_lock(struct shim_emt *e, double cpu_ns) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  double start = (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec, now = start;
+  lock_arm(e);
+  while (now - start < cpu_ns) {
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    now = (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+  }
+  unlock_arm(e);
+  return now - start;
+}
 
 static void on_poke_signal(int sig) {
   (void)sig;

@@ -36,6 +36,7 @@ export const SHIM_SYMBOLS = {
   shim_wake_on: { parameters: ["pointer", "i32"], result: "i32" },
   shim_poke: { parameters: ["pointer"], result: "i32" },
   shim_extend: { parameters: ["pointer", "f64", "f64"], result: "i32" },
+  shim_hold_arm_lock: { parameters: ["pointer", "f64"], result: "f64" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The opened shim library. */

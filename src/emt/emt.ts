@@ -90,6 +90,8 @@ export class Emt {
   #nsGuest: BigUint64Array;
   /** How this thread runs while it waits for a grant and while it holds one. */
   #waitPolicy: WaitPolicy | null = null;
+  /** Halt polling before the futex sleep, ns (0 for a real-time waiter). */
+  #haltPollNs: number;
   /** What ended the last halt (WAKE_SOURCE), reported with the next `runnable`. */
   #wakeSource: number = WAKE_SOURCE.start;
 
@@ -139,6 +141,11 @@ export class Emt {
       );
     }
     if (init.echo) this.#echo = new EchoDoorbell(init.echo);
+    // Halt polling spins for a wake-up. A halted EMT under a scheduler is real-time (it gave its
+    // grant back), and what wakes it (another vCPU's IPI, a device Worker) may be a lower
+    // priority on its CPU: spinning would hold that very thread off (DESIGN.md invariant 7).
+    // So a real-time waiter sleeps at once; polling stays for fair-class EMTs.
+    this.#haltPollNs = this.#waitPolicy?.kind === "realtime" ? 0 : init.haltPollNs;
   }
 
   /** Runs the vCPU until the VM stops. Never throws: faults are reported and stop the VM. */
@@ -191,7 +198,7 @@ export class Emt {
             self,
             this.#haltedIf ? lapic.timerDeadline : 0,
             HALT_KIND.guest,
-            this.#init.haltPollNs,
+            this.#haltPollNs,
           );
           continue;
         }

@@ -54,6 +54,11 @@ const RUN_END: Record<number, number> = {
   [SCHED_EVENT.yield]: 3,
   [SCHED_EVENT.gone]: 4,
 };
+/**
+ * While a control message is in progress the loop sleeps in the event loop at most this long
+ * between drains of the doorbell and timers (ms): their latency during a hot-swap.
+ */
+const CONTROL_POLL_MS = 1;
 /** Trace `runEnd` reason of a slice extension. */
 const RUN_END_EXTEND = RUN_END_REASON.indexOf("extend");
 
@@ -69,6 +74,8 @@ class CoreThread {
   #closed = false;
   /** Control messages handled so far (compared with the doorbell's control word). */
   controlHandled = 0;
+  /** Ends the loop's sleep in the event loop early, once a control message is handled. */
+  controlWake: (() => void) | null = null;
   #trace: TraceRecorder;
 
   constructor(init: CoreInit, shim: ShimLibrary, policy: PolicyPort) {
@@ -242,7 +249,15 @@ class CoreThread {
         this.#apply(timed);
       }
       if (Atomics.load(this.#bell, DOORBELL.control) !== this.controlHandled) {
-        await new Promise((r) => setTimeout(r, 0)); // the event loop delivers and runs them
+        // The event loop delivers and runs them. Sleep in it, never spin: this thread is the
+        // highest-priority one of its CPU, and what a control message awaits (a hot-swap's new
+        // sandbox Worker starting, its module loading) runs below it, possibly on this CPU
+        // only (invariant 7). A timer of 0 ms polled the event loop without sleeping.
+        await new Promise<void>((r) => {
+          this.controlWake = r;
+          setTimeout(r, CONTROL_POLL_MS);
+        });
+        this.controlWake = null;
         continue;
       }
       const next = this.#core.nextTimerAt();
@@ -430,5 +445,6 @@ self.onmessage = async (ev: MessageEvent<CoreRequest>) => {
     post({ type: "done", id: m.id, error: (e as Error).message });
   } finally {
     t.controlHandled++; // only now may the loop sleep in Atomics.wait again
+    t.controlWake?.();
   }
 };
