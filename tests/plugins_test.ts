@@ -269,8 +269,11 @@ Deno.test("rtds: budget time is reserved, extratime is not; reserve=false marks 
 });
 
 Deno.test("credit: steal is not charged: a halt after 30 ms, 20 of them stolen, costs 10 ms", () => {
-  /** The reported credit of the vCPU that ran, at the first accounting after its run. */
-  const credit = (stolenNs: number) => {
+  /**
+   * Both vCPUs hold the slot 30 ms and halt, the first losing `stolenNs` of it to other host
+   * threads; returns how many more credits it has than the second at the next accounting.
+   */
+  const advantage = (stolenNs: number) => {
     const evs: PolicyEvent[] = [];
     const p = new CreditScheduler();
     const report = (e: PolicyEvent) => evs.push(e);
@@ -278,13 +281,41 @@ Deno.test("credit: steal is not charged: a halt after 30 ms, 20 of them stolen, 
     for (const id of [0, 1]) {
       p.addVcpu({ id, vm: `v${id}`, index: 0, vmVcpus: 1, params: {}, state: "runnable" });
     }
+    const first = p.pickNext(0, 0)!.vcpu;
+    p.onHalt(first, 30 * MS, 30 * MS - stolenNs, stolenNs);
+    const second = p.pickNext(0, 30 * MS)!.vcpu;
+    p.onHalt(second, 60 * MS, 30 * MS, 0);
+    for (let t = 1; t <= 3; t++) p.onTick(60 * MS + t * 10 * MS);
+    return events(evs, "credit", first)[0].value! - events(evs, "credit", second)[0].value!;
+  };
+  // 10 credits per ms (credit.c CSCHED_CREDITS_PER_MSEC): 20 ms not charged are 200 credits. The
+  // accounting supplies 200 fewer (DEVIATION 6), shared by both: the difference stays.
+  assert.equal(advantage(0), 0);
+  assert.equal(advantage(20 * MS), 200);
+});
+
+Deno.test("credit: the accounting supplies what the slot delivered, less the steal (DEVIATION 6)", () => {
+  /** The credits one accounting hands out after a vCPU held the only slot 30 ms, `stolenNs` of it stolen. */
+  const supplied = (stolenNs: number) => {
+    const evs: PolicyEvent[] = [];
+    const p = new CreditScheduler();
+    p.init({
+      slots: 1,
+      params: {},
+      maxSliceNs: 100 * MS,
+      ratelimitNs: MS,
+      report: (e) => evs.push(e),
+    });
+    p.addVcpu({ id: 0, vm: "v0", index: 0, vmVcpus: 1, params: {}, state: "runnable" });
     const d = p.pickNext(0, 0)!;
     p.onHalt(d.vcpu, 30 * MS, 30 * MS - stolenNs, stolenNs);
     for (let t = 1; t <= 3; t++) p.onTick(30 * MS + t * 10 * MS);
-    return events(evs, "credit", d.vcpu)[0].value!;
+    // credit after the accounting = supply - what was charged
+    return events(evs, "credit", 0)[0].value! + (30 * MS - stolenNs) / MS * 10;
   };
-  // 10 credits per ms (credit.c CSCHED_CREDITS_PER_MSEC): 20 ms not charged are 200 credits.
-  assert.equal(credit(20 * MS) - credit(0), 200);
+  // Nothing stolen: a full 30 ms slot's worth, 300 credits (credit.c prv->credit for one pCPU).
+  // 20 ms stolen: 200 credits fewer, the time the slot did not deliver to the vCPU.
+  assert.equal(supplied(0) - supplied(20 * MS), 200);
 });
 
 Deno.test("credit2: steal is not charged: the vCPU that lost its CPU keeps its credit", () => {
