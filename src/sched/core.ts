@@ -14,8 +14,9 @@
  * - Only a runnable vCPU that is not running is granted, for `0 < slice <= maxSliceNs`, on a slot
  *   that exists and is free: every decision is validated, and a plugin that throws, answers with
  *   an invalid decision, times out (sandbox) or starves a runnable vCPU is ejected
- *   (sched_ext's watchdog, `kernel/sched/ext.c`); the built-in round-robin takes over, is told
- *   every vCPU and its state, and no vCPU is lost.
+ *   (sched_ext's watchdog, `kernel/sched/ext.c`; the starvation bound scales with the load
+ *   between 1 s and 60 s unless fixed, see `watchdog.ts`); the built-in round-robin takes over,
+ *   is told every vCPU and its state, and no vCPU is lost.
  * - Context switches are rate-limited as Xen's credit scheduler does (`csched_schedule` in
  *   `xen/common/sched/credit.c`, `sched_ratelimit_us`, default 1000 µs): a preemption asked for
  *   a vCPU that has run less than `ratelimitNs` since its grant is deferred until it has.
@@ -47,6 +48,7 @@ import {
   type EjectInfo,
   type EjectReason,
   PolicyFault,
+  type StarvationBound,
   Watchdog,
   type WatchdogOptions,
 } from "./watchdog.ts";
@@ -189,6 +191,8 @@ export interface VcpuStats {
   stolenNs: number;
   /** Time runnable without a slot (ns). */
   waitNs: number;
+  /** The longest single wait for a slot, the current one included (ns). */
+  maxWaitNs: number;
   /** Time halted (ns). */
   haltedNs: number;
   /** Grants received. */
@@ -235,6 +239,8 @@ export interface CoreStats {
   deferredPreemptions: number;
   /** Ejections so far. */
   ejections: EjectInfo[];
+  /** The watchdog's starvation bound in force (ns; `Infinity` when off). */
+  starvationBoundNs: number;
   /** Per vCPU, in order of `addVcpu`. */
   vcpus: VcpuStats[];
   /** Per slot. */
@@ -269,6 +275,9 @@ class VcpuRec {
   slotNs = 0;
   stolenNs = 0;
   waitNs = 0;
+  /** The longest single wait for a slot (ns), and the current one's length so far. */
+  maxWaitNs = 0;
+  waitRun = 0;
   haltedNs = 0;
   grants = 0;
   preemptions = 0;
@@ -280,9 +289,15 @@ class VcpuRec {
   /** Adds the time since the last transition to the current state's bucket. */
   account(now: number): void {
     const d = now - this.since;
-    if (this.state === RUNNABLE) this.waitNs += d;
-    else if (this.state === HALTED) this.haltedNs += d;
-    else this.slotNs += d;
+    if (this.state === RUNNABLE) {
+      this.waitNs += d;
+      this.waitRun += d;
+      if (this.waitRun > this.maxWaitNs) this.maxWaitNs = this.waitRun;
+    } else {
+      this.waitRun = 0;
+      if (this.state === HALTED) this.haltedNs += d;
+      else this.slotNs += d;
+    }
     this.since = now;
   }
 }
@@ -386,7 +401,7 @@ export class SchedCore {
     if (!(this.#maxSliceNs > 0)) throw new RangeError(`maxSliceNs must be > 0`);
     this.#slots = Array.from({ length: slots }, (_, i) => new SlotRec(i, now));
     this.#idle = slots;
-    this.#watchdog = new Watchdog(options.watchdog, now);
+    this.#watchdog = new Watchdog(options.watchdog, now, slots);
     this.#fallback = options.fallback ?? (() => new LocalPolicy(rr, { name: "rr" }));
     this.#onEject = options.onEject;
     this.#onPolicyEvent = options.onPolicyEvent;
@@ -431,6 +446,14 @@ export class SchedCore {
   /** The largest slice accepted (ns). */
   get maxSliceNs(): number {
     return this.#maxSliceNs;
+  }
+
+  /**
+   * The watchdog's starvation bound in force and what it was computed from: the fixed
+   * `watchdog.starvationNs`, or the bound scaled with the load (`watchdog.ts`).
+   */
+  get starvationBound(): StarvationBound {
+    return this.#watchdog.bound();
   }
 
   /** Whether `id` is a known vCPU. */
@@ -508,6 +531,7 @@ export class SchedCore {
         slotNs: v.slotNs + (v.state === RUNNING ? d : 0),
         stolenNs: v.stolenNs,
         waitNs: v.waitNs + (v.state === RUNNABLE ? d : 0),
+        maxWaitNs: v.state === RUNNABLE ? Math.max(v.maxWaitNs, v.waitRun + d) : v.maxWaitNs,
         haltedNs: v.haltedNs + (v.state === HALTED ? d : 0),
         grants: v.grants,
         extensions: v.extensions,
@@ -535,6 +559,7 @@ export class SchedCore {
       preemptRequests: this.#preemptRequests,
       deferredPreemptions: this.#deferredPreemptions,
       ejections: [...this.#ejections],
+      starvationBoundNs: this.#watchdog.starvationNs,
       vcpus,
       slots,
     };
@@ -703,6 +728,7 @@ export class SchedCore {
       }
     }
     if (this.#watchdog.due(t)) {
+      this.#watchdog.noteLoad(t, this.#runnable());
       // The fallback is not judged (there is nothing to fall back to), but the check is re-armed.
       const starving = this.#watchdog.check(t, this.#isFallback ? [] : this.#waitingVcpus());
       if (starving) {
@@ -712,7 +738,7 @@ export class SchedCore {
           "starvation",
           `vCPU ${v.info.id} (${v.info.vm}#${v.info.index}) was runnable for ${
             waited.toFixed(1)
-          } ms without a slot (bound ${this.#watchdog.starvationNs / 1e6} ms)`,
+          } ms without a slot (${this.#watchdog.describe()})`,
         );
       }
     }
@@ -803,6 +829,11 @@ export class SchedCore {
     for (const e of evs) this.#onPolicyEvent(e, this.#now);
   }
 
+  /** Runnable vCPUs: the ones waiting for a slot and the ones holding one. */
+  #runnable(): number {
+    return this.#waiting + this.#slots.length - this.#idle;
+  }
+
   *#waitingVcpus(): Iterable<{ id: number; waitingSince: number }> {
     for (const v of this.#vcpus.values()) {
       if (v.state === RUNNABLE) {
@@ -826,6 +857,8 @@ export class SchedCore {
   #release(v: VcpuRec, ranNs: number): number {
     const s = this.#slots[v.slot];
     const held = this.#now - v.grantAt;
+    // What the slot was held for counts toward the watchdog's round, overrun included.
+    this.#watchdog.noteSlice(this.#now, held);
     const ran = ranNs > 0 ? (ranNs < held ? ranNs : held) : 0;
     v.runNs += ran;
     s.account(this.#now);
@@ -927,6 +960,8 @@ export class SchedCore {
     v.generation = generation;
     this.#idle--;
     this.#decisions++;
+    this.#watchdog.noteSlice(now, sliceNs);
+    this.#watchdog.noteLoad(now, this.#runnable());
     this.#push({
       type: "grant",
       vcpu: v.info.id,
@@ -986,6 +1021,7 @@ export class SchedCore {
     const oldDeadline = v.deadline;
     v.deadline = now + slice;
     v.extensions++;
+    this.#watchdog.noteSlice(now, slice);
     this.#push({
       type: "extend",
       vcpu: v.info.id,

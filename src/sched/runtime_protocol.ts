@@ -47,8 +47,8 @@ export interface CoreInit {
   maxSliceNs: number;
   /** Budget for one batch of plugin calls, ns. */
   budgetNs: number;
-  /** Starvation bound, ns. */
-  starvationNs: number;
+  /** A fixed starvation bound, ns; absent: the bound scales with the load (`watchdog.ts`). */
+  starvationNs?: number;
   /** The policy. */
   policy: PolicySpec;
   /** Trace ring: records kept (0: tracing off). */

@@ -113,8 +113,19 @@ type Ready = { ok: true; name: string } | { ok: false; error: string };
 const NO_EVENTS: PolicyEvent[] = [];
 const REASON_CODE: Record<DescheduleReason, number> = { slice: 0, preempt: 1, yield: 2 };
 
-/** A starved (not computing) plugin may take this many budgets before it times out. */
+/**
+ * A starved (not computing) plugin may take this many budgets, and at least
+ * {@linkcode STARVED_LIMIT_MS}, before it times out.
+ */
 const HARD_LIMIT = 10;
+/**
+ * The least wall time a plugin that is not computing gets (ms). Its thread can be held off the
+ * CPU through no fault of its own: while 256 EMT Workers started (64 VMs x 4 vCPUs on 2 slots)
+ * it waited in the kernel behind their mmap/munmap calls, and once in five runs a sound credit
+ * answered a tick after more than 200 ms, ten 20 ms budgets. A plugin that blocks itself (say,
+ * in `Atomics.wait`) is still ejected, after this long.
+ */
+const STARVED_LIMIT_MS = 2000;
 
 /** Lists this process's threads named like Deno Workers (`worker-N`). */
 function workerThreads(): Set<number> {
@@ -355,7 +366,8 @@ export class SandboxPolicy implements PolicyPort {
    * Worker's thread is known, look at its CPU time (`/proc/self/task/<tid>/schedstat`) over the
    * next half budget: a plugin that is computing (a quarter budget of CPU in that time) times
    * out; one that is only starved of CPU by other threads gets more time, up to `HARD_LIMIT`
-   * budgets. Without the thread's CPU time, the budget is wall-clock.
+   * budgets or `STARVED_LIMIT_MS`, whichever is longer. Without the thread's CPU time, the
+   * budget is wall-clock.
    */
   #await(seq: number, hook: string): void {
     const { hdr } = this.#ch;
@@ -373,7 +385,7 @@ export class SandboxPolicy implements PolicyPort {
       if (t >= deadline) {
         const cpu = this.#tid > 0 ? threadRunNs(this.#tid) : NaN; // NaN: unreadable
         const busy = cpu >= 0 && cpuAtDeadline >= 0 && (cpu - cpuAtDeadline) / 1e6 >= budget / 4;
-        if (!(cpu >= 0) || busy || t - t0 >= HARD_LIMIT * budget) {
+        if (!(cpu >= 0) || busy || t - t0 >= Math.max(HARD_LIMIT * budget, STARVED_LIMIT_MS)) {
           const waited = (t - t0).toFixed(1);
           this.#kill(`no answer within ${waited} ms`);
           throw new PolicyFault(

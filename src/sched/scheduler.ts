@@ -46,7 +46,11 @@ export interface SchedulerOptions {
   extendSlices?: boolean;
   /** Watchdog: budget for one batch of plugin calls, ms (default 20). */
   budgetMs?: number;
-  /** Watchdog: longest a runnable vCPU may wait for a slot, ms (default 1000). */
+  /**
+   * Watchdog: longest a runnable vCPU may wait for a slot, ms, exactly as given. Default: a
+   * bound that scales with the load (runnable vCPUs per slot x the longest slice), from 1 s on
+   * a lightly loaded machine to 60 s (`src/sched/watchdog.ts`).
+   */
   starvationMs?: number;
   /** Hosts a remote plugin may import from (scoped grant); default none. */
   allowImport?: string[];
@@ -182,7 +186,7 @@ export class Scheduler {
       extendLeadNs: options.extendSlices === false ? 0 : EXTEND_LEAD_NS,
       maxSliceNs: (options.maxSliceMs ?? 100) * 1e6,
       budgetNs: (options.budgetMs ?? 20) * 1e6,
-      starvationNs: (options.starvationMs ?? 1000) * 1e6,
+      starvationNs: options.starvationMs !== undefined ? options.starvationMs * 1e6 : undefined,
       policy: s.#spec(options.plugin, options.params ?? {}),
       traceCapacity: options.traceRecords ?? 1 << 18,
     };

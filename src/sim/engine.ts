@@ -421,6 +421,7 @@ export class Engine implements SimHost {
         runNs: v.guestNs,
         share: total > 0 ? v.guestNs / total : 0,
         waitNs: cs.waitNs,
+        maxWaitNs: cs.maxWaitNs,
         haltedNs: cs.haltedNs,
         grants: cs.grants,
         preemptions: cs.preemptions,
@@ -438,6 +439,7 @@ export class Engine implements SimHost {
         runNs,
         share: total > 0 ? runNs / total : 0,
         waitNs: sum((x) => x.waitNs),
+        maxWaitNs: mine.reduce((a, x) => Math.max(a, x.maxWaitNs), 0),
         haltedNs: sum((x) => x.haltedNs),
         grants: sum((x) => x.grants),
         preemptions: sum((x) => x.preemptions),
@@ -459,6 +461,7 @@ export class Engine implements SimHost {
       vms,
       vcpus,
       maxRunning: this.#maxInGuest,
+      starvationBoundNs: stats.starvationBoundNs,
     };
     if (this.#windowNs > 0) result.windows = this.#windows;
     return result;

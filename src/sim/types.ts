@@ -129,7 +129,10 @@ export interface SimOptions {
   ratelimitNs?: number;
   /** Largest slice accepted (ns); default 100 ms. */
   maxSliceNs?: number;
-  /** Watchdog starvation bound (ns); default 1 s; 0 disables. */
+  /**
+   * A fixed watchdog starvation bound (ns), exactly as given; 0 disables. Default: the bound
+   * scales with the load, from 1 s to 60 s (`src/sched/watchdog.ts`).
+   */
   starvationNs?: number;
   /** Sandbox budget per batch of calls (wall-clock ns); default 200 ms in the simulator. */
   budgetNs?: number;
@@ -173,6 +176,8 @@ export interface SimSchedStats {
   share: number;
   /** Time runnable but not running (ns). */
   waitNs: number;
+  /** The longest single wait for a slot (ns; for a VM, its vCPUs' longest). */
+  maxWaitNs: number;
   /** Time halted (ns). */
   haltedNs: number;
   /** Grants received. */
@@ -293,4 +298,6 @@ export interface SimResult {
   windows?: SimWindow[];
   /** Highest number of vCPUs in guest mode at once (must be <= slots). */
   maxRunning: number;
+  /** The watchdog's starvation bound in force at the end (ns; `Infinity` when off). */
+  starvationBoundNs: number;
 }
