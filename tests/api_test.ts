@@ -11,6 +11,7 @@ import { type SchedulerOptions, type Vm, Vmm } from "../mod.ts";
 import { type ApiServer, ApiSocketError, startApiServer } from "../src/api/server.ts";
 import { ApiClient, ApiRequestError } from "../src/api/client.ts";
 import { escapeLabelValue } from "../src/api/metrics.ts";
+import { test } from "./helpers/deadline.ts";
 
 const PLUGINS = new URL("../plugins/", import.meta.url);
 const plugin = (name: string) => new URL(name, PLUGINS).href;
@@ -179,7 +180,7 @@ function sample(samples: PromSample[], name: string, labels: Record<string, stri
 
 // ------------------------------------------------------------------ the socket
 
-Deno.test("api socket: mode 0600, removed on close; taken paths refused, stale replaced", async () => {
+test("api socket: mode 0600, removed on close; taken paths refused, stale replaced", async () => {
   const dir = await Deno.makeTempDir({ prefix: "deno-vmm-api-" });
   const vmm = await Vmm.create();
   try {
@@ -225,7 +226,7 @@ Deno.test("api socket: mode 0600, removed on close; taken paths refused, stale r
 
 // ------------------------------------------------------------------ endpoints
 
-Deno.test("api: every endpoint on a credit scheduler, one slot", async () => {
+test("api: every endpoint on a credit scheduler, one slot", async () => {
   await withApi({
     scheduler: { plugin: plugin("credit.ts"), slots: 1 },
     vms: [{ name: "a", vcpus: 2 }, { name: "b", weight: 512 }],
@@ -293,7 +294,7 @@ Deno.test("api: every endpoint on a credit scheduler, one slot", async () => {
   });
 });
 
-Deno.test("api: bad requests are 4xx with a clear message and change nothing", async () => {
+test("api: bad requests are 4xx with a clear message and change nothing", async () => {
   await withApi({
     scheduler: { plugin: plugin("credit.ts"), slots: 1 },
     vms: [{ name: "a", weight: 512 }, { name: "b" }],
@@ -376,7 +377,7 @@ Deno.test("api: bad requests are 4xx with a clear message and change nothing", a
   });
 });
 
-Deno.test("api: a VMM without a scheduler refuses /sched routes, serves the rest", async () => {
+test("api: a VMM without a scheduler refuses /sched routes, serves the rest", async () => {
   await withApi({ vms: [{ name: "free" }] }, async ({ api, raw }) => {
     for (
       const [m, r, b] of [
@@ -404,7 +405,7 @@ Deno.test("api: a VMM without a scheduler refuses /sched routes, serves the rest
 
 // ------------------------------------------------------------------ steering
 
-Deno.test("api: weights set through the API change the CPU shares (256 vs 1024, one slot)", async () => {
+test("api: weights set through the API change the CPU shares (256 vs 1024, one slot)", async () => {
   await withApi({
     scheduler: { plugin: plugin("credit.ts"), slots: 1 },
     vms: [{ name: "light" }, { name: "heavy" }],
@@ -438,7 +439,7 @@ Deno.test("api: weights set through the API change the CPU shares (256 vs 1024, 
   });
 });
 
-Deno.test("api: pause stops a VM's guest time and gives its slot away; resume restores both", async () => {
+test("api: pause stops a VM's guest time and gives its slot away; resume restores both", async () => {
   await withApi({
     scheduler: { plugin: plugin("credit.ts"), slots: 1 },
     vms: [{ name: "p" }, { name: "q" }],
@@ -466,7 +467,7 @@ Deno.test("api: pause stops a VM's guest time and gives its slot away; resume re
 
 // ------------------------------------------------------------------ metrics
 
-Deno.test("api: /metrics is Prometheus text with every VM, vCPU, reason and slot", async () => {
+test("api: /metrics is Prometheus text with every VM, vCPU, reason and slot", async () => {
   await withApi({
     scheduler: { plugin: plugin("credit.ts"), slots: 1 },
     vms: [{ name: "m1", vcpus: 2 }, { name: "m2.x-y" }],
@@ -545,7 +546,7 @@ async function ctl(path: string, ...args: string[]) {
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-Deno.test("ctl against a live server: every command, server errors exit 1", async () => {
+test("ctl against a live server: every command, server errors exit 1", async () => {
   await withApi({
     scheduler: { plugin: plugin("credit.ts"), slots: 1 },
     vms: [{ name: "a", vcpus: 2 }, { name: "b" }],
@@ -641,7 +642,7 @@ Deno.test("ctl against a live server: every command, server errors exit 1", asyn
   });
 });
 
-Deno.test("ctl: an unreachable socket is a clear error, exit 1", async () => {
+test("ctl: an unreachable socket is a clear error, exit 1", async () => {
   const r = CTL_VIA_MOD
     ? await runCli(["ctl", "--api", "/nonexistent/api.sock", "list"])
     : await runCli(["--api", "/nonexistent/api.sock", "list"], CTL_MODULE);

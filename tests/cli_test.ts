@@ -2,8 +2,9 @@
 import { deepStrictEqual as assertEquals, match, ok as assert } from "node:assert/strict";
 import { runCli } from "./helpers/cli.ts";
 import { KERNEL, requireKernel } from "./helpers/vmm.ts";
+import { test } from "./helpers/deadline.ts";
 
-Deno.test("cli run boots hello on 2 vCPUs and prints prefixed console lines", async () => {
+test("cli run boots hello on 2 vCPUs and prints prefixed console lines", async () => {
   await requireKernel();
   const r = await runCli(["run", "--vm", `name=a,vcpus=2,kernel=${KERNEL},cmdline=workload=hello`]);
   assertEquals(r.code, 0, r.stderr);
@@ -12,7 +13,7 @@ Deno.test("cli run boots hello on 2 vCPUs and prints prefixed console lines", as
   match(r.stderr, /vm a: exit status 0/);
 });
 
-Deno.test("cli --config runs the VMs of a JSON file", async () => {
+test("cli --config runs the VMs of a JSON file", async () => {
   await requireKernel();
   const file = await Deno.makeTempFile({ suffix: ".json" });
   await Deno.writeTextFile(
@@ -28,7 +29,7 @@ Deno.test("cli --config runs the VMs of a JSON file", async () => {
   match(r.stdout, /^\[c2\] hello from vcpu 1 of 2$/m);
 });
 
-Deno.test("cli run --sched enforces slots and prints the VMs' consoles", async () => {
+test("cli run --sched enforces slots and prints the VMs' consoles", async () => {
   await requireKernel();
   const r = await runCli([
     "run",
@@ -49,7 +50,7 @@ Deno.test("cli run --sched enforces slots and prints the VMs' consoles", async (
   match(r.stderr, /vm a: exit status 0/);
 });
 
-Deno.test("--help on every command", async () => {
+test("--help on every command", async () => {
   for (const args of [["--help"], ["run", "--help"]]) {
     const r = await runCli(args);
     assertEquals(r.code, 0);
@@ -99,7 +100,7 @@ const badInputs: Array<[string, string[], RegExp]> = [
 ];
 
 for (const [what, args, message] of badInputs) {
-  Deno.test(`bad input: ${what} is a clear error with exit code 2`, async () => {
+  test(`bad input: ${what} is a clear error with exit code 2`, async () => {
     const r = await runCli(["run", ...args]);
     assertEquals(r.code, 2, `exit ${r.code}; stderr: ${r.stderr}`);
     match(r.stderr, message);
@@ -107,7 +108,7 @@ for (const [what, args, message] of badInputs) {
   });
 }
 
-Deno.test("bad input: unknown command exits 2", async () => {
+test("bad input: unknown command exits 2", async () => {
   const r = await runCli(["frobnicate"]);
   assertEquals(r.code, 2);
   match(r.stderr, /unknown command 'frobnicate'/);

@@ -1,8 +1,9 @@
 /** Missing KVM or C compiler: clear errors that say what to install or enable. */
 import { match, ok as assert, rejects } from "node:assert/strict";
 import { KvmUnavailableError, Vmm } from "../mod.ts";
+import { test } from "./helpers/deadline.ts";
 
-Deno.test("no /dev/kvm: a clear error saying to enable KVM", async () => {
+test("no /dev/kvm: a clear error saying to enable KVM", async () => {
   await rejects(
     () => Vmm.create({ kvmPath: "/nonexistent/kvm" }),
     (e: Error) => {
@@ -13,7 +14,7 @@ Deno.test("no /dev/kvm: a clear error saying to enable KVM", async () => {
   );
 });
 
-Deno.test("no C compiler: building the shim says what to install", async () => {
+test("no C compiler: building the shim says what to install", async () => {
   const cache = await Deno.makeTempDir();
   try {
     const out = await new Deno.Command(Deno.execPath(), {

@@ -1,8 +1,9 @@
 /** The host-noise probe of `deno task bench`: it runs on every CPU and its counts add up. */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { benchHostGaps, parseHostGaps } from "../bench/host_noise.ts";
+import { test } from "./helpers/deadline.ts";
 
-Deno.test("host_gaps: one real record per CPU, gaps counted consistently", async () => {
+test("host_gaps: one real record per CPU, gaps counted consistently", async () => {
   const gaps = await benchHostGaps(1);
   // Every CPU this process may use, once each.
   assertEquals(new Set(gaps.map((g) => g.cpu)).size, navigator.hardwareConcurrency);
@@ -20,7 +21,7 @@ Deno.test("host_gaps: one real record per CPU, gaps counted consistently", async
   }
 });
 
-Deno.test("host_gaps output: lines that are not a CPU's record are skipped", () => {
+test("host_gaps output: lines that are not a CPU's record are skipped", () => {
   const text =
     "cpu 1 rt 0 spun_ms 800 gaps_500us 2 gaps_1ms 1 gaps_3ms 0 max_us 1200 lost_us 1900\n" +
     "warning: something\ncpu 0 rt 1 spun_ms 800 gaps_500us 0 gaps_1ms 0 gaps_3ms 0 max_us 0 lost_us 0\n";

@@ -14,8 +14,9 @@ import {
   threadPolicy,
   WaitPolicy,
 } from "../src/sched/host_threads.ts";
+import { test } from "./helpers/deadline.ts";
 
-Deno.test("WaitPolicy: real-time while waiting, back to the thread's own nice level and default slice while holding", () => {
+test("WaitPolicy: real-time while waiting, back to the thread's own nice level and default slice while holding", () => {
   const started = threadPolicy(0)!;
   assert(setThreadNice(0, 3));
   try {
@@ -36,7 +37,7 @@ Deno.test("WaitPolicy: real-time while waiting, back to the thread's own nice le
   }
 });
 
-Deno.test("on KVM: the core and the sandbox are SCHED_FIFO 3 and 2, a waiting EMT FIFO 1, the EMT holding the slot fair-class", async () => {
+test("on KVM: the core and the sandbox are SCHED_FIFO 3 and 2, a waiting EMT FIFO 1, the EMT holding the slot fair-class", async () => {
   requireKernel();
   const before = new Set(processThreads().filter((t) => threadPolicy(t)?.policy === 1));
   const vmm = await Vmm.create({ scheduler: { plugin: "plugins/rr.ts", slots: 1 } });
@@ -73,7 +74,7 @@ Deno.test("on KVM: the core and the sandbox are SCHED_FIFO 3 and 2, a waiting EM
   }
 });
 
-Deno.test("without CAP_SYS_NICE: waiting EMTs take the short slice, nothing is real-time, the VMs run", async () => {
+test("without CAP_SYS_NICE: waiting EMTs take the short slice, nothing is real-time, the VMs run", async () => {
   requireKernel();
   const fixture = new URL("./fixtures/unprivileged_sched.ts", import.meta.url).pathname;
   const out = await new Deno.Command("setpriv", {

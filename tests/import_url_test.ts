@@ -2,6 +2,7 @@
 import { deepStrictEqual as assertEquals, match } from "node:assert/strict";
 import { runCli } from "./helpers/cli.ts";
 import { KERNEL, requireKernel } from "./helpers/vmm.ts";
+import { test } from "./helpers/deadline.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const TYPES: Record<string, string> = {
@@ -10,7 +11,7 @@ const TYPES: Record<string, string> = {
   ".json": "application/json",
 };
 
-Deno.test("mod.ts imported by URL from 127.0.0.1 boots hello", async () => {
+test("mod.ts imported by URL from 127.0.0.1 boots hello", async () => {
   await requireKernel();
   const served: string[] = [];
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {

@@ -16,8 +16,9 @@ import {
 } from "../src/kvm/structs.ts";
 import { KVM } from "../src/kvm/constants.ts";
 import { compileAndRun } from "./helpers/cc.ts";
+import { test } from "./helpers/deadline.ts";
 
-Deno.test("kvm struct layouts match <linux/kvm.h>", async () => {
+test("kvm struct layouts match <linux/kvm.h>", async () => {
   const checks: Array<[string, string, number]> = [];
   const off = (type: string, field: string, value: number) =>
     checks.push([`${type}.${field}`, `offsetof(struct ${type}, ${field})`, value]);

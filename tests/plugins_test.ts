@@ -21,6 +21,7 @@ import { GangScheduler } from "../plugins/gang.ts";
 import { type SimOptions, type SimResult, simulate } from "../src/sim/mod.ts";
 import { type SchedAction, SchedCore } from "../src/sched/core.ts";
 import { LocalPolicy } from "../src/sched/policy_port.ts";
+import { test } from "./helpers/deadline.ts";
 
 const PLUGINS: [string, () => SchedulerPlugin][] = [
   ["credit", () => new CreditScheduler()],
@@ -36,7 +37,7 @@ const MS = 1_000_000;
 // ---------------------------------------------------------------------------------------------
 
 for (const [name, make] of PLUGINS) {
-  Deno.test(`${name}: random hook sequences never get an invalid decision`, () => {
+  test(`${name}: random hook sequences never get an invalid decision`, () => {
     let decisions = 0;
     for (const slots of [1, 2, 3, 4]) {
       for (let seed = 1; seed <= 6; seed++) {
@@ -64,7 +65,7 @@ for (const [name, make] of PLUGINS) {
     assert.ok(decisions > 10_000, `only ${decisions} decisions`);
   });
 
-  Deno.test(`${name}: the driver's mixed workload runs without an invalid decision`, () => {
+  test(`${name}: the driver's mixed workload runs without an invalid decision`, () => {
     const vms: DriverVm[] = [
       { name: "spin", vcpus: 3, workload: { kind: "spin" } },
       { name: "rt", vcpus: 2, workload: { kind: "periodic", periodMs: 10, computeMs: 2 } },
@@ -87,7 +88,7 @@ function events(list: PolicyEvent[], kind: string, vcpu?: number): PolicyEvent[]
   return list.filter((e) => e.kind === kind && (vcpu === undefined || e.vcpu === vcpu));
 }
 
-Deno.test("credit: BOOST is given on wake only from UNDER and ends at the next tick", () => {
+test("credit: BOOST is given on wake only from UNDER and ends at the next tick", () => {
   const reports: PolicyEvent[] = [];
   const p = new CreditScheduler();
   p.init({
@@ -119,7 +120,7 @@ Deno.test("credit: BOOST is given on wake only from UNDER and ends at the next t
   assert.deepEqual(events(reports, "boost", 0).map((e) => e.value), [1, 0]);
 });
 
-Deno.test("credit: an idle slot steals work queued on another slot", () => {
+test("credit: an idle slot steals work queued on another slot", () => {
   const p = new CreditScheduler();
   p.init({ slots: 2, params: {}, maxSliceNs: 100 * MS, ratelimitNs: MS, report: () => {} });
   for (let i = 0; i < 3; i++) {
@@ -134,7 +135,7 @@ Deno.test("credit: an idle slot steals work queued on another slot", () => {
   assert.ok(![a, b].includes(c));
 });
 
-Deno.test("credit: the tick-sampling attacker gets no more than its fair share", () => {
+test("credit: the tick-sampling attacker gets no more than its fair share", () => {
   // Runs until 0.2 ms before every 10 ms tick and halts across it (the attack of Xen changeset
   // 78c9b2a64b38, "Accurate accounting for credit scheduler"). Without accounting it on halt
   // (plugins/credit.ts, DEVIATION 1) it gets about 90 % of the slot.
@@ -159,7 +160,7 @@ Deno.test("credit: the tick-sampling attacker gets no more than its fair share",
 // credit2
 // ---------------------------------------------------------------------------------------------
 
-Deno.test("credit2: slices stay within [rate limit, 10 ms] and the queue follows credit", () => {
+test("credit2: slices stay within [rate limit, 10 ms] and the queue follows credit", () => {
   const p = new Credit2Scheduler();
   p.init({ slots: 1, params: {}, maxSliceNs: 100 * MS, ratelimitNs: MS, report: () => {} });
   p.addVcpu({ id: 0, vm: "a", index: 0, vmVcpus: 1, params: {}, state: "runnable" });
@@ -184,7 +185,7 @@ Deno.test("credit2: slices stay within [rate limit, 10 ms] and the queue follows
 // RTDS
 // ---------------------------------------------------------------------------------------------
 
-Deno.test("rtds: EDF order, and a waking earlier deadline preempts the latest one", () => {
+test("rtds: EDF order, and a waking earlier deadline preempts the latest one", () => {
   const p = new RtdsScheduler();
   p.init({ slots: 2, params: {}, maxSliceNs: 100 * MS, ratelimitNs: MS, report: () => {} });
   p.addVcpu({
@@ -232,7 +233,7 @@ function oneRtdsVcpu(vcpu: SchedParams, policy: SchedParams = {}): RtdsScheduler
   return p;
 }
 
-Deno.test("rtds: steal is not charged: the budget pays only for the time the vCPU had", () => {
+test("rtds: steal is not charged: the budget pays only for the time the vCPU had", () => {
   /** One vCPU with 4 ms of budget every 10 ms, granted its first slice at 0. */
   const granted = () => {
     const p = oneRtdsVcpu({ period_ms: 10, budget_ms: 4, extratime: false });
@@ -255,7 +256,7 @@ Deno.test("rtds: steal is not charged: the budget pays only for the time the vCP
   assert.equal(granted().extendSlice(0, 0, 3.5 * MS, 3.5 * MS, 2 * MS), 2.5 * MS);
 });
 
-Deno.test("rtds: budget time is reserved, extratime is not; reserve=false marks none", () => {
+test("rtds: budget time is reserved, extratime is not; reserve=false marks none", () => {
   const grants = (params: SchedParams) => {
     const p = oneRtdsVcpu({ period_ms: 10, budget_ms: 4 }, params);
     const first = p.pickNext(0, 0)!;
@@ -268,7 +269,7 @@ Deno.test("rtds: budget time is reserved, extratime is not; reserve=false marks 
   assert.deepEqual(grants({ reserve: false }), [false, false]);
 });
 
-Deno.test("credit: steal is not charged: a halt after 30 ms, 20 of them stolen, costs 10 ms", () => {
+test("credit: steal is not charged: a halt after 30 ms, 20 of them stolen, costs 10 ms", () => {
   /**
    * Both vCPUs hold the slot 30 ms and halt, the first losing `stolenNs` of it to other host
    * threads; returns how many more credits it has than the second at the next accounting.
@@ -294,7 +295,7 @@ Deno.test("credit: steal is not charged: a halt after 30 ms, 20 of them stolen, 
   assert.equal(advantage(20 * MS), 200);
 });
 
-Deno.test("credit: the accounting supplies what the slot delivered, less the steal (DEVIATION 6)", () => {
+test("credit: the accounting supplies what the slot delivered, less the steal (DEVIATION 6)", () => {
   /** The credits one accounting hands out after a vCPU held the only slot 30 ms, `stolenNs` of it stolen. */
   const supplied = (stolenNs: number) => {
     const evs: PolicyEvent[] = [];
@@ -318,7 +319,7 @@ Deno.test("credit: the accounting supplies what the slot delivered, less the ste
   assert.equal(supplied(0) - supplied(20 * MS), 200);
 });
 
-Deno.test("credit2: steal is not charged: the vCPU that lost its CPU keeps its credit", () => {
+test("credit2: steal is not charged: the vCPU that lost its CPU keeps its credit", () => {
   /** Who credit2 runs next after v0 held the slot 10 ms and v1 12 ms, `stolenNs` of it stolen. */
   const next = (stolenNs: number) => {
     const p = new Credit2Scheduler();
@@ -342,7 +343,7 @@ Deno.test("credit2: steal is not charged: the vCPU that lost its CPU keeps its c
 // gang
 // ---------------------------------------------------------------------------------------------
 
-Deno.test("gang: the slots switch VMs together and VMs alternate", () => {
+test("gang: the slots switch VMs together and VMs alternate", () => {
   const p = new GangScheduler();
   const turns: string[] = [];
   p.init({
@@ -380,7 +381,7 @@ Deno.test("gang: the slots switch VMs together and VMs alternate", () => {
   assert.deepEqual(turns.slice(0, 4), ["x", "y", "x", "y"]);
 });
 
-Deno.test("gang: idle slots are backfilled, and a waking gang member takes its slot back", () => {
+test("gang: idle slots are backfilled, and a waking gang member takes its slot back", () => {
   const p = new GangScheduler();
   p.init({
     slots: 2,
@@ -428,7 +429,7 @@ function vm(r: SimResult, name: string) {
   return v;
 }
 
-Deno.test({
+test({
   name: "sim: every plugin runs sandboxed through the real core without ejection",
   ignore: !SIM_READY,
   async fn() {
@@ -450,7 +451,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name: "sim: credit shares follow weights 1:2:4 on one slot (within 1 pp)",
   ignore: !SIM_READY,
   async fn() {
@@ -474,7 +475,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name: "sim: a credit cap of 25 % holds beside an uncapped hog",
   ignore: !SIM_READY,
   async fn() {
@@ -504,7 +505,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name: "sim: credit BOOST keeps an echo server's wake latency low beside hogs",
   ignore: !SIM_READY,
   async fn() {
@@ -539,7 +540,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name: "sim: the tick-sampling attacker gets no more than its share + 1 pp under credit",
   ignore: !SIM_READY,
   async fn() {
@@ -567,7 +568,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name: "sim: credit2 shares follow weights",
   ignore: !SIM_READY,
   async fn() {
@@ -589,7 +590,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name: "sim: a credit2 cap holds (30 % of one slot beside an uncapped hog, 2 slots)",
   ignore: !SIM_READY,
   async fn() {
@@ -609,7 +610,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name: "sim: RTDS without extratime gives exactly the budget; with it, the slack",
   ignore: !SIM_READY,
   async fn() {
@@ -648,7 +649,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name: "sim: RTDS runs a schedulable periodic set on 2 slots with no deadline miss",
   ignore: !SIM_READY,
   async fn() {
@@ -692,7 +693,7 @@ Deno.test({
   },
 });
 
-Deno.test({
+test({
   name: "sim: gang gives a lock VM more acquisitions than credit does",
   ignore: !SIM_READY,
   async fn() {
@@ -744,7 +745,7 @@ function runAlone(plugin: SchedulerPlugin, params: Record<string, number | boole
 }
 
 for (const [name, make] of PLUGINS.filter(([n]) => n === "credit" || n === "credit2")) {
-  Deno.test(`${name}: extendSlice keeps a lone vCPU running without new grants, all of it accounted`, () => {
+  test(`${name}: extendSlice keeps a lone vCPU running without new grants, all of it accounted`, () => {
     const r = runAlone(make(), {}, 300);
     assert.equal(r.grants, 1);
     assert.ok(r.extensions >= 10, `${r.extensions} extensions in 300 ms`);
@@ -753,7 +754,7 @@ for (const [name, make] of PLUGINS.filter(([n]) => n === "credit" || n === "cred
   });
 }
 
-Deno.test("rtds: extendSlice goes on within the budget; a budget used up ends the slice (extratime or not)", () => {
+test("rtds: extendSlice goes on within the budget; a budget used up ends the slice (extratime or not)", () => {
   // Extratime (the default): a new priority level and budget when the budget is spent, through
   // a new grant, as rt_schedule runs then; extended where a replenishment refilled it meanwhile.
   // Up to three grants a period: its reserved time, its extratime, and the reserved time after

@@ -7,6 +7,7 @@ import { deepStrictEqual as assertEquals, match, ok as assert, rejects } from "n
 import { SandboxPolicy } from "../src/sched/sandbox.ts";
 import { PluginLoadError } from "../src/sched/load.ts";
 import { simulate } from "../src/sim/mod.ts";
+import { test } from "./helpers/deadline.ts";
 
 const FIXTURES = new URL("./fixtures/plugins/", import.meta.url);
 const RR = new URL("../plugins/rr.ts", import.meta.url);
@@ -50,7 +51,7 @@ const DENIED: [string, RegExp, number][] = [
 ];
 
 for (const [name, detail, seconds] of DENIED) {
-  Deno.test(`sandbox denies ${name}: ejected with the reason, VMs keep running under rr`, async () => {
+  test(`sandbox denies ${name}: ejected with the reason, VMs keep running under rr`, async () => {
     const server = serve(FIXTURES);
     try {
       const r = await simulate({
@@ -80,7 +81,7 @@ for (const [name, detail, seconds] of DENIED) {
   });
 }
 
-Deno.test("sandbox: a plugin importing only types from mod.ts loads with read access to itself only", async () => {
+test("sandbox: a plugin importing only types from mod.ts loads with read access to itself only", async () => {
   const p = await SandboxPolicy.create({ plugin: RR.href, slots: 2, params: { slice_ms: 3 } });
   try {
     assertEquals(p.name, "rr");
@@ -93,14 +94,14 @@ Deno.test("sandbox: a plugin importing only types from mod.ts loads with read ac
   }
 });
 
-Deno.test("sandbox: a relative path resolves against the current directory", async () => {
+test("sandbox: a relative path resolves against the current directory", async () => {
   const rel = RR.pathname.replace(`${Deno.cwd()}/`, "");
   const p = await SandboxPolicy.create({ plugin: rel, slots: 1 });
   p.close();
   assertEquals(p.url, RR.href);
 });
 
-Deno.test("sandbox: load errors name the plugin file", async () => {
+test("sandbox: load errors name the plugin file", async () => {
   const dir = await Deno.makeTempDir();
   const write = async (name: string, text: string) => {
     await Deno.writeTextFile(`${dir}/${name}`, text);
@@ -157,7 +158,7 @@ Deno.test("sandbox: load errors name the plugin file", async () => {
   }
 });
 
-Deno.test("sandbox: a remote plugin needs an explicit, scoped import grant", async () => {
+test("sandbox: a remote plugin needs an explicit, scoped import grant", async () => {
   const served: string[] = [];
   const server = serve(new URL("../", import.meta.url), served);
   const dir = await Deno.makeTempDir();
@@ -205,7 +206,7 @@ console.log(JSON.stringify(out));
   }
 });
 
-Deno.test("sandbox: pickNext round-trip latency (printed)", async () => {
+test("sandbox: pickNext round-trip latency (printed)", async () => {
   const p = await SandboxPolicy.create({ plugin: RR.href, slots: 1 });
   try {
     for (let i = 0; i < 4; i++) {

@@ -8,6 +8,7 @@ import { loadScenario } from "../src/scenario/scenario.ts";
 import { ConfigError } from "../mod.ts";
 import { runCli } from "./helpers/cli.ts";
 import { requireKernel } from "./helpers/vmm.ts";
+import { test } from "./helpers/deadline.ts";
 
 const DIR = new URL("../bench/scenarios/", import.meta.url);
 const CREDIT = new URL("../plugins/credit.ts", import.meta.url).href;
@@ -55,7 +56,7 @@ const bad: Array<[string, unknown, RegExp]> = [
 ];
 
 for (const [what, data, message] of bad) {
-  Deno.test(`scenario validation: ${what} is a ConfigError naming the field`, () => {
+  test(`scenario validation: ${what} is a ConfigError naming the field`, () => {
     try {
       parseScenario(data, "x.json");
     } catch (e) {
@@ -67,13 +68,13 @@ for (const [what, data, message] of bad) {
   });
 }
 
-Deno.test("scenario ratelimitUs: the file's value, else Xen's 1000 µs", () => {
+test("scenario ratelimitUs: the file's value, else Xen's 1000 µs", () => {
   const vms = [{ name: "a", workload: { kind: "spin" } }];
   assertEquals(parseScenario({ vms }, "x.json").ratelimitUs, 1000);
   assertEquals(parseScenario({ ratelimitUs: 100, vms }, "x.json").ratelimitUs, 100);
 });
 
-Deno.test("every shipped scenario file is valid", async () => {
+test("every shipped scenario file is valid", async () => {
   for await (const f of Deno.readDir(DIR)) {
     if (!f.name.endsWith(".json")) continue;
     const s = await loadScenario(new URL(f.name, DIR).pathname);
@@ -81,7 +82,7 @@ Deno.test("every shipped scenario file is valid", async () => {
   }
 });
 
-Deno.test("cli scenario: bad JSON is a clear error with exit 2 before anything starts", async () => {
+test("cli scenario: bad JSON is a clear error with exit 2 before anything starts", async () => {
   const file = await Deno.makeTempFile({ suffix: ".json" });
   await Deno.writeTextFile(file, "{ not json");
   const r = await runCli(["scenario", file]);
@@ -90,7 +91,7 @@ Deno.test("cli scenario: bad JSON is a clear error with exit 2 before anything s
   match(r.stderr, /not valid JSON/);
 });
 
-Deno.test("sim: weights 256/512/1024 under credit give 1/7, 2/7, 4/7 (within 1 pp)", async () => {
+test("sim: weights 256/512/1024 under credit give 1/7, 2/7, 4/7 (within 1 pp)", async () => {
   const s = await loadScenario(new URL("weights.json", DIR).pathname);
   // Over 10 virtual seconds (the first 30 ms accounting periods start everyone equal).
   const r = await runScenarioSim(s, { policy: CREDIT, seconds: 10 });
@@ -103,7 +104,7 @@ Deno.test("sim: weights 256/512/1024 under credit give 1/7, 2/7, 4/7 (within 1 p
   assertEquals(again.vms.map((v) => v.share), r.vms.map((v) => v.share));
 });
 
-Deno.test("sim: io-vs-hog under credit answers every request with low latency", async () => {
+test("sim: io-vs-hog under credit answers every request with low latency", async () => {
   const s = await loadScenario(new URL("io-vs-hog.json", DIR).pathname);
   const credit = await runScenarioSim(s, { policy: CREDIT, seconds: 2 });
   const rr = await runScenarioSim(s, {
@@ -117,7 +118,7 @@ Deno.test("sim: io-vs-hog under credit answers every request with low latency", 
   assert(rrEcho.p99Us > 2 * echo.p99Us, `rr p99 ${rrEcho.p99Us} us vs credit ${echo.p99Us} us`);
 });
 
-Deno.test("sim: rt keeps every deadline under rtds's reservations, not under credit's weights", async () => {
+test("sim: rt keeps every deadline under rtds's reservations, not under credit's weights", async () => {
   const s = await loadScenario(new URL("rt.json", DIR).pathname);
   const rtds = await runScenarioSim(s, {
     policy: new URL("../plugins/rtds.ts", import.meta.url).href,
@@ -133,12 +134,12 @@ Deno.test("sim: rt keeps every deadline under rtds's reservations, not under cre
   assert(misses(credit, "rt1") > 100, `credit: rt1 missed only ${misses(credit, "rt1")} of 200`);
 });
 
-Deno.test("sim: host is not a simulated policy", async () => {
+test("sim: host is not a simulated policy", async () => {
   const s = await loadScenario(new URL("weights.json", DIR).pathname);
   await rejects(() => runScenarioSim(s, { policy: "host" }), /only runs on KVM/);
 });
 
-Deno.test("kvm: short weights under credit, loose tolerance (8 pp), in weight order", async () => {
+test("kvm: short weights under credit, loose tolerance (8 pp), in weight order", async () => {
   await requireKernel();
   const s = await loadScenario(new URL("weights.json", DIR).pathname);
   const r = await runScenarioKvm(s, { policy: CREDIT, seconds: 2 });
@@ -150,7 +151,7 @@ Deno.test("kvm: short weights under credit, loose tolerance (8 pp), in weight or
   assertEquals(r.ejections, []);
 });
 
-Deno.test("kvm: short io-vs-hog under credit answers (nearly) every request", async () => {
+test("kvm: short io-vs-hog under credit answers (nearly) every request", async () => {
   await requireKernel();
   const s = await loadScenario(new URL("io-vs-hog.json", DIR).pathname);
   const r = await runScenarioKvm(s, { policy: CREDIT, seconds: 2 });
@@ -159,7 +160,7 @@ Deno.test("kvm: short io-vs-hog under credit answers (nearly) every request", as
   assertEquals(r.ejections, []);
 });
 
-Deno.test("shares of the VMs' CPU: what weights divide, slot time nobody got left out", () => {
+test("shares of the VMs' CPU: what weights divide, slot time nobody got left out", () => {
   // Two windows: the VMs got 50 % and 60 % of the slot; over the run 70 %.
   const r = sharesOfVms([[0.2, 0.3], [0.3, 0.3]], [0.25, 0.45]);
   const round = (x: number) => Math.round(x * 1e6) / 1e6;

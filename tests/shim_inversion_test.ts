@@ -15,6 +15,7 @@ import { buildShim } from "../ffi/shim.ts";
 import { EMT_BLOCK_SIZE } from "../src/emt/shim_layout.ts";
 import { REALTIME_PRIORITY } from "../src/sched/affinity.ts";
 import type { InversionCommand, InversionResult } from "./helpers/inversion_worker.ts";
+import { test } from "./helpers/deadline.ts";
 
 const shimPath = await buildShim();
 
@@ -39,7 +40,7 @@ function start(cmd: InversionCommand): { ready: Promise<void>; done: Promise<Inv
   return { ready, done };
 }
 
-Deno.test("arm_lock cannot invert: a real-time shim_extend waits asleep for a fair-class holder on its CPU", async () => {
+test("arm_lock cannot invert: a real-time shim_extend waits asleep for a fair-class holder on its CPU", async () => {
   const block = new SharedArrayBuffer(EMT_BLOCK_SIZE);
   const sync = new SharedArrayBuffer(8);
   const cpu = navigator.hardwareConcurrency - 1;

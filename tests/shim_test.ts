@@ -19,11 +19,12 @@ import {
 } from "../src/emt/shim_layout.ts";
 import { Kvm } from "../src/kvm/kvm.ts";
 import { GuestMemory } from "../src/vm/memory.ts";
+import { test } from "./helpers/deadline.ts";
 
 const shimPath = await buildShim();
 const shim = openShim(shimPath).symbols;
 
-Deno.test("shim block layout matches src/emt/shim_layout.ts", () => {
+test("shim block layout matches src/emt/shim_layout.ts", () => {
   assert(shim.shim_layout(0) <= EMT_BLOCK_SIZE);
   assertEquals(shim.shim_layout(1), EMT_WORD.state * 4);
   assertEquals(shim.shim_layout(2), EMT_WORD.wakeToken * 4);
@@ -36,7 +37,7 @@ Deno.test("shim block layout matches src/emt/shim_layout.ts", () => {
   assert(shim.shim_layout(9) <= GLOBAL_BLOCK_SIZE);
 });
 
-Deno.test("halt returns at its absolute deadline, within 1 ms", () => {
+test("halt returns at its absolute deadline, within 1 ms", () => {
   const block = new SharedArrayBuffer(EMT_BLOCK_SIZE);
   const e = Deno.UnsafePointer.of(block);
   assertEquals(shim.shim_attach(e, null, -1, null), 0);
@@ -51,7 +52,13 @@ Deno.test("halt returns at its absolute deadline, within 1 ms", () => {
       lateness.push(late);
     }
     lateness.sort((a, b) => a - b);
-    // The median must be within 1 ms; a noisy shared host may delay one or two wake-ups.
+    console.log(
+      `  median lateness ${(lateness[5] / 1e6).toFixed(3)} ms, max ${
+        (lateness[9] / 1e6).toFixed(3)
+      } ms`,
+    );
+    // The median must be within 1 ms; a noisy shared host may delay one or two wake-ups. Beside
+    // stress-ng --cpu 1 the median read about 0.17 ms.
     assert(lateness[5] < 1e6, `median lateness ${lateness[5]} ns`);
     const c = readCounters(block, 0);
     assertEquals(c.halts, 10);
@@ -61,7 +68,7 @@ Deno.test("halt returns at its absolute deadline, within 1 ms", () => {
   }
 });
 
-Deno.test("a wake that races ahead of halt is never lost (1,000 races)", async () => {
+test("a wake that races ahead of halt is never lost (1,000 races)", async () => {
   const rounds = 1000;
   const block = new SharedArrayBuffer(EMT_BLOCK_SIZE);
   const sync = new SharedArrayBuffer(4);
@@ -95,7 +102,7 @@ Deno.test("a wake that races ahead of halt is never lost (1,000 races)", async (
   assertEquals(readCounters(block, 0).wakes, rounds);
 });
 
-Deno.test("wake_on moves a halted EMT to the slot's CPU before waking it", async () => {
+test("wake_on moves a halted EMT to the slot's CPU before waking it", async () => {
   const cpus = navigator.hardwareConcurrency;
   const rounds = 8;
   const block = new SharedArrayBuffer(EMT_BLOCK_SIZE);
@@ -155,7 +162,7 @@ function spinningVm(kvm: Kvm) {
 
 async function runInWorker(
   kvm: Kvm,
-  deadline: number,
+  deadlineIn: number,
   whileRunning: (e: Deno.PointerObject) => number | undefined,
 ) {
   const g = spinningVm(kvm);
@@ -164,7 +171,7 @@ async function runInWorker(
   const worker = new Worker(new URL("./helpers/shim_worker.ts", import.meta.url), {
     type: "module",
   });
-  const result = new Promise<{ result: number; returnedAt: number }>((r) =>
+  const result = new Promise<{ result: number; returnedAt: number; deadline: number }>((r) =>
     worker.onmessage = (ev) => r(ev.data)
   );
   worker.postMessage({
@@ -174,7 +181,7 @@ async function runInWorker(
     sync,
     vcpuFd: g.vcpu.fd,
     runSize: kvm.vcpuMmapSize,
-    deadline,
+    deadlineIn,
   });
   const words = new Int32Array(block);
   const e = Deno.UnsafePointer.of(block)!;
@@ -191,7 +198,7 @@ async function runInWorker(
   return { ...r, pokedAt, counters };
 }
 
-Deno.test("poke gets a spinning guest out of KVM_RUN within 1 ms", async () => {
+test("poke gets a spinning guest out of KVM_RUN within 1 ms", async () => {
   const kvm = Kvm.open();
   try {
     const samples: number[] = [];
@@ -206,27 +213,37 @@ Deno.test("poke gets a spinning guest out of KVM_RUN within 1 ms", async () => {
       samples.push(r.returnedAt - r.pokedAt!);
     }
     samples.sort((a, b) => a - b);
+    console.log(`  poke latencies ${samples.map((x) => (x / 1e6).toFixed(3)).join(" ")} ms`);
+    // Measured beside stress-ng --cpu 1 (12 runs of 5): medians 0.08-0.14 ms, max 0.19 ms.
     assert(samples[2] < 1e6, `median poke latency ${samples[2]} ns`);
   } finally {
     kvm.close();
   }
 });
 
-Deno.test("run returns at its deadline while the guest spins", async () => {
+test("run returns at its deadline while the guest spins", async () => {
   const kvm = Kvm.open();
   try {
-    const deadline = shim.shim_now_f64() + 100e6;
-    const r = await runInWorker(kvm, deadline, () => undefined);
-    assertEquals(r.result, RUN_RESULT.deadline);
-    const late = r.returnedAt - deadline;
-    assert(late >= 0 && late < 5e6, `returned ${late} ns after the deadline`);
-    assert(r.counters.nsGuest > 50e6, "the guest ran until the deadline");
+    const lateness: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await runInWorker(kvm, 100e6, () => undefined);
+      assertEquals(r.result, RUN_RESULT.deadline);
+      const late = r.returnedAt - r.deadline;
+      assert(late >= 0, `returned ${-late} ns before the deadline`);
+      assert(r.counters.nsGuest > 50e6, "the guest ran until the deadline");
+      lateness.push(late);
+    }
+    lateness.sort((a, b) => a - b);
+    console.log(`  returned ${lateness.map((x) => (x / 1e6).toFixed(2)).join(" ")} ms late`);
+    // Measured beside stress-ng --cpu 1 (12 runs): 0.07-0.13 ms late. The host itself stalls a
+    // thread for up to 6 ms now and then (bench/baseline/host_gaps), so the median of three.
+    assert(lateness[1] < 5e6, `median ${lateness[1]} ns after the deadline`);
   } finally {
     kvm.close();
   }
 });
 
-Deno.test("a poke while not in guest mode is kept for the next run, no signal sent", () => {
+test("a poke while not in guest mode is kept for the next run, no signal sent", () => {
   const block = new SharedArrayBuffer(EMT_BLOCK_SIZE);
   const e = Deno.UnsafePointer.of(block);
   assertEquals(shim.shim_poke(e), 0);

@@ -9,6 +9,7 @@ import type { SchedulerPlugin } from "../mod.ts";
 import { type SimOptions, type SimResult, simulate } from "../src/sim/mod.ts";
 import { Prng } from "../src/sim/prng.ts";
 import { busyScenario } from "../bench/sim.ts";
+import { test } from "./helpers/deadline.ts";
 
 const RR = new URL("../plugins/rr.ts", import.meta.url).href;
 
@@ -42,7 +43,7 @@ const MIXED: SimOptions = {
   ],
 };
 
-Deno.test("sim: same seed, same result (in-process and sandboxed)", async () => {
+test("sim: same seed, same result (in-process and sandboxed)", async () => {
   const a = await simulate({ ...MIXED, sandbox: false });
   const b = await simulate({ ...MIXED, sandbox: false });
   assertEquals(stable(a), stable(b));
@@ -53,7 +54,7 @@ Deno.test("sim: same seed, same result (in-process and sandboxed)", async () => 
   notDeepStrictEqual(stable(d).vms, stable(a).vms);
 });
 
-Deno.test("sim: rr gives 3 spinning VMs on 1 slot equal shares (within 1 pp)", async () => {
+test("sim: rr gives 3 spinning VMs on 1 slot equal shares (within 1 pp)", async () => {
   const r = await simulate({
     plugin: RR,
     slots: 1,
@@ -67,7 +68,7 @@ Deno.test("sim: rr gives 3 spinning VMs on 1 slot equal shares (within 1 pp)", a
   assertEquals(r.maxRunning, 1);
 });
 
-Deno.test("sim: ipi and echo workloads halt and wake", async () => {
+test("sim: ipi and echo workloads halt and wake", async () => {
   const r = await simulate({ ...MIXED, sandbox: false });
   const vm = (n: string) => r.vms.find((v) => v.name === n)!;
   for (const name of ["web", "db", "ipi", "rt"]) {
@@ -98,7 +99,7 @@ Deno.test("sim: ipi and echo workloads halt and wake", async () => {
   }
 });
 
-Deno.test("sim: a periodic VM alone meets its deadlines; overloaded it misses them", async () => {
+test("sim: a periodic VM alone meets its deadlines; overloaded it misses them", async () => {
   const rt = {
     name: "rt",
     vcpus: 1,
@@ -119,7 +120,7 @@ Deno.test("sim: a periodic VM alone meets its deadlines; overloaded it misses th
   assert(p.lateness.count > 0);
 });
 
-Deno.test("sim: lock-holder preemption burns spin time", async () => {
+test("sim: lock-holder preemption burns spin time", async () => {
   const r = await simulate({
     plugin: RR,
     slots: 2,
@@ -133,7 +134,7 @@ Deno.test("sim: lock-holder preemption burns spin time", async () => {
   assert(l.spinNs > 0.2 * r.vms[0].runNs, JSON.stringify(l));
 });
 
-Deno.test("sim: hand-off and poke latencies cost guest time", async () => {
+test("sim: hand-off and poke latencies cost guest time", async () => {
   const base: SimOptions = {
     plugin: RR,
     slots: 1,
@@ -149,7 +150,7 @@ Deno.test("sim: hand-off and poke latencies cost guest time", async () => {
   assert(lost >= 1.9e6 && lost <= 2.1e6, `lost ${lost} ns`);
 });
 
-Deno.test("sim: a plugin object runs in-process; policy events are counted", async () => {
+test("sim: a plugin object runs in-process; policy events are counted", async () => {
   let q: number[] = [];
   let report: ((e: { kind: string }) => void) | undefined;
   const fifo: SchedulerPlugin = {
@@ -179,7 +180,7 @@ Deno.test("sim: a plugin object runs in-process; policy events are counted", asy
   assertEquals(r.vms[0].grants, 200);
 });
 
-Deno.test("sim: bad options are named", async () => {
+test("sim: bad options are named", async () => {
   const vms = [{ name: "a", vcpus: 1, workload: { kind: "spin" as const } }];
   await rejects(simulate({ plugin: RR, slots: 0, seconds: 1, vms }), /slots must be/);
   await rejects(simulate({ plugin: RR, slots: 1, seconds: 0, vms }), /seconds must be > 0/);
@@ -204,7 +205,7 @@ Deno.test("sim: bad options are named", async () => {
   );
 });
 
-Deno.test("sim: the PRNG is deterministic and roughly uniform", () => {
+test("sim: the PRNG is deterministic and roughly uniform", () => {
   const a = new Prng(5), b = new Prng(5);
   const xs = Array.from({ length: 10_000 }, () => a.next());
   assertEquals(xs, Array.from({ length: 10_000 }, () => b.next()));
@@ -213,7 +214,7 @@ Deno.test("sim: the PRNG is deterministic and roughly uniform", () => {
   assert(xs.every((x) => x >= 0 && x < 1));
 });
 
-Deno.test("sim: events per second with rr (printed, not asserted)", async () => {
+test("sim: events per second with rr (printed, not asserted)", async () => {
   const local = await simulate(busyScenario(5, false));
   const sandboxed = await simulate(busyScenario(0.5, true));
   console.log(

@@ -21,6 +21,7 @@ import {
   vmColor,
   xOf,
 } from "../src/trace/timeline_svg.ts";
+import { test } from "./helpers/deadline.ts";
 
 /** Renders the timeline of `data` in Chromium; returns the layout and the screenshot. */
 async function render(
@@ -83,7 +84,7 @@ function checkCommon(model: TimelineModel, img: Image): void {
   assert(dark > 100, `title: only ${dark} dark pixels`);
 }
 
-Deno.test("timeline in Chromium: colours where the grants are (recorded trace)", async () => {
+test("timeline in Chromium: colours where the grants are (recorded trace)", async () => {
   // 2 slots, 100 ms: slot 0 alpha/0 0-40, beta/0 40-70, gamma/0 70-100;
   // slot 1 alpha/1 10-50, gamma/0 50-65 then idle.
   const rec = new TraceRecorder(1024);
@@ -142,7 +143,7 @@ Deno.test("timeline in Chromium: colours where the grants are (recorded trace)",
   assertEquals(g0.wakes.length, 2);
 });
 
-Deno.test("timeline in Chromium: a trace of VMs on KVM", async () => {
+test("timeline in Chromium: a trace of VMs on KVM", async () => {
   await requireKernel();
   const vmm = await Vmm.create({
     scheduler: { plugin: new URL("../plugins/rr.ts", import.meta.url).href, slots: 1 },

@@ -8,6 +8,7 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/stric
 import { KERNEL, requireKernel, sleep } from "./helpers/vmm.ts";
 import { type SchedulerOptions, Vmm } from "../mod.ts";
 import { startTop } from "../src/cli/top.ts";
+import { test } from "./helpers/deadline.ts";
 
 const plugin = (name: string) => new URL(`../plugins/${name}`, import.meta.url).href;
 
@@ -74,7 +75,7 @@ async function withVms(
   }
 }
 
-Deno.test("top (plain): every VM and vCPU, CPU % adding up to one slot, credit columns", async () => {
+test("top (plain): every VM and vCPU, CPU % adding up to one slot, credit columns", async () => {
   await withVms(
     { plugin: plugin("credit.ts"), slots: 1 },
     [{ name: "a", vcpus: 2 }, { name: "b", vcpus: 1 }],
@@ -126,7 +127,7 @@ Deno.test("top (plain): every VM and vCPU, CPU % adding up to one slot, credit c
   );
 });
 
-Deno.test("top (TTY): frames redraw in place", async () => {
+test("top (TTY): frames redraw in place", async () => {
   await withVms({ plugin: plugin("rr.ts"), slots: 1 }, [{ name: "t", vcpus: 1 }], async (vmm) => {
     const chunks: string[] = [];
     const top = startTop(vmm, { intervalMs: 200, tty: true, out: (t) => chunks.push(t) });
@@ -142,7 +143,7 @@ Deno.test("top (TTY): frames redraw in place", async () => {
   });
 });
 
-Deno.test("top without a scheduler: counters only, CPU % per vCPU within 0..100", async () => {
+test("top without a scheduler: counters only, CPU % per vCPU within 0..100", async () => {
   await withVms(undefined, [{ name: "f", vcpus: 2 }], async (vmm) => {
     let text = "";
     const top = startTop(vmm, { intervalMs: 400, tty: false, out: (t) => text += t });

@@ -19,6 +19,7 @@ import { dumpTrace } from "../src/trace/dump.ts";
 import { type PerfettoTrace, SLOTS_PROCESS, toPerfetto } from "../src/trace/perfetto.ts";
 import { readPerfettoFile, readTraceFile, writeTraceFile } from "../src/trace/write.ts";
 import { timelineSvg } from "../src/trace/timeline_svg.ts";
+import { test } from "./helpers/deadline.ts";
 
 const RR = new URL("../plugins/rr.ts", import.meta.url).href;
 
@@ -86,7 +87,7 @@ function traceRunNs(data: TraceData): Map<string, number> {
   return out;
 }
 
-Deno.test("trace: per-vCPU run time equals the core's accounting (1 slot, 4 vCPUs)", async () => {
+test("trace: per-vCPU run time equals the core's accounting (1 slot, 4 vCPUs)", async () => {
   await withVms([
     { name: "spin", cmdline: "workload=spin seconds=0" },
     { name: "sleeper", cmdline: "workload=sleep count=100000 ms=5" },
@@ -140,7 +141,7 @@ Deno.test("trace: per-vCPU run time equals the core's accounting (1 slot, 4 vCPU
   });
 });
 
-Deno.test("trace: exporters of a finished run (spin, sleep, ipi on 1 slot)", async () => {
+test("trace: exporters of a finished run (spin, sleep, ipi on 1 slot)", async () => {
   let data: TraceData | undefined;
   await withVms([
     { name: "spin", cmdline: "workload=spin seconds=0" },
@@ -318,7 +319,7 @@ async function cliChecks(file: string, dir: string, vms: string[]): Promise<void
   }
 }
 
-Deno.test("trace: a ring that wrapped (records dropped) still replays and exports", () => {
+test("trace: a ring that wrapped (records dropped) still replays and exports", () => {
   // One vCPU on one slot, 8-record ring: the oldest grant is overwritten.
   const rec = new TraceRecorder(8);
   const T0 = 1e12, ms = 1e6;
@@ -356,7 +357,7 @@ Deno.test("trace: a ring that wrapped (records dropped) still replays and export
   match(lines.at(-1)!, /\| w\/0 +\| grant +w\/0 +s0 +slice 10\.000 ms$/);
 });
 
-Deno.test("trace: an empty trace exports and draws", () => {
+test("trace: an empty trace exports and draws", () => {
   const data = new TraceRecorder(4).collect({ slots: 2, policy: "none" });
   const p = toPerfetto(data);
   assertEquals(p.traceEvents.filter((e) => e.ph !== "M").length, 0);

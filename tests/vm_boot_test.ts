@@ -2,9 +2,10 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { bootToExit, KERNEL, requireKernel, sleep, threadCpuNs } from "./helpers/vmm.ts";
 import { Vmm } from "../mod.ts";
+import { test } from "./helpers/deadline.ts";
 
 for (const vcpus of [1, 2, 4]) {
-  Deno.test(`hello on ${vcpus} vCPU(s): every vCPU's line, status 0`, async () => {
+  test(`hello on ${vcpus} vCPU(s): every vCPU's line, status 0`, async () => {
     const { exit, console } = await bootToExit({
       name: `hello${vcpus}`,
       vcpus,
@@ -21,7 +22,7 @@ for (const vcpus of [1, 2, 4]) {
   });
 }
 
-Deno.test("ipi: two vCPUs ping-pong IPIs and report round trips", async () => {
+test("ipi: two vCPUs ping-pong IPIs and report round trips", async () => {
   const { exit, console, vm } = await bootToExit({
     name: "ipi",
     vcpus: 2,
@@ -37,7 +38,7 @@ Deno.test("ipi: two vCPUs ping-pong IPIs and report round trips", async () => {
   assert(c[0].wakes >= 200 && c[1].wakes >= 200, JSON.stringify(c.map((x) => x.wakes)));
 });
 
-Deno.test("sleep 10 x 10 ms on the LAPIC timer really halts and wakes on time", async () => {
+test("sleep 10 x 10 ms on the LAPIC timer really halts and wakes on time", async () => {
   await requireKernel();
   const vmm = await Vmm.create();
   try {

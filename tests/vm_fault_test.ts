@@ -1,7 +1,8 @@
 /** Misbehaving guests stop alone, with an error naming VM, vCPU, rip and reason. */
 import { deepStrictEqual as assertEquals, match, ok as assert } from "node:assert/strict";
-import { KERNEL, requireKernel, sleep } from "./helpers/vmm.ts";
+import { iterations, KERNEL, requireKernel, untilAdvanced } from "./helpers/vmm.ts";
 import { Vmm } from "../mod.ts";
+import { test } from "./helpers/deadline.ts";
 
 async function faultBesideSpinner(cmdline: string, extra: Record<string, unknown> = {}) {
   await requireKernel();
@@ -16,10 +17,9 @@ async function faultBesideSpinner(cmdline: string, extra: Record<string, unknown
     await good.start();
     await bad.start();
     const exit = await bad.wait();
-    const before = good.stats()?.vcpus[0].iterations ?? 0n;
-    await sleep(150);
+    const before = iterations(good)[0];
     assertEquals(good.state, "running", "the other VM stopped too");
-    const after = good.stats()!.vcpus[0].iterations;
+    const after = (await untilAdvanced(good, [before]))[0];
     assert(after > before, "the other VM made no progress after the fault");
     return { exit, log: bad.log };
   } finally {
@@ -27,21 +27,21 @@ async function faultBesideSpinner(cmdline: string, extra: Record<string, unknown
   }
 }
 
-Deno.test("a triple fault stops that VM alone, naming VM, vCPU, rip and reason", async () => {
+test("a triple fault stops that VM alone, naming VM, vCPU, rip and reason", async () => {
   const { exit } = await faultBesideSpinner("workload=triple");
   assertEquals(exit.kind, "fault");
   assertEquals(exit.fault?.reason, "triple fault");
   match(exit.fault!.message, /^vm bad vcpu 0: triple fault at rip 0x[0-9a-f]+/);
 });
 
-Deno.test("a KVM emulation failure stops that VM alone with a clear error", async () => {
+test("a KVM emulation failure stops that VM alone with a clear error", async () => {
   const { exit } = await faultBesideSpinner("workload=emufail");
   assertEquals(exit.kind, "fault");
   assertEquals(exit.fault?.reason, "KVM emulation failure");
   match(exit.fault!.message, /^vm bad vcpu 0: KVM emulation failure at rip 0x[0-9a-f]+/);
 });
 
-Deno.test("an unhandled MMIO write is logged with address, size and rip, and ignored", async () => {
+test("an unhandled MMIO write is logged with address, size and rip, and ignored", async () => {
   const { exit, log } = await faultBesideSpinner("workload=badmmio");
   assertEquals(exit, { kind: "exit", status: 0 });
   assert(
@@ -52,7 +52,7 @@ Deno.test("an unhandled MMIO write is logged with address, size and rip, and ign
   );
 });
 
-Deno.test("an unhandled MMIO write stops the VM when configured to", async () => {
+test("an unhandled MMIO write stops the VM when configured to", async () => {
   const { exit } = await faultBesideSpinner("workload=badmmio", { unhandled: "stop" });
   assertEquals(exit.kind, "fault");
   assertEquals(exit.fault?.reason, "unhandled access");

@@ -8,6 +8,7 @@ import { type SimResult, simulate, type SimVmSpec } from "../src/sim/mod.ts";
 import { type Vm, Vmm } from "../mod.ts";
 import { processThreads, threadPolicy, threadRunNs } from "../src/sched/host_threads.ts";
 import { KERNEL, requireKernel, sleep } from "./helpers/vmm.ts";
+import { test } from "./helpers/deadline.ts";
 
 const FAULTY = new URL("./fixtures/plugins/faulty.ts", import.meta.url).href;
 
@@ -49,7 +50,7 @@ function assertRecovered(r: SimResult): void {
 
 const THROWS = ["pickNext", "onHalt", "onWake", "onDeschedule", "onTick"];
 for (const hook of THROWS) {
-  Deno.test(`watchdog: a throw in ${hook} ejects to rr; nothing is lost`, async () => {
+  test(`watchdog: a throw in ${hook} ejects to rr; nothing is lost`, async () => {
     const r = await runFaulty(`throw:${hook}`);
     assertEquals(r.ejections.length, 1, JSON.stringify(r.ejections));
     const e = r.ejections[0];
@@ -59,7 +60,7 @@ for (const hook of THROWS) {
   });
 }
 
-Deno.test("watchdog: a throw in addVcpu ejects to rr; nothing is lost", async () => {
+test("watchdog: a throw in addVcpu ejects to rr; nothing is lost", async () => {
   const r = await runFaulty("throw:addVcpu", 3, 2);
   assertEquals(r.ejections.length, 1);
   assertEquals(r.ejections[0].reason, "throw");
@@ -82,7 +83,7 @@ const INVALID: [string, RegExp][] = [
   ["tickSlot", /onTick returned slot 99, but slots are 0\.\.1/],
 ];
 for (const [kind, re] of INVALID) {
-  Deno.test(`watchdog: an invalid decision (${kind}) ejects to rr; nothing is lost`, async () => {
+  test(`watchdog: an invalid decision (${kind}) ejects to rr; nothing is lost`, async () => {
     const r = await runFaulty(`invalid:${kind}`);
     assertEquals(r.ejections.length, 1, JSON.stringify(r.ejections));
     assertEquals(r.ejections[0].reason, "invalid");
@@ -91,7 +92,7 @@ for (const [kind, re] of INVALID) {
   });
 }
 
-Deno.test("watchdog: starving a runnable vCPU ejects after the bound (1 s)", async () => {
+test("watchdog: starving a runnable vCPU ejects after the bound (1 s)", async () => {
   const r = await runFaulty("starve", 4);
   assertEquals(r.ejections.length, 1, JSON.stringify(r.ejections));
   const e = r.ejections[0];
@@ -104,7 +105,7 @@ Deno.test("watchdog: starving a runnable vCPU ejects after the bound (1 s)", asy
   assert(victim.runNs > 0.5e9, `the starved vCPU runs under rr: ${victim.runNs}`);
 });
 
-Deno.test("watchdog: a manual ejection and a hot-swap in the script", async () => {
+test("watchdog: a manual ejection and a hot-swap in the script", async () => {
   const r = await simulate({
     plugin: FAULTY,
     params: { fault: "none" },
@@ -128,7 +129,7 @@ Deno.test("watchdog: a manual ejection and a hot-swap in the script", async () =
 
 // Last: Deno 2.9.6 cannot stop a Worker stuck in a loop (terminate() leaves its thread spinning,
 // see src/sched/sandbox.ts), so this test leaves a busy thread behind for the rest of the run.
-Deno.test("watchdog: an endless loop is ejected (timeout) and the VMs run on", async () => {
+test("watchdog: an endless loop is ejected (timeout) and the VMs run on", async () => {
   const t0 = performance.now();
   const r = await simulate({
     plugin: FAULTY,
@@ -148,7 +149,7 @@ Deno.test("watchdog: an endless loop is ejected (timeout) and the VMs run on", a
 });
 
 // After the simulator's loop above, for the same reason (the stuck thread stays, demoted).
-Deno.test("watchdog on KVM: a real-time plugin stuck in a loop is ejected and demoted; the slot's CPU goes back to the vCPUs", async () => {
+test("watchdog on KVM: a real-time plugin stuck in a loop is ejected and demoted; the slot's CPU goes back to the vCPUs", async () => {
   await requireKernel();
   const before = new Set(processThreads());
   const ejected: string[] = [];
@@ -170,18 +171,23 @@ Deno.test("watchdog on KVM: a real-time plugin stuck in a loop is ejected and de
     assert(/^timeout/.test(ejected[0]), ejected[0]);
     // The plugin's thread ran real-time (SCHED_FIFO 2); stuck, it is now SCHED_IDLE (5).
     const fresh = processThreads().filter((t) => !before.has(t));
-    assert(
-      fresh.some((t) => threadPolicy(t)?.policy === 5),
-      "no SCHED_IDLE thread after the ejection",
-    );
-    // rr runs the VMs on, and the slot's CPU is theirs again: the two EMTs' CPU time covers
-    // most of the window (a real-time spinner would leave them 5 %, Linux's RT throttling).
+    const stuck = fresh.filter((t) => threadPolicy(t)?.policy === 5);
+    assert(stuck.length > 0, "no SCHED_IDLE thread after the ejection");
+    // rr runs the VMs on, and the slot's CPU is theirs again: the stuck plugin, still spinning,
+    // takes almost none of it. A real-time spinner would keep 95 % and leave the EMTs 5 %
+    // (Linux's RT throttling). The EMTs' own part depends on the host: 99 % on a quiet one,
+    // 30 % while 256 other EMTs ran beside the test, so it is only asked to be well above 5 %.
     const emts = vms.flatMap((vm) => vm.emtThreadIds());
-    const cpu = () => emts.reduce((s, t) => s + threadRunNs(t), 0);
-    const c0 = cpu(), t0 = performance.now();
+    const cpu = (ts: number[]) => ts.reduce((s, t) => s + threadRunNs(t), 0);
+    const e0 = cpu(emts), s0 = cpu(stuck), t0 = performance.now();
     await sleep(500);
-    const share = (cpu() - c0) / ((performance.now() - t0) * 1e6);
-    assert(share > 0.8, `the vCPUs' threads had ${(share * 100).toFixed(1)} % of the slot's CPU`);
+    const wall = (performance.now() - t0) * 1e6;
+    const emtShare = (cpu(emts) - e0) / wall, stuckShare = (cpu(stuck) - s0) / wall;
+    const got = `the vCPUs' threads had ${(emtShare * 100).toFixed(1)} % of the slot's CPU, ` +
+      `the stuck plugin ${(stuckShare * 100).toFixed(1)} %`;
+    console.log(`  ${got}`);
+    assert(stuckShare < 0.1, got);
+    assert(emtShare > 0.15 && emtShare > 5 * stuckShare, got);
   } finally {
     await vmm.close();
   }

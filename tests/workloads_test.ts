@@ -2,8 +2,9 @@
 import { deepStrictEqual as assertEquals, match, ok as assert } from "node:assert/strict";
 import { bootToExit, KERNEL, requireKernel, sleep } from "./helpers/vmm.ts";
 import { Vmm } from "../mod.ts";
+import { test } from "./helpers/deadline.ts";
 
-Deno.test("periodic: every job runs, misses and lateness are reported", async () => {
+test("periodic: every job runs, misses and lateness are reported", async () => {
   const { exit, console, vm } = await bootToExit({
     name: "rt",
     vcpus: 2,
@@ -17,7 +18,7 @@ Deno.test("periodic: every job runs, misses and lateness are reported", async ()
   for (const v of c) assert(v.halts >= 15, `only ${v.halts} halts for 20 jobs`);
 });
 
-Deno.test("lock: every vCPU takes the shared lock", async () => {
+test("lock: every vCPU takes the shared lock", async () => {
   const { exit, console, stats } = await bootToExit({
     name: "lock",
     vcpus: 2,
@@ -31,7 +32,7 @@ Deno.test("lock: every vCPU takes the shared lock", async () => {
   for (const n of per) assert(n > 50, `a vCPU took the lock only ${n} times`);
 });
 
-Deno.test("attacker: runs just under 10 ms, then halts, over and over", async () => {
+test("attacker: runs just under 10 ms, then halts, over and over", async () => {
   const { exit, vm, stats } = await bootToExit({
     name: "attacker",
     cmdline: "workload=attacker seconds=1 run_us=9500 sleep_us=500",
@@ -45,7 +46,7 @@ Deno.test("attacker: runs just under 10 ms, then halts, over and over", async ()
   assert(c.halts >= rounds * 0.9, `${c.halts} halts for ${rounds} sleeps`);
 });
 
-Deno.test("echo: open and closed loop requests are all answered, latency measured", async () => {
+test("echo: open and closed loop requests are all answered, latency measured", async () => {
   await requireKernel();
   const vmm = await Vmm.create();
   try {

@@ -236,3 +236,15 @@ export function threadRunNs(tid: number): number {
     return NaN;
   }
 }
+
+/**
+ * ns a thread of this process has waited on a runqueue, runnable but not running
+ * (`/proc/self/task/TID/schedstat`, second field: the run delay); NaN when it is gone.
+ */
+export function threadWaitNs(tid: number): number {
+  try {
+    return Number(Deno.readTextFileSync(`/proc/self/task/${tid}/schedstat`).split(" ")[1]);
+  } catch {
+    return NaN;
+  }
+}

@@ -29,7 +29,8 @@ type Command =
     sync: SharedArrayBuffer;
     vcpuFd: number;
     runSize: number;
-    deadline: number;
+    /** The run deadline, ns after this thread attached (0: none). */
+    deadlineIn: number;
   };
 
 self.onmessage = (ev: MessageEvent<Command>) => {
@@ -68,10 +69,14 @@ self.onmessage = (ev: MessageEvent<Command>) => {
     const run = mmap(cmd.runSize, { fd: cmd.vcpuFd, shared: true });
     shim.shim_attach(e, null, cmd.vcpuFd, run);
     Atomics.store(sync, 0, 1);
-    const result = shim.shim_run(e, cmd.deadline);
+    // The deadline is taken here, not by the test before this Worker started: a Worker that
+    // took longer to start than the test's margin found its deadline past and never entered
+    // guest mode, and the test waited for guest mode forever.
+    const deadline = cmd.deadlineIn > 0 ? shim.shim_now_f64() + cmd.deadlineIn : 0;
+    const result = shim.shim_run(e, deadline);
     const returnedAt = shim.shim_now_f64();
     shim.shim_detach(e);
     munmap(run, cmd.runSize);
-    self.postMessage({ result, returnedAt });
+    self.postMessage({ result, returnedAt, deadline });
   }
 };

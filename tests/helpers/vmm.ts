@@ -55,3 +55,40 @@ export function procEntries(dir: "fd" | "task"): string[] {
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/**
+ * Polls `probe` every `everyMs` until it returns a value (not null, undefined or false) and
+ * resolves with it; rejects naming `what` after `timeoutMs`. For liveness (the guest booted, a
+ * vCPU moved on), not speed: the bound is far above what any host takes.
+ */
+export async function until<T>(
+  what: string,
+  probe: () => T | null | undefined | false,
+  timeoutMs = 30_000,
+  everyMs = 10,
+): Promise<T> {
+  const t0 = performance.now();
+  for (;;) {
+    const v = probe();
+    if (v !== null && v !== undefined && v !== false) return v;
+    if (performance.now() - t0 > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await sleep(everyMs);
+  }
+}
+
+/** Each vCPU's workload iterations (0 before the guest set its stats area up). */
+export function iterations(vm: Vm): bigint[] {
+  const s = vm.stats();
+  return Array.from({ length: vm.config.vcpus }, (_, i) => s?.vcpus[i]?.iterations ?? 0n);
+}
+
+/**
+ * Waits until every vCPU of `vm` counted more workload iterations than in `since` (default: none
+ * yet, i.e. the guest booted and its workload runs on every vCPU); returns the new counts.
+ */
+export function untilAdvanced(vm: Vm, since?: bigint[], timeoutMs = 30_000): Promise<bigint[]> {
+  return until(`${vm.name}: every vCPU's workload moving on`, () => {
+    const now = iterations(vm);
+    return now.every((n, i) => n > (since?.[i] ?? 0n)) && now;
+  }, timeoutMs);
+}
