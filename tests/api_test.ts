@@ -5,7 +5,7 @@
  * Prometheus text, and `ctl` run as a subprocess against a live server.
  */
 import { deepStrictEqual as assertEquals, match, ok as assert } from "node:assert/strict";
-import { KERNEL, requireKernel, sleep } from "./helpers/vmm.ts";
+import { KERNEL, requireKernel, sleep, untilAdvanced } from "./helpers/vmm.ts";
 import { runCli } from "./helpers/cli.ts";
 import { type SchedulerOptions, type Vm, Vmm } from "../mod.ts";
 import { type ApiServer, ApiSocketError, startApiServer } from "../src/api/server.ts";
@@ -82,6 +82,9 @@ async function withApi(
     }
     server = await startApiServer(vmm, path);
     for (const vm of Object.values(vms)) await vm.start();
+    // Every vCPU booted and runs its workload before the test looks (an AP comes up through
+    // INIT/SIPI and the emulated real mode, which a loaded host can stretch past 500 ms).
+    for (const vm of Object.values(vms)) await untilAdvanced(vm);
     await body({ vmm, path, api, raw, vms });
   } finally {
     api.close();

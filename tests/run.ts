@@ -21,7 +21,12 @@
  *
  * @module
  */
-import { DEADLINE_EXIT_CODE, DEADLINE_MARK, threadDump } from "./helpers/deadline.ts";
+import {
+  busiestProfile,
+  DEADLINE_EXIT_CODE,
+  DEADLINE_MARK,
+  threadDump,
+} from "./helpers/deadline.ts";
 
 /** The repository root: `deno test` runs there, so that deno.json applies. */
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -217,7 +222,16 @@ async function writeAll(w: { write(p: Uint8Array): Promise<number> }, bytes: Uin
 export async function runFile(file: string, opts: RunOptions): Promise<FileResult> {
   const started = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["test", "-A", "--unstable-worker-options", ...opts.denoArgs, file],
+    // --perf-basic-prof: V8 names its JIT code for perf, so that a deadline's profile of a
+    // spinning thread (tests/helpers/deadline.ts) shows JavaScript frames.
+    args: [
+      "test",
+      "-A",
+      "--unstable-worker-options",
+      "--v8-flags=--perf-basic-prof",
+      ...opts.denoArgs,
+      file,
+    ],
     cwd: ROOT,
     stdin: "null",
     stdout: "piped",
@@ -243,7 +257,7 @@ export async function runFile(file: string, opts: RunOptions): Promise<FileResul
     const others = groupProcesses(child.pid);
     console.error(
       `\nCEILING: ${rel(file)} still running after ${opts.ceilingMs / 1000} s; ` +
-        `killing its process group\n${threadDump(child.pid)}` +
+        `killing its process group\n${threadDump(child.pid)}${busiestProfile(child.pid)}` +
         (others.length ? `other processes of its group:\n${others.join("\n")}\n` : ""),
     );
     killGroup(child.pid);
@@ -252,6 +266,9 @@ export async function runFile(file: string, opts: RunOptions): Promise<FileResul
   clearTimeout(ceiling);
   killGroup(child.pid); // whatever the tests left behind
   runningGroup = null;
+  try {
+    Deno.removeSync(`/tmp/perf-${child.pid}.map`); // V8's symbol map (--perf-basic-prof)
+  } catch { /* none written */ }
   await pumps;
   const report = parseTestOutput(output);
   const ms = performance.now() - started;

@@ -125,6 +125,44 @@ export function writeDeadlineReport(
     `ending the process (a spinning Worker or real-time thread cannot be stopped otherwise)\n` +
     threadDump("self", labels);
   writeAllSync(Deno.stderr, new TextEncoder().encode(text));
+  // Then, after what must be said is said, where a spinning thread spends its time.
+  writeAllSync(Deno.stderr, new TextEncoder().encode(busiestProfile("self")));
+}
+
+/**
+ * Where the busiest runnable thread of process `pid` spends its time: one second of
+ * `perf record -g` on it, as `perf report` prints it (JavaScript frames are named when the
+ * process runs with V8's `--perf-basic-prof`, as `tests/run.ts` starts it). Empty when no
+ * thread is runnable or perf is missing. A hang that spins (a livelock) shows here.
+ */
+export function busiestProfile(pid: number | "self" = "self"): string {
+  const busy = readThreads(pid).filter((t) => t.state === "R")
+    .sort((a, b) => b.cpuSeconds - a.cpuSeconds)[0];
+  if (!busy || busy.cpuSeconds < 1) return "";
+  const out = `${Deno.env.get("TMPDIR") ?? "/tmp"}/deno-vmm-deadline-${Deno.pid}.perf`;
+  try {
+    const rec = new Deno.Command("perf", {
+      args: ["record", "-q", "-g", "-t", String(busy.tid), "-o", out, "--", "sleep", "1"],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync();
+    if (!rec.success) return "";
+    const rep = new Deno.Command("perf", {
+      args: ["report", "-i", out, "--stdio", "--no-children", "--percent-limit", "2"],
+      stdout: "piped",
+      stderr: "null",
+    }).outputSync();
+    const lines = new TextDecoder().decode(rep.stdout).split("\n")
+      .filter((l) => l.trim() !== "" && !l.startsWith("#")).slice(0, 80);
+    return `where thread ${busy.tid} (${busy.comm}, ${busy.cpuSeconds.toFixed(1)} s of CPU) ` +
+      `spends its time (perf, 1 s):\n${lines.map((l) => `  ${l}`).join("\n")}\n`;
+  } catch {
+    return ""; // no perf on this machine
+  } finally {
+    try {
+      Deno.removeSync(out);
+    } catch { /* not written */ }
+  }
 }
 
 function writeAllSync(w: { writeSync(p: Uint8Array): number }, bytes: Uint8Array) {
