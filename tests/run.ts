@@ -222,16 +222,7 @@ async function writeAll(w: { write(p: Uint8Array): Promise<number> }, bytes: Uin
 export async function runFile(file: string, opts: RunOptions): Promise<FileResult> {
   const started = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
-    // --perf-basic-prof: V8 names its JIT code for perf, so that a deadline's profile of a
-    // spinning thread (tests/helpers/deadline.ts) shows JavaScript frames.
-    args: [
-      "test",
-      "-A",
-      "--unstable-worker-options",
-      "--v8-flags=--perf-basic-prof",
-      ...opts.denoArgs,
-      file,
-    ],
+    args: ["test", "-A", "--unstable-worker-options", ...opts.denoArgs, file],
     cwd: ROOT,
     stdin: "null",
     stdout: "piped",
@@ -266,9 +257,6 @@ export async function runFile(file: string, opts: RunOptions): Promise<FileResul
   clearTimeout(ceiling);
   killGroup(child.pid); // whatever the tests left behind
   runningGroup = null;
-  try {
-    Deno.removeSync(`/tmp/perf-${child.pid}.map`); // V8's symbol map (--perf-basic-prof)
-  } catch { /* none written */ }
   await pumps;
   const report = parseTestOutput(output);
   const ms = performance.now() - started;

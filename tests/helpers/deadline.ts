@@ -131,8 +131,9 @@ export function writeDeadlineReport(
 
 /**
  * Where the busiest runnable thread of process `pid` spends its time: one second of
- * `perf record -g` on it, as `perf report` prints it (JavaScript frames are named when the
- * process runs with V8's `--perf-basic-prof`, as `tests/run.ts` starts it). Empty when no
+ * `perf record -g` on it, as `perf report` prints it (JavaScript frames are named only when the
+ * process runs with V8's `--perf-basic-prof`; tests/run.ts does not pass it, as V8 then also
+ * writes a log file per isolate into the working directory). Empty when no
  * thread is runnable or perf is missing. A hang that spins (a livelock) shows here.
  */
 export function busiestProfile(pid: number | "self" = "self"): string {
