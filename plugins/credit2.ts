@@ -368,10 +368,12 @@ export class Credit2Scheduler implements SchedulerPlugin {
     const resched = new Set<SlotId>();
     for (const dom of this.#doms.values()) {
       if (dom.cap === 0 || dom.nextRepl > now) continue;
-      do {
-        dom.nextRepl += this.#capPeriod; // do_replenish
-        dom.budget += dom.totBudget;
-      } while (dom.nextRepl <= now);
+      // do_replenish once per period that ended, counted at once: a cap set before the first
+      // event has no clock yet (nextRepl from 0), and looping up to the monotonic clock's "now"
+      // took millions of turns, over the watchdog's 20 ms (the caps scenario ejected credit2).
+      const periods = Math.floor((now - dom.nextRepl) / this.#capPeriod) + 1;
+      dom.nextRepl += periods * this.#capPeriod;
+      dom.budget += periods * dom.totBudget;
       if (dom.budget <= 0) continue; // overran by more than a period: wait for the next one
       dom.budget = Math.min(dom.budget, dom.totBudget);
       this.#unparkAll(dom, now, resched);

@@ -286,7 +286,7 @@ test("api: every endpoint on a credit scheduler, one slot", async () => {
     parsePrometheus(metrics.text);
 
     const ej = await api.eject("test");
-    assertEquals(ej.ejections.length, 1);
+    assertEquals(ej.ejections.length, 1, JSON.stringify(ej.ejections));
     assertEquals([ej.ejections[0].plugin, ej.ejections[0].reason], ["credit", "manual"]);
     assert(ej.policy !== "credit", ej.policy);
     assertEquals((await api.getSched()).ejections.length, 1);
@@ -491,12 +491,15 @@ test("api: /metrics is Prometheus text with every VM, vCPU, reason and slot", as
       deno_vmm_sched_ejections_total: "counter",
       deno_vmm_sched_slot_busy_seconds_total: "counter",
       deno_vmm_sched_vcpu_run_seconds_total: "counter",
+      deno_vmm_sched_vcpu_wakes_total: "counter",
       deno_vmm_vm_state: "gauge",
     };
     for (const [name, type] of Object.entries(want)) assertEquals(types.get(name), type, name);
     for (const [vm, vcpu] of [["m1", "0"], ["m1", "1"], ["m2.x-y", "0"]]) {
       assert(sample(samples, "deno_vmm_vcpu_guest_seconds_total", { vm, vcpu }) > 0);
       assert(sample(samples, "deno_vmm_sched_vcpu_run_seconds_total", { vm, vcpu }) > 0);
+      // Each vCPU woke at least once: from its reset (or INIT-SIPI) wait into its first grant.
+      assert(sample(samples, "deno_vmm_sched_vcpu_wakes_total", { vm, vcpu }) >= 1);
       const exits = samples.filter((s) =>
         s.name === "deno_vmm_vcpu_exits_total" && s.labels.vm === vm && s.labels.vcpu === vcpu
       );
@@ -602,6 +605,7 @@ test("ctl against a live server: every command, server errors exit 1", async () 
     assertEquals(r.code, 0, r.stderr);
     match(r.stdout, /^policy:\s+credit$/m);
     match(r.stdout, /^a\s+0\s+(running|runnable|halted)/m);
+    match(r.stdout, /\sWAKES\s+WAKE P50\(us\)$/m);
 
     r = await ctl(path, "policy", "plugins/rr.ts"); // relative to ctl's working directory
     assertEquals([r.code, r.stdout.trim()], [0, "policy: rr"], r.stderr);

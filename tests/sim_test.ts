@@ -134,6 +134,43 @@ test("sim: lock-holder preemption burns spin time", async () => {
   assert(l.spinNs > 0.2 * r.vms[0].runNs, JSON.stringify(l));
 });
 
+test("sim: a ticket lock also stalls behind descheduled waiters, test-and-set does not", async () => {
+  const run = (lock: "tas" | "ticket") =>
+    simulate({
+      plugin: RR,
+      slots: 2,
+      seconds: 1,
+      sandbox: false,
+      vms: [
+        { name: "lock", vcpus: 4, workload: { kind: "lock", csUs: 2, workUs: 20, lock } },
+        { name: "hog", vcpus: 2, workload: { kind: "spin" } },
+      ],
+    }).then((r) => r.vms[0].lock!);
+  const tas = await run("tas"), ticket = await run("ticket");
+  // With 4 of 6 vCPUs descheduled at any time, the next ticket is nearly always a waiter
+  // that is not running: the ticket lock moves about once per slice switch.
+  assert(
+    ticket.acquisitions * 10 < tas.acquisitions,
+    `${ticket.acquisitions} vs ${tas.acquisitions}`,
+  );
+  const bad = {
+    kind: "lock",
+    csUs: 2,
+    workUs: 20,
+    lock: "mcs",
+  } as unknown as SimOptions["vms"][0]["workload"];
+  await rejects(
+    simulate({
+      plugin: RR,
+      slots: 1,
+      seconds: 0.1,
+      sandbox: false,
+      vms: [{ name: "l", vcpus: 2, workload: bad }],
+    }),
+    /lock must be "tas" or "ticket", got "mcs"/,
+  );
+});
+
 test("sim: hand-off and poke latencies cost guest time", async () => {
   const base: SimOptions = {
     plugin: RR,
@@ -225,4 +262,33 @@ test("sim: events per second with rr (printed, not asserted)", async () => {
   );
   assertEquals(local.ejections, []);
   assertEquals(sandboxed.ejections, []);
+});
+
+test("sim: a job that finishes exactly at the end of the run is not a miss", async () => {
+  // compute = period - hand-off: each job ends exactly at its deadline, the last at the end.
+  const r = await simulate({
+    plugin: RR,
+    slots: 1,
+    seconds: 1,
+    sandbox: false,
+    handoffNs: 36_000,
+    vms: [{ name: "rt", vcpus: 1, workload: { kind: "periodic", periodMs: 10, computeMs: 9.964 } }],
+  });
+  const p = r.vms[0].periodic!;
+  assertEquals([p.jobs, p.completed, p.misses], [100, 100, 0]);
+});
+
+test("sim: a vCPU nobody waits behind runs on without new grants (slice extension)", async () => {
+  // As on KVM, the core asks the plugin to extend a slice shortly before its deadline when no
+  // other vCPU waits: a lone hog pays no hand-off per slice.
+  const credit2 = new URL("../plugins/credit2.ts", import.meta.url).href;
+  const r = await simulate({
+    plugin: credit2,
+    slots: 1,
+    seconds: 2,
+    handoffNs: 36_000,
+    vms: [{ name: "hog", vcpus: 1, workload: { kind: "spin" } }],
+  });
+  assert(r.vcpus[0].grants <= 2, `${r.vcpus[0].grants} grants in 2 s`);
+  assert(r.vcpus[0].share > 0.999, `share ${r.vcpus[0].share}`);
 });

@@ -46,6 +46,11 @@ int cmdline_str(const char *key, char *out, u64 size) {
 	return 1;
 }
 
+int str_eq(const char *a, const char *b) {
+	while (*a && *a == *b) a++, b++;
+	return *a == *b;
+}
+
 u64 tsc_to_ns(const struct env *e, u64 t) { return t * 1000000 / e->tsc_khz; }
 u64 ns_to_tsc(const struct env *e, u64 ns) { return ns * e->tsc_khz / 1000000; }
 
@@ -112,13 +117,16 @@ void wait_all_done(const struct env *e) {
 }
 
 /* A unit of work the compiler cannot remove: `iterations` loop trips. */
-void work(u64 iterations) {
+/* Out of line, so that calibrate_work() times the very loop the workloads run: inlined there,
+ * the compiler emitted a different loop that ran half as fast (work_us=20 took about 10 us). */
+__attribute__((noinline)) void work(u64 iterations) {
 	for (u64 i = 0; i < iterations; i++) __asm__ volatile("" ::: "memory");
 }
 
 /*
  * Iterations of work() that take `us` microseconds on this vCPU when it is not interrupted:
- * the best of 5 timed 1 ms bursts (a burst that lost its CPU only looks slower).
+ * the best of 5 timed bursts of 200,000 iterations (about 55 us on these machines; a burst that
+ * lost its CPU only looks slower).
  */
 u64 calibrate_work(const struct env *e, u64 us) {
 	const u64 probe = 200000;

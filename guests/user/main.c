@@ -15,11 +15,6 @@ static const struct {
 };
 #define NWORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
 
-static int same(const char *a, const char *b) {
-	while (*a && *a == *b) a++, b++;
-	return *a == *b;
-}
-
 static volatile u64 shared_tsc_khz;
 
 void user_main(u32 cpu) {
@@ -27,7 +22,7 @@ void user_main(u32 cpu) {
 	char name[32] = "hello";
 	cmdline_str("workload", name, sizeof(name));
 	u32 id = 0;
-	while (id < NWORKLOADS && !same(workloads[id].name, name)) id++;
+	while (id < NWORKLOADS && !str_eq(workloads[id].name, name)) id++;
 
 	if (cpu == 0) {
 		u64 khz = cmdline_u64("tsc_khz", 0);

@@ -37,6 +37,7 @@ struct env {
 /* lib.c */
 u64 cmdline_u64(const char *key, u64 fallback);
 int cmdline_str(const char *key, char *out, u64 size);
+int str_eq(const char *a, const char *b);
 u64 tsc_to_ns(const struct env *e, u64 ticks);
 u64 ns_to_tsc(const struct env *e, u64 ns);
 void print(const char *fmt, ...); /* %u (u64), %s, %x: one locked console write */

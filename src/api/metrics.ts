@@ -148,6 +148,7 @@ export function renderMetrics(src: MetricsSource): string {
     );
     e.family("sched_vcpu_grants_total", "counter", "Grants (slots) the vCPU received.");
     e.family("sched_vcpu_preemptions_total", "counter", "Times the vCPU was preempted.");
+    e.family("sched_vcpu_wakes_total", "counter", "Times the vCPU went from halted to runnable.");
     e.family("sched_vcpu_slot", "gauge", "Slot the vCPU holds now, -1 when none.");
     e.family(
       "sched_vcpu_wake_latency_p50_seconds",
@@ -166,6 +167,7 @@ export function renderMetrics(src: MetricsSource): string {
       e.sample("sched_vcpu_stolen_seconds_total", l, v.stolenNs / 1e9);
       e.sample("sched_vcpu_grants_total", l, v.grants);
       e.sample("sched_vcpu_preemptions_total", l, v.preemptions);
+      e.sample("sched_vcpu_wakes_total", l, v.wakes);
       e.sample("sched_vcpu_slot", l, v.state === "running" ? v.slot : -1);
       e.sample("sched_vcpu_wake_latency_p50_seconds", l, v.wakeLatencyP50Ns / 1e9);
       e.sample("sched_vcpu_wake_latency_p99_seconds", l, v.wakeLatencyP99Ns / 1e9);

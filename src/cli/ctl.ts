@@ -204,7 +204,8 @@ async function schedText(api: ApiClient): Promise<string> {
     "WAIT(s)",
     "GRANTS",
     "PREEMPT",
-    "P50(us)",
+    "WAKES",
+    "WAKE P50(us)",
   ]];
   for (const v of s.vcpus) {
     rows.push([
@@ -216,6 +217,7 @@ async function schedText(api: ApiClient): Promise<string> {
       (v.waitNs / 1e9).toFixed(3),
       String(v.grants),
       String(v.preemptions),
+      String(v.wakes),
       (v.wakeLatencyP50Ns / 1e3).toFixed(1),
     ]);
   }

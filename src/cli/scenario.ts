@@ -29,6 +29,8 @@ Options:
   --seconds N          measure for N seconds (default: the file's)
   --seed N             simulator seed (default 1)
   --ratelimit-us US    context-switch rate limit (default: the file's, else Xen's 1000)
+  --handoff-us US      with --sim: what each grant costs before guest mode (default 36, the
+                       hand-off measured on KVM here; 0: none, every slot switches in lockstep)
   --json FILE          where to write the result (default: SCENARIO-POLICY-MODE.json)
   --top                a live view of every VM and vCPU while it runs (KVM only)
   -h, --help           this text
@@ -47,6 +49,7 @@ export async function runScenarioFile(
     seconds?: number;
     seed?: number;
     ratelimitUs?: number;
+    handoffUs?: number;
     onVmm?: (vmm: Vmm) => void;
     beforeClose?: (vmm: Vmm) => Promise<void>;
   },
@@ -60,6 +63,7 @@ export async function runScenarioFile(
       seconds: o.seconds,
       seed: o.seed,
       ratelimitUs: o.ratelimitUs,
+      handoffUs: o.handoffUs,
     })
     : await runScenarioKvm(scenario, {
       policy,
@@ -82,6 +86,7 @@ export async function scenarioCommand(args: string[]): Promise<number> {
       seconds: { type: "string" },
       seed: { type: "string" },
       "ratelimit-us": { type: "string" },
+      "handoff-us": { type: "string" },
       json: { type: "string" },
       top: { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -103,6 +108,9 @@ export async function scenarioCommand(args: string[]): Promise<number> {
     throw new UsageError(`--seed must be an integer, got '${values.seed}'`);
   }
   if (values.top && values.sim) throw new UsageError("--top shows live VMs: not with --sim");
+  if (values["handoff-us"] !== undefined && !values.sim) {
+    throw new UsageError("--handoff-us sets the simulator's hand-off: only with --sim");
+  }
   let top: Top | undefined;
   const result = await runScenarioFile(positionals[0], {
     policy: values.sched,
@@ -111,6 +119,7 @@ export async function scenarioCommand(args: string[]): Promise<number> {
     seconds,
     seed,
     ratelimitUs: count("--ratelimit-us", values["ratelimit-us"], 0),
+    handoffUs: count("--handoff-us", values["handoff-us"], 0),
     onVmm: values.top ? (vmm) => top = startTop(vmm) : undefined,
     beforeClose: async () => await top?.stop(),
   });

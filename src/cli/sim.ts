@@ -9,7 +9,7 @@ import type { SchedParams } from "../sched/contract.ts";
 import { type SimOptions, type SimResult, simulate, type SimVmSpec } from "../sim/mod.ts";
 import { UsageError } from "./usage.ts";
 import { parseSchedParams } from "./vm_spec.ts";
-import { simWorkload } from "../scenario/run_sim.ts";
+import { SIM_HANDOFF_US, simWorkload } from "../scenario/run_sim.ts";
 import type { ScenarioWorkload } from "../scenario/scenario.ts";
 
 /** Help text of `sim`. */
@@ -33,7 +33,7 @@ Options:
 Scenario file:
   {
     "slots": 2, "seconds": 10, "seed": 1,
-    "ratelimitUs": 1000, "handoffUs": 0, "pokeUs": 0, "windowMs": 1000,
+    "ratelimitUs": 1000, "handoffUs": 36, "pokeUs": 0, "windowMs": 1000,
     "vms": [
       { "name": "web", "vcpus": 2, "params": { "weight": 512 },
         "workload": { "kind": "echo", "mode": "open", "ratePerSec": 2000, "serviceUs": 50 } },
@@ -211,7 +211,7 @@ export async function simCommand(args: string[]): Promise<number> {
     seed: seedFlag !== undefined ? Number(seedFlag) : scenario.seed ?? 1,
     sandbox: !values["no-sandbox"],
     ratelimitNs: us(scenario.ratelimitUs),
-    handoffNs: us(scenario.handoffUs),
+    handoffNs: us(scenario.handoffUs ?? SIM_HANDOFF_US),
     pokeNs: us(scenario.pokeUs),
     windowNs: scenario.windowMs !== undefined ? scenario.windowMs * 1e6 : undefined,
     starvationNs: scenario.starvationMs !== undefined ? scenario.starvationMs * 1e6 : undefined,

@@ -6,6 +6,7 @@
  * @module
  */
 import type { EchoResult } from "../devices/echo.ts";
+import type { SchedStats } from "../sched/runtime_protocol.ts";
 import type { SchedulerOptions } from "../sched/scheduler.ts";
 import type { Vm } from "../vm/vm.ts";
 import { Vmm } from "../vmm.ts";
@@ -48,7 +49,8 @@ export function cmdlineFor(vm: ScenarioVm, seconds: number): string {
     case "echo":
       return `workload=echo service_us=${w.serviceUs}`;
     case "lock":
-      return `workload=lock seconds=${long} cs_us=${w.csUs} work_us=${w.workUs}`;
+      return `workload=lock lock=${w.lock ?? "tas"} seconds=${long} cs_us=${w.csUs} ` +
+        `work_us=${w.workUs}`;
     case "ipi":
       return "workload=ipi rounds=100000000";
     case "attacker":
@@ -79,6 +81,13 @@ function statSum(
 ) {
   const s = vm.stats();
   return s ? s.vcpus.reduce((a, v) => a + Number(pick(v)), 0) : 0;
+}
+
+/** Wake-ups so far per VM, from the scheduler's per-vCPU statistics. */
+function wakesByVm(stats: SchedStats): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const v of stats.vcpus) m.set(v.vm, (m.get(v.vm) ?? 0) + v.wakes);
+  return m;
 }
 
 /** Runs `scenario` on KVM and reports. */
@@ -149,6 +158,7 @@ export async function runScenarioKvm(
     await Promise.all([sleep(WARMUP_MS), ...vms.map((vm, i) => echoLoad(vm, i, WARMUP_MS / 1000))]);
 
     const shares: number[][] = vms.map(() => []);
+    const wakesAtStart = vmm.scheduler ? wakesByVm(await vmm.scheduler.stats()) : undefined;
     const start = vms.map((vm) => ({
       cpu: vmCpuNs(vm),
       iterations: statSum(vm, (v) => v.iterations),
@@ -169,6 +179,7 @@ export async function runScenarioKvm(
     const elapsed = (performance.now() - t0) / 1000;
     const echoResults: (EchoResult | null)[] = await Promise.all(echoes);
     const sched = vmm.scheduler ? await vmm.scheduler.stats() : undefined;
+    const wakesAtEnd = sched ? wakesByVm(sched) : undefined;
     if (vmm.scheduler) {
       for (const e of vmm.scheduler.ejections) ejections.push(`${e.reason}: ${e.detail}`);
     }
@@ -181,7 +192,12 @@ export async function runScenarioKvm(
       const spec = scenario.vms[i];
       const w = spec.workload;
       const total = totals[i];
-      const wakes = sched?.vcpus.filter((v) => v.vm === vm.name) ?? [];
+      // Wake latency only for a VM that woke while measured: a spinning VM's one sample is its
+      // boot, not a latency of the scenario.
+      const woke = wakesAtEnd && wakesAtStart
+        ? (wakesAtEnd.get(vm.name) ?? 0) - (wakesAtStart.get(vm.name) ?? 0)
+        : 0;
+      const wakes = woke > 0 ? sched!.vcpus.filter((v) => v.vm === vm.name) : [];
       let p50 = wakes.length ? Math.max(...wakes.map((v) => v.wakeLatencyP50Ns)) / 1e3 : NaN;
       let p99 = wakes.length ? Math.max(...wakes.map((v) => v.wakeLatencyP99Ns)) / 1e3 : NaN;
       let throughput: number, unit: string, misses = 0, jobs = 0;

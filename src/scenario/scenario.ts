@@ -117,13 +117,19 @@ function workload(where: string, v: unknown, vcpus: number): ScenarioWorkload {
         thinkUs: num(`${where}.thinkUs`, v.thinkUs, { min: 0, def: 0 }),
       };
     }
-    case "lock":
+    case "lock": {
       if (vcpus < 2) throw new ConfigError(`${where}`, "lock needs a VM with 2 or more vCPUs");
+      const lock = v.lock ?? "tas";
+      if (lock !== "tas" && lock !== "ticket") {
+        throw new ConfigError(`${where}.lock`, `must be "tas" or "ticket"`);
+      }
       return {
         kind: "lock",
         csUs: num(`${where}.csUs`, v.csUs, { min: 0.1, def: 2 }),
         workUs: num(`${where}.workUs`, v.workUs, { min: 0, def: 20 }),
+        lock,
       };
+    }
     case "ipi":
       if (vcpus !== 2) throw new ConfigError(`${where}`, "ipi needs a VM with exactly 2 vCPUs");
       return { kind: "ipi" };

@@ -352,6 +352,7 @@ class CoreThread {
           grants: x.grants,
           extensions: x.extensions,
           preemptions: x.preemptions,
+          wakes: x.wakes,
           wakeLatencyP50Ns: x.wakeLatencyP50Ns,
           wakeLatencyP99Ns: x.wakeLatencyP99Ns,
         }];

@@ -97,6 +97,8 @@ export interface VcpuSchedStats {
   extensions: number;
   /** Times it was preempted. */
   preemptions: number;
+  /** Wake-ups: times it went from halted to runnable. */
+  wakes: number;
   /** Wake-to-grant latency, p50 and p99 (ns), over the last wakes. */
   wakeLatencyP50Ns: number;
   /** See `wakeLatencyP50Ns`. */

@@ -19,6 +19,7 @@
 import { Histogram } from "../sched/histogram.ts";
 import type { Prng } from "./prng.ts";
 import type {
+  AttackerWorkload,
   EchoStats,
   EchoWorkload,
   IpiStats,
@@ -187,13 +188,23 @@ export class PeriodicBehaviour extends Behaviour {
 
   /** Jobs, misses, lateness. */
   override results(endNs: number): BehaviourResults {
-    let pending = 0;
-    for (const dl of this.#deadlines) for (const d of dl) if (d <= endNs) pending++;
-    const jobs = this.#completed + pending;
-    const misses = this.#misses + pending;
+    // A head job with nothing left finished at endNs (its step fell on the end): late only if
+    // endNs is past its deadline. Unfinished jobs whose deadline has passed are misses.
+    let pending = 0, late = 0, done = 0;
+    this.#deadlines.forEach((dl, i) =>
+      dl.forEach((d, k) => {
+        if (k === 0 && this.#left[i][0] <= 0) {
+          done++;
+          if (endNs > d) late++;
+        } else if (d <= endNs) pending++;
+      })
+    );
+    const jobs = this.#completed + done + pending;
+    const misses = this.#misses + late + pending;
     return {
       periodic: {
         jobs,
+        completed: this.#completed + done,
         misses,
         missRatio: jobs > 0 ? misses / jobs : 0,
         lateness: this.#lateness.summary(),
@@ -311,19 +322,26 @@ export class EchoBehaviour extends Behaviour {
 const WORK = 0, SPIN = 1, CS = 2;
 
 /**
- * Spinlock contention (test-and-set). Each vCPU loops: work (uniform in [0.5, 1.5) × `workUs`),
- * acquire, critical section, release.
- * A waiter spins (burns guest time); on release the lock goes to the longest-waiting spinner
- * that is in guest mode; a descheduled spinner takes a free lock when it runs again. A holder
- * descheduled inside its critical section makes every waiter spin through its slice:
- * lock-holder preemption.
+ * Spinlock contention. Each vCPU loops: work (uniform in [0.5, 1.5) × `workUs`), acquire,
+ * critical section, release. A waiter spins (burns guest time). A holder descheduled inside
+ * its critical section makes every waiter spin through its slice: lock-holder preemption.
+ *
+ * - `tas` (test-and-set): on release the lock goes to the longest-waiting spinner that is in
+ *   guest mode; a descheduled spinner takes a free lock when it runs again.
+ * - `ticket`: waiters are served in arrival order. On release the lock passes to the next
+ *   waiter whether it runs or not; if it is descheduled, everyone spins until it runs again
+ *   (lock-waiter preemption).
  */
 export class LockBehaviour extends Behaviour {
   readonly #cs: number;
   readonly #work: number;
+  readonly #ticket: boolean;
   readonly #phase: number[];
   readonly #left: number[];
   #holder = -1;
+  /** Ticket lock: the descheduled waiter the lock was passed to (it takes it when it runs). */
+  #passedTo = -1;
+  /** Waiters, in arrival order. */
   readonly #spinners: number[] = [];
   #acquisitions = 0;
   #spinNs = 0;
@@ -334,6 +352,11 @@ export class LockBehaviour extends Behaviour {
     this.#cs = nsUs(w.csUs);
     this.#work = Math.max(0, nsUs(w.workUs));
     if (!(this.#cs > 0)) throw new RangeError("lock: csUs must be > 0");
+    const lock = w.lock ?? "tas";
+    if (lock !== "tas" && lock !== "ticket") {
+      throw new RangeError(`lock: lock must be "tas" or "ticket", got ${JSON.stringify(lock)}`);
+    }
+    this.#ticket = lock === "ticket";
     this.#phase = new Array(n).fill(WORK);
     this.#left = Array.from({ length: n }, () => this.#workTime());
   }
@@ -348,14 +371,16 @@ export class LockBehaviour extends Behaviour {
     return true;
   }
 
-  /** A spinner that runs again takes a free lock. */
+  /** A spinner that runs again takes a free lock (ticket: only the one it was passed to). */
   override enter(i: number): void {
-    if (this.#phase[i] === SPIN && this.#holder === -1) this.#take(i);
+    if (this.#phase[i] !== SPIN) return;
+    if (this.#ticket ? this.#passedTo === i : this.#holder === -1) this.#take(i);
   }
 
   #take(i: number): void {
     const k = this.#spinners.indexOf(i);
     if (k >= 0) this.#spinners.splice(k, 1);
+    if (this.#passedTo === i) this.#passedTo = -1;
     this.#holder = i;
     this.#phase[i] = CS;
     this.#left[i] = this.#cs;
@@ -375,7 +400,9 @@ export class LockBehaviour extends Behaviour {
   /** End of work: try the lock. End of critical section: release and hand over. */
   step(i: number, t: number): boolean {
     if (this.#phase[i] === WORK) {
-      if (this.#holder === -1) this.#take(i);
+      const free = this.#holder === -1 &&
+        (!this.#ticket || (this.#passedTo === -1 && this.#spinners.length === 0));
+      if (free) this.#take(i);
       else {
         this.#phase[i] = SPIN;
         this.#spinners.push(i);
@@ -387,14 +414,19 @@ export class LockBehaviour extends Behaviour {
     this.#holder = -1;
     this.#phase[i] = WORK;
     this.#left[i] = this.#workTime();
-    for (const j of this.#spinners) {
-      const id = this.base + j;
-      if (this.host.inGuest(id)) {
-        this.host.touch(id, t);
-        this.#take(j);
-        this.host.notify(id, t);
-        break;
-      }
+    // tas: the longest-waiting spinner that runs; ticket: the next in line, running or not.
+    const next = this.#ticket
+      ? this.#spinners[0]
+      : this.#spinners.find((j) => this.host.inGuest(this.base + j));
+    if (next === undefined) return true;
+    const id = this.base + next;
+    if (this.host.inGuest(id)) {
+      this.host.touch(id, t);
+      this.#take(next);
+      this.host.notify(id, t);
+    } else {
+      this.#passedTo = next; // ticket: held for a waiter that is not running
+      this.#spinners.shift();
     }
     return true;
   }
@@ -489,6 +521,61 @@ export class IpiBehaviour extends Behaviour {
   }
 }
 
+/**
+ * The tick-dodging attacker of guests/user/attacker.c: from when it runs, it spins for `runUs`
+ * of wall time (descheduled or not), then sleeps `sleepUs` on its timer, from when it next
+ * runs; the next round starts when it runs again.
+ */
+export class AttackerBehaviour extends Behaviour {
+  readonly #run: number;
+  readonly #nap: number;
+  readonly #stopAt: number[];
+  readonly #sleep: boolean[];
+
+  /** @inheritdoc */
+  constructor(host: SimHost, base: number, n: number, rng: Prng, w: AttackerWorkload) {
+    super(host, base, n, rng);
+    this.#run = Math.max(1, nsUs(w.runUs ?? 9500));
+    this.#nap = Math.max(1, nsUs(w.sleepUs ?? 500));
+    this.#stopAt = new Array(n).fill(-1);
+    this.#sleep = new Array(n).fill(false);
+  }
+  /** Runnable at start. */
+  initiallyRunnable(): boolean {
+    return true;
+  }
+  /** A round starts when the vCPU runs after its sleep (`now = rdtsc()`). */
+  override enter(i: number, t: number): void {
+    if (this.#stopAt[i] < 0 && !this.#sleep[i]) {
+      this.#stopAt[i] = t + this.#run;
+      this.host.at(t + this.#run, this, i);
+    }
+  }
+  /** Tag i: the round's run time is over; tag n + i: the sleep timer fired. */
+  override onEvent(tag: number, t: number): void {
+    if (tag < this.n) {
+      if (this.#stopAt[tag] !== t) return;
+      this.host.touch(this.base + tag, t);
+      this.#stopAt[tag] = -1;
+      this.#sleep[tag] = true;
+    }
+    this.host.notify(this.base + (tag % this.n), t);
+  }
+  /** Nothing to count. */
+  progress(): void {}
+  /** Spins until its round is over, then sleeps at once. */
+  left(i: number): number {
+    return this.#sleep[i] ? 0 : Infinity;
+  }
+  /** Goes to sleep for `sleepUs`. */
+  step(i: number, t: number): boolean {
+    if (!this.#sleep[i]) return true;
+    this.#sleep[i] = false;
+    this.host.at(t + this.#nap, this, this.n + i);
+    return false;
+  }
+}
+
 /** Creates the behaviour for a workload spec; throws RangeError for a bad one. */
 export function createBehaviour(
   host: SimHost,
@@ -508,10 +595,12 @@ export function createBehaviour(
       return new LockBehaviour(host, base, n, rng, w);
     case "ipi":
       return new IpiBehaviour(host, base, n, rng, w);
+    case "attacker":
+      return new AttackerBehaviour(host, base, n, rng, w);
     default:
       throw new RangeError(
         `unknown workload kind ${JSON.stringify((w as { kind?: unknown })?.kind)} ` +
-          `(spin, periodic, echo, lock, ipi)`,
+          `(spin, periodic, echo, lock, ipi, attacker)`,
       );
   }
 }

@@ -12,6 +12,7 @@
  */
 import type { PolicyPort } from "../sched/policy_port.ts";
 import { type SchedAction, SchedCore } from "../sched/core.ts";
+import { EXTEND_LEAD_NS } from "../sched/runtime_protocol.ts";
 import type { EjectInfo } from "../sched/watchdog.ts";
 import { Histogram } from "../sched/histogram.ts";
 import type { PolicyEvent, SchedParams } from "../sched/contract.ts";
@@ -131,6 +132,7 @@ export class Engine implements SimHost {
       policy: o.port,
       ratelimitNs: o.ratelimitNs,
       maxSliceNs: o.maxSliceNs,
+      extendLeadNs: EXTEND_LEAD_NS,
       watchdog: { starvationNs: o.starvationNs },
       fallback: o.fallback,
       onEject: (info) => this.#ejections.push(info),

@@ -67,6 +67,12 @@ export interface LockWorkload {
   csUs: number;
   /** Work outside the lock (µs of guest time; each phase uniform in [0.5, 1.5) × this). */
   workUs: number;
+  /**
+   * The lock (guest workload `lock=`): `tas` (default), test-and-set: a running spinner takes
+   * it when it is free; `ticket`: FIFO, the next ticket's owner must run for anyone to get it,
+   * so a descheduled waiter stalls the lock too (lock-waiter preemption).
+   */
+  lock?: "tas" | "ticket";
 }
 
 /**
@@ -81,8 +87,27 @@ export interface IpiWorkload {
   workUs?: number;
 }
 
+/**
+ * The tick-dodging attacker (guests/user/attacker.c): spins `runUs` of wall time from when it
+ * runs, then sleeps `sleepUs`, over and over.
+ */
+export interface AttackerWorkload {
+  /** Kind tag. */
+  kind: "attacker";
+  /** Run this long (µs of wall time, default 9500). */
+  runUs?: number;
+  /** Then sleep this long (µs, default 500). */
+  sleepUs?: number;
+}
+
 /** What the vCPUs of a VM do. */
-export type Workload = SpinWorkload | PeriodicWorkload | EchoWorkload | LockWorkload | IpiWorkload;
+export type Workload =
+  | SpinWorkload
+  | PeriodicWorkload
+  | EchoWorkload
+  | LockWorkload
+  | IpiWorkload
+  | AttackerWorkload;
 
 /** One simulated VM. */
 export interface SimVmSpec {
@@ -192,6 +217,8 @@ export interface SimSchedStats {
 export interface PeriodicStats {
   /** Jobs whose deadline has passed (finished or not). */
   jobs: number;
+  /** Jobs finished. */
+  completed: number;
   /** Jobs that finished after their deadline or not at all by the next release. */
   misses: number;
   /** `misses / jobs`. */
