@@ -226,3 +226,14 @@ test("sim: overcommit's periodic VMs are light enough to keep their deadlines; t
   assert(jainIndex(hogs) > 0.99, `hogs' Jain index ${jainIndex(hogs)}`);
   assertEquals(r.ejections, []);
 });
+
+test("sim: the attacker is the guest's tick-dodging loop, and credit holds it to its half", async () => {
+  const s = await loadScenario(new URL("attacker.json", DIR).pathname);
+  const r = await runScenarioSim(s, { policy: CREDIT, seconds: 2 });
+  const [attacker, honest] = r.vms;
+  // It sleeps 0.5 ms after each 9.5 ms run: a wake (and a latency sample) per round.
+  assert(attacker.p50Us > 0 && Number.isNaN(honest.p50Us), `p50 ${attacker.p50Us} us`);
+  assert(attacker.share <= 0.51 && attacker.share >= 0.45, `attacker ${attacker.share}`);
+  assert(honest.share >= 0.48, `honest ${honest.share}`);
+  assertEquals(r.ejections, []);
+});
