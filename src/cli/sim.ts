@@ -9,8 +9,7 @@ import type { SchedParams } from "../sched/contract.ts";
 import { type SimOptions, type SimResult, simulate, type SimVmSpec } from "../sim/mod.ts";
 import { UsageError } from "./usage.ts";
 import { parseSchedParams } from "./vm_spec.ts";
-import { SIM_HANDOFF_US, simWorkload } from "../scenario/run_sim.ts";
-import type { ScenarioWorkload } from "../scenario/scenario.ts";
+import { SIM_HANDOFF_US } from "../scenario/run_sim.ts";
 
 /** Help text of `sim`. */
 export const SIM_HELP = `Usage: deno run -A mod.ts sim --scenario FILE.json [options]
@@ -94,14 +93,9 @@ async function readScenario(path: string): Promise<ScenarioFile> {
     throw new UsageError(`--scenario ${path}: expected {"vms": [ ... ]} with at least one VM`);
   }
   // The scenario files of `bench/scenarios/` (src/scenario/scenario.ts) run here too: their VMs
-  // default to 1 vCPU, carry their parameters in `sched` and may use the `attacker` workload.
-  const vms = s.vms as Array<SimVmSpec & { sched?: SchedParams; workload: ScenarioWorkload }>;
-  s.vms = vms.map((v) => ({
-    ...v,
-    vcpus: v.vcpus ?? 1,
-    params: v.params ?? v.sched,
-    workload: v.workload && typeof v.workload === "object" ? simWorkload(v.workload) : v.workload,
-  }));
+  // default to 1 vCPU and carry their parameters in `sched`.
+  const vms = s.vms as Array<SimVmSpec & { sched?: SchedParams }>;
+  s.vms = vms.map((v) => ({ ...v, vcpus: v.vcpus ?? 1, params: v.params ?? v.sched }));
   return s;
 }
 

@@ -6,10 +6,10 @@
  *
  * @module
  */
-import { simulate, type Workload } from "../sim/mod.ts";
+import { simulate } from "../sim/mod.ts";
 import { ConfigError } from "../vm/config.ts";
 import { jainIndex, type ScenarioResult, sharesOfVms, type VmOutcome } from "./result.ts";
-import type { Scenario, ScenarioWorkload } from "./scenario.ts";
+import type { Scenario } from "./scenario.ts";
 
 /** Options of {@linkcode runScenarioSim}. */
 export interface SimRunOptions {
@@ -36,11 +36,6 @@ export interface SimRunOptions {
  */
 export const SIM_HANDOFF_US = 36;
 
-/** The simulator's form of a scenario workload (the simulator models every kind). */
-export function simWorkload(w: ScenarioWorkload): Workload {
-  return w;
-}
-
 /** Runs `scenario` in the simulator and reports. */
 export async function runScenarioSim(
   scenario: Scenario,
@@ -64,7 +59,7 @@ export async function runScenarioSim(
       name: v.name,
       vcpus: v.vcpus,
       params: v.sched,
-      workload: simWorkload(v.workload),
+      workload: v.workload,
     })),
   });
   const ofVms = sharesOfVms(

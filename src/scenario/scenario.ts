@@ -1,8 +1,8 @@
 /**
  * Scenario files (`bench/scenarios/*.json`): VMs, their workloads and scheduling parameters,
  * slots, policy and duration; validated completely before anything starts. The workload
- * shapes are the simulator's (`src/sim/types.ts`), plus `attacker`, so one file runs on KVM
- * and in the simulator.
+ * shapes are the simulator's (`src/sim/types.ts`), so one file runs on KVM and in the
+ * simulator.
  *
  * ```json
  * { "name": "io-vs-hog", "slots": 1, "seconds": 10, "policy": "plugins/credit.ts",
@@ -17,18 +17,8 @@ import type { Workload } from "../sim/types.ts";
 import { ConfigError, paramObject, schedParams } from "../vm/config.ts";
 import { DEFAULT_RATELIMIT_US } from "../sched/scheduler.ts";
 
-/** The tick-sampling attacker (guest workload `attacker`). */
-export interface AttackerWorkload {
-  /** Kind tag. */
-  kind: "attacker";
-  /** Run this long (µs, default 9500: just under a 10 ms tick)... */
-  runUs?: number;
-  /** ...then sleep this long (µs, default 500). */
-  sleepUs?: number;
-}
-
-/** What a scenario VM runs. */
-export type ScenarioWorkload = Workload | AttackerWorkload;
+/** What a scenario VM runs: a simulator workload, which the guest runs under the same name. */
+export type ScenarioWorkload = Workload;
 
 /** One VM of a scenario. */
 export interface ScenarioVm {
