@@ -13,6 +13,7 @@ import { traceCommand } from "./trace.ts";
 import { ctlCommand } from "./ctl.ts";
 import { ApiSocketError } from "../api/server.ts";
 import { simCommand } from "./sim.ts";
+import { newPluginCommand } from "./new_plugin.ts";
 import { EXIT_USAGE, UsageError } from "./usage.ts";
 
 /** Top-level help. */
@@ -27,6 +28,7 @@ Commands:
   sim       run a scheduler plugin in the simulator on a scenario (sim --help)
   trace     pictures and reports of a trace file (trace --help)
   ctl       control a running VMM through its API socket (ctl --help)
+  new-plugin  write a plugin skeleton and its test, both passing (new-plugin --help)
 
 Every command takes --help.
 `;
@@ -38,6 +40,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   trace: traceCommand,
   ctl: ctlCommand,
   sim: simCommand,
+  "new-plugin": newPluginCommand,
 };
 
 /** Runs the CLI with `args`; returns the exit status (2 for usage and config errors). */
