@@ -55,8 +55,9 @@
  * `tslice_ms` (1..1000, default 30), `ratelimit_us` (informative: the core enforces its own).
  *
  * Policy events (`ctx.report`): `boost` (value 1 start, 0 end), `prio` (new priority after
- * accounting: 0 BOOST, -1 UNDER, -2 OVER), `credit` (credit after accounting), `park` (1 parked,
- * 0 unparked).
+ * accounting: 0 BOOST, -1 UNDER, -2 OVER), `allot` (credits an accounting handed the vCPU),
+ * `credit` (credit after accounting, after the bounds), `active` (1 joined the active list,
+ * 0 left it: `TRC_CSCHED_ACCOUNT_START` / `_STOP`), `park` (1 parked, 0 unparked).
  *
  * @module
  */
@@ -478,6 +479,7 @@ export class CreditScheduler implements SchedulerPlugin {
     u.active = true;
     dom.activeUnits.unshift(u); // list_add: at the head
     this.#weight += dom.weight;
+    this.#report("active", u.id, 1);
     if (!dom.onActiveList) {
       dom.onActiveList = true;
       this.#activeDoms.unshift(dom);
@@ -490,6 +492,7 @@ export class CreditScheduler implements SchedulerPlugin {
     u.active = false;
     remove(dom.activeUnits, u);
     this.#weight -= dom.weight;
+    this.#report("active", u.id, 0);
     if (dom.activeUnits.length === 0) {
       dom.onActiveList = false;
       remove(this.#activeDoms, dom);
@@ -566,6 +569,7 @@ export class CreditScheduler implements SchedulerPlugin {
 
       for (const svc of [...sdom.activeUnits]) {
         svc.credit += creditFair;
+        this.#report("allot", svc.id, creditFair);
         let credit = svc.credit;
         const oldPri = svc.pri;
         if (credit < 0) {
