@@ -30,10 +30,13 @@
  *    that time is given back at the release) and for a running vCPU at every tick, as credit.c does since
  *    Xen changeset 78c9b2a64b38 ("Accurate accounting for credit scheduler", 2007), **and** a
  *    vCPU joins the active list whenever it burns credit, not only when a tick finds it
- *    running. In credit.c a vCPU that always halts just before the tick never becomes active,
- *    so accounting never lowers its priority and it is BOOSTed on every wake: the tick-sampling
- *    attack (Zhou et al., "Scheduler Vulnerabilities and Coordinated Attacks in Cloud
- *    Computing", 2011) still takes 95 % of a slot beside a hog; here it gets its 50 %.
+ *    running (credit.c: `__csched_unit_acct_start` is called only from `csched_unit_acct`,
+ *    941-975, which only `csched_tick` calls, 1601-1602). In credit.c a vCPU that always halts
+ *    just before the tick never becomes active, so accounting never lowers its priority and it
+ *    is BOOSTed on every wake: the tick-sampling attack (Zhou et al., "Scheduler
+ *    Vulnerabilities and Coordinated Attacks in Cloud Computing", 2011) still takes 95 % of a
+ *    slot beside a hog; here it gets its 50 %. Param `active_on_burn=false` restores
+ *    credit.c's rule.
  * 2. A slot with nothing to run may steal any queued vCPU from any slot, ignoring the 1 ms
  *    load-balance rate limit and the "don't steal from an idle pCPU" rule: in Xen the tickled
  *    idle pCPU would pick the vCPU up itself, here the core asks whichever free slot it likes.
@@ -52,7 +55,9 @@
  *
  * Parameters. Per VM (`VcpuInfo.params`, `setParams(vm, ...)`): `weight` (1..65535, default
  * 256), `cap` (% of one slot, 0 = no cap). Policy-wide (`ctx.params`, `setParams("*", ...)`):
- * `tslice_ms` (1..1000, default 30), `ratelimit_us` (informative: the core enforces its own).
+ * `tslice_ms` (1..1000, default 30), `ratelimit_us` (informative: the core enforces its own),
+ * `active_on_burn` (default true: DEVIATION 1; false: only a tick puts a vCPU on the active
+ * list, as credit.c does).
  *
  * Policy events (`ctx.report`): `boost` (value 1 start, 0 end), `prio` (new priority after
  * accounting: 0 BOOST, -1 UNDER, -2 OVER), `allot` (credits an accounting handed the vCPU),
@@ -183,6 +188,8 @@ export class CreditScheduler implements SchedulerPlugin {
   /** `last_tickle_cpu`: where the search for an idle slot starts. */
   #lastTickle = 0;
   #now = 0;
+  /** Burning credit puts a vCPU on the active list (DEVIATION 1, param `active_on_burn`). */
+  #activeOnBurn = true;
 
   // -------------------------------------------------------------------------------------------
   // Setup
@@ -205,6 +212,7 @@ export class CreditScheduler implements SchedulerPlugin {
     this.#balanceBias = 0;
     this.#lastTickle = 0;
     this.#now = 0;
+    this.#activeOnBurn = boolParam(ctx.params.active_on_burn, true);
     this.#setTslice(msParam(ctx.params.tslice_ms, CSCHED_DEFAULT_TSLICE_MS), true);
     this.tickNs = this.#tslice / this.#ticksPerAcct;
   }
@@ -257,6 +265,7 @@ export class CreditScheduler implements SchedulerPlugin {
       if (params.tslice_ms !== undefined) {
         this.#setTslice(msParam(params.tslice_ms, CSCHED_DEFAULT_TSLICE_MS), false);
       }
+      this.#activeOnBurn = boolParam(params.active_on_burn, this.#activeOnBurn);
       return;
     }
     const dom = this.#doms.get(target);
@@ -434,8 +443,9 @@ export class CreditScheduler implements SchedulerPlugin {
     const credits = Math.floor(val / NS_PER_MS);
     u.residual = val - credits * NS_PER_MS;
     u.credit -= credits;
-    // DEVIATION 1: whoever burns credit takes part in the next accounting.
-    if (!u.active && deltaNs > 0) this.#acctStart(u);
+    // DEVIATION 1: whoever burns credit takes part in the next accounting (credit.c: only a
+    // vCPU a tick finds running, `csched_unit_acct`).
+    if (this.#activeOnBurn && !u.active && deltaNs > 0) this.#acctStart(u);
   }
 
   /**
@@ -810,6 +820,14 @@ function remove<T>(list: T[], x: T): void {
 function intParam(v: number | string | boolean | undefined, dflt: number): number {
   const n = typeof v === "string" ? Number(v) : typeof v === "number" ? v : NaN;
   return Number.isFinite(n) ? Math.trunc(n) : dflt;
+}
+
+/** A boolean parameter: `true`/`false`, `1`/`0` (numbers or strings); anything else: `dflt`. */
+function boolParam(v: number | string | boolean | undefined, dflt: boolean): boolean {
+  if (typeof v === "boolean") return v;
+  if (v === "true" || v === 1 || v === "1") return true;
+  if (v === "false" || v === 0 || v === "0") return false;
+  return dflt;
 }
 
 function msParam(v: number | string | boolean | undefined, dflt: number): number {
