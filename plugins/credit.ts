@@ -52,12 +52,29 @@
  *    last accounting (DEVIATION 1): what the slots really delivered. With the full supply and
  *    a quarter of every grant stolen nobody ever runs out of credit, and hogs weighted 1:2:4
  *    on one slot got 19 / 38.5 / 42.5 %.
+ * 7. Accounting hands a vCPU that halted since the last accounting no more than brings its
+ *    credit up to one period's worth (`credits_per_tslice`); what it cannot take goes to the
+ *    other VMs through credit.c's own redistribution of what a VM cannot use (`credit_peak`,
+ *    credit.c:1444-1498). credit.c's peak is `active vCPUs x credits_per_tslice` for every VM,
+ *    what it could burn if its vCPUs ran the whole period. DEVIATION 1 keeps an I/O VM on the
+ *    active list at nearly every accounting, and with that peak it is handed its weight's
+ *    share of every period: in the simulator an echo VM (weight 256, 100 requests/s of 50 us)
+ *    beside hogs of weight 512 and 256 on one slot was on the list at 318 of 333 accountings,
+ *    handed 86.5 credits a period and burned 1.5. It shed the excess through the upper bound
+ *    (halve, leave the list: 161 times in 10 s) and rejoined at its next wake. The hogs were
+ *    handed less than the slot gave them, were both OVER 7 s of 10, where they take 30 ms
+ *    turns whatever their weights, and the lower bound (-300) forgave the light hog's debt at
+ *    100 accountings: 62.1 / 37.4 %, 1.66:1 where 2:1 is due. With this rule the echo VM is
+ *    handed what it burns (2.4 credits a period, 0.9 of them its first fill to 300), stays on
+ *    the list at 300 credits, UNDER, so it keeps BOOST, and the hogs get 66.1 / 33.4 %. It
+ *    never lowers the share of a vCPU that halts but wants more than its share, as the
+ *    tick-sampling attacker does: its credit is negative, so its room exceeds its share.
  *
  * Parameters. Per VM (`VcpuInfo.params`, `setParams(vm, ...)`): `weight` (1..65535, default
  * 256), `cap` (% of one slot, 0 = no cap). Policy-wide (`ctx.params`, `setParams("*", ...)`):
  * `tslice_ms` (1..1000, default 30), `ratelimit_us` (informative: the core enforces its own),
  * `active_on_burn` (default true: DEVIATION 1; false: only a tick puts a vCPU on the active
- * list, as credit.c does).
+ * list, as credit.c does), `halted_peak` (default true: DEVIATION 7; false: credit.c's peak).
  *
  * Policy events (`ctx.report`): `boost` (value 1 start, 0 end), `prio` (new priority after
  * accounting: 0 BOOST, -1 UNDER, -2 OVER), `allot` (credits an accounting handed the vCPU),
@@ -143,6 +160,8 @@ interface Unit {
   grantAt: number;
   /** Run time of the current grant already charged (by ticks). */
   chargedNs: number;
+  /** It halted since the last accounting (DEVIATION 7). */
+  halted: boolean;
 }
 
 /** A slot: `struct csched_pcpu`. */
@@ -190,6 +209,8 @@ export class CreditScheduler implements SchedulerPlugin {
   #now = 0;
   /** Burning credit puts a vCPU on the active list (DEVIATION 1, param `active_on_burn`). */
   #activeOnBurn = true;
+  /** A vCPU that halts is handed at most what fills it up (DEVIATION 7, param `halted_peak`). */
+  #haltedPeak = true;
 
   // -------------------------------------------------------------------------------------------
   // Setup
@@ -213,6 +234,7 @@ export class CreditScheduler implements SchedulerPlugin {
     this.#lastTickle = 0;
     this.#now = 0;
     this.#activeOnBurn = boolParam(ctx.params.active_on_burn, true);
+    this.#haltedPeak = boolParam(ctx.params.halted_peak, true);
     this.#setTslice(msParam(ctx.params.tslice_ms, CSCHED_DEFAULT_TSLICE_MS), true);
     this.tickNs = this.#tslice / this.#ticksPerAcct;
   }
@@ -234,6 +256,7 @@ export class CreditScheduler implements SchedulerPlugin {
       yielding: false,
       grantAt: this.#now,
       chargedNs: 0,
+      halted: false,
     };
     this.#units.set(u.id, u);
     if (info.state === "running" && info.slot !== undefined && !this.#pcpus[info.slot].curr) {
@@ -266,6 +289,7 @@ export class CreditScheduler implements SchedulerPlugin {
         this.#setTslice(msParam(params.tslice_ms, CSCHED_DEFAULT_TSLICE_MS), false);
       }
       this.#activeOnBurn = boolParam(params.active_on_burn, this.#activeOnBurn);
+      this.#haltedPeak = boolParam(params.halted_peak, this.#haltedPeak);
       return;
     }
     const dom = this.#doms.get(target);
@@ -343,6 +367,7 @@ export class CreditScheduler implements SchedulerPlugin {
       this.#runqRemove(u);
     }
     u.state = "halted";
+    u.halted = true;
   }
 
   /** `csched_unit_wake`: BOOST if UNDER and not parked, queue, tickle. */
@@ -552,6 +577,20 @@ export class CreditScheduler implements SchedulerPlugin {
       if (this.#creditBalance < 0) {
         creditPeak += ceilDiv(-this.#creditBalance * sdom.weight * n, weightTotal);
       }
+      // DEVIATION 7: a vCPU that halted since the last accounting could not use more than it
+      // had; it can take at most what brings it to one period's worth. Its VM's peak is that
+      // room plus the others' part of credit.c's peak; the rest goes to the other VMs below.
+      if (this.#haltedPeak) {
+        let halted = 0, room = 0;
+        for (const u of sdom.activeUnits) {
+          if (u.state !== "halted" && !u.halted) continue;
+          halted++;
+          room += Math.max(0, cpt - u.credit);
+        }
+        if (halted > 0) {
+          creditPeak = Math.min(creditPeak, ceilDiv(creditPeak * (n - halted), n) + room);
+        }
+      }
       if (sdom.cap !== 0) {
         creditCap = ceilDiv(sdom.cap * cpt, 100);
         if (creditCap < creditPeak) creditPeak = creditCap;
@@ -615,6 +654,7 @@ export class CreditScheduler implements SchedulerPlugin {
       }
     }
     this.#creditBalance = creditBalance;
+    for (const u of this.#units.values()) u.halted = u.state === "halted";
 
     // Every slot resorts its runq after priorities changed (csched_runq_sort).
     for (const spc of this.#pcpus) this.#runqSort(spc);
