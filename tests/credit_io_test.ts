@@ -132,7 +132,7 @@ test("credit without DEVIATION 7: an echo VM at 100 req/s dilutes the hogs' weig
   assert.ok(heavyPart(result) < 2 / 3 - 0.03, `heavy's part ${heavyPart(result)}`);
 });
 
-test("credit: the echo VM is handed what it burns, not its weight's share (DEVIATION 7)", async () => {
+test("credit: echo is handed what it burns, not its weight's share (DEVIATION 7)", async () => {
   const row = ROWS[3];
   const on = await run(row);
   const off = await run(row, { halted_peak: false });
@@ -168,7 +168,7 @@ test("credit: the echo VM is handed what it burns, not its weight's share (DEVIA
   assert.ok(values(off, "active", offId).filter((v) => v === 0).length > 100);
 });
 
-test("credit: the echo VM's latency is what it was before DEVIATION 7 (p99 within 10 %)", async () => {
+test("credit: echo's p99 latency is within 10 % of what it is without DEVIATION 7", async () => {
   for (const row of ROWS.slice(1)) {
     const p99 = async (params: SchedParams) => {
       const echoVm = (await run(row, params)).result.vms.find((v) => v.name === "echo");
@@ -201,9 +201,9 @@ function attacker(params: SchedParams): Promise<SimResult> {
   });
 }
 
-test("credit: the trade-off of DEVIATION 1, attacker against echo (with and without 7)", async () => {
+test("credit: DEVIATION 1's trade-off: the attacker with and without it (and 7)", async () => {
   // Measured: the attacker gets 50.1 % with DEVIATION 1 and 95.0 % without it (credit.c's
-  // rule), whatever DEVIATION 7; the echo row's hogs split 2:1 either way once 7 is on.
+  // rule), whatever DEVIATION 7.
   for (const haltedPeak of [true, false]) {
     const closed = share(await attacker({ halted_peak: haltedPeak }), "attacker");
     const open = share(
@@ -217,7 +217,9 @@ test("credit: the trade-off of DEVIATION 1, attacker against echo (with and with
     assert.ok(closed <= 0.51, `attacker ${closed} with DEVIATION 1`);
     assert.ok(open >= 0.9, `attacker ${open} without DEVIATION 1 (the attack works)`);
   }
-  // credit.c's rule does not dilute: the echo VM is rarely on the active list.
+  // credit.c's rules (neither deviation) do not dilute the hogs' weights either: a tick rarely
+  // finds the echo VM running, so it is on the active list at 12 of 333 accountings (measured:
+  // 66.2 / 33.3 %). What they leave open is the attack above.
   const xen = await run(ROWS[3], { active_on_burn: false, halted_peak: false });
   print("credit.c's rules, " + ROWS[3].label, xen.result);
   assert.ok(Math.abs(heavyPart(xen.result) - 2 / 3) <= 0.01, `${heavyPart(xen.result)}`);
