@@ -35,8 +35,9 @@
  *    just before the tick never becomes active, so accounting never lowers its priority and it
  *    is BOOSTed on every wake: the tick-sampling attack (Zhou et al., "Scheduler
  *    Vulnerabilities and Coordinated Attacks in Cloud Computing", 2011) still takes 95 % of a
- *    slot beside a hog; here it gets its 50 %. Param `active_on_burn=false` restores
- *    credit.c's rule.
+ *    slot beside a hog; here it gets its 50 %. The cost: an I/O VM is on the active list at
+ *    nearly every accounting, and with credit.c's peak that dilutes the weights of the VMs
+ *    beside it (DEVIATION 7 prevents it). Param `active_on_burn=false` restores credit.c's rule.
  * 2. A slot with nothing to run may steal any queued vCPU from any slot, ignoring the 1 ms
  *    load-balance rate limit and the "don't steal from an idle pCPU" rule: in Xen the tickled
  *    idle pCPU would pick the vCPU up itself, here the core asks whichever free slot it likes.
