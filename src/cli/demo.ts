@@ -20,8 +20,10 @@ export const DEMO_HELP = `Usage: deno run -A mod.ts demo [--seconds N] [--trace 
 Three VMs share one slot (one pCPU) under Xen's Credit policy (plugins/credit.ts), running in
 its sandbox: 'echo' answers 1000 requests/s (50 us of work each), 'heavy' (weight 512) and
 'light' (weight 256) are CPU hogs. While it runs, a live view shows each VM's share of the slot;
-then the summary: shares (credit gives the hogs 2:1 of what echo leaves), echo latency (BOOST
-lets it preempt the hogs), and where the trace of every scheduling decision went.
+then the summary: shares (echo takes what its requests cost, and credit splits the rest 2:1 by
+weight: in the simulator echo 5.0 %, heavy 63.1 %, light 31.9 %; on KVM a request's exits cost
+more of the slot), echo latency (BOOST lets it preempt the hogs), and where the trace of every
+scheduling decision went.
 
 Options:
   --seconds N   how long to measure (default 10)
