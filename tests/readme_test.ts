@@ -1,0 +1,49 @@
+/**
+ * README's TypeScript blocks cannot rot: each is type-checked as a module at the repository's
+ * root (where its `./mod.ts` and `./testing.ts` imports point), and the plugin test it shows is run.
+ */
+import { ok as assert } from "node:assert/strict";
+import { test } from "./helpers/deadline.ts";
+
+const ROOT = new URL("../", import.meta.url);
+
+/** The ```ts blocks of a Markdown text. */
+export function tsBlocks(markdown: string): string[] {
+  return [...markdown.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]);
+}
+
+async function deno(args: string[]): Promise<{ ok: boolean; text: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: ROOT.pathname,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { ok: out.success, text: dec.decode(out.stdout) + dec.decode(out.stderr) };
+}
+
+test("README: every TypeScript block type-checks; the plugin test it shows passes", async () => {
+  const blocks = tsBlocks(await Deno.readTextFile(new URL("README.md", ROOT)));
+  assert(blocks.length >= 3, `only ${blocks.length} blocks`);
+  const files: string[] = [];
+  try {
+    for (const [i, code] of blocks.entries()) {
+      const path = new URL(`.readme_block_${i}_test.ts`, ROOT).pathname;
+      // A module of its own (top-level await, no globals shared between blocks).
+      await Deno.writeTextFile(path, `${code}\nexport {};\n`);
+      files.push(path);
+    }
+    const check = await deno(["check", ...files]);
+    assert(check.ok, check.text);
+    const runnable = files.filter((_, i) => blocks[i].includes('from "./testing.ts"'));
+    assert(runnable.length >= 1, "README shows no plugin test");
+    for (const f of runnable) {
+      const run = await deno(["run", "-A", "--unstable-worker-options", f]);
+      assert(run.ok, run.text);
+    }
+  } finally {
+    for (const f of files) await Deno.remove(f).catch(() => {});
+  }
+});
