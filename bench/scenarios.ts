@@ -1,12 +1,12 @@
 /**
- * `deno task bench:scenarios [--runs N] [--seconds N] [--only NAME] [--policy NAME]`: every
+ * `deno task bench:scenarios [--runs N] [--seconds N] [--only NAME] [--policy NAME] [--table]`: every
  * scenario of `bench/scenarios/` on KVM under every built-in policy and under `host` (Linux's
  * scheduler, the baseline, measured in the same run), `--runs` times each (default 3, the runs
  * of a scenario interleaved across policies), with the host's own noise (`host_gaps`) before
  * and after. Then `bench/results/scenarios.json` (every run) and the README's "Results" table
  * between its markers: each cell the median of the runs, with their range. `--only NAME` and
  * `--policy NAME` rerun one scenario or one policy and keep the other cells as stored, saying
- * so under the table.
+ * so under the table. `--table` only rewrites the README's table from the stored runs.
  *
  * @module
  */
@@ -279,8 +279,18 @@ if (import.meta.main) {
       runs: { type: "string" },
       only: { type: "string" },
       policy: { type: "string" },
+      table: { type: "boolean" },
     },
   });
+  if (values.table) {
+    // No runs: the README's table from the stored results (after editing a metric, say).
+    const stored = await readStored();
+    if (!stored) usage(`--table: no results in ${RESULTS.pathname}`);
+    const table = resultsTable(stored);
+    console.log(table);
+    await writeReadme(table);
+    Deno.exit(0);
+  }
   if (values.only && !ORDER.includes(values.only)) {
     usage(`--only: unknown scenario '${values.only}' (${ORDER.join(", ")})`);
   }
