@@ -107,6 +107,28 @@ export interface EchoResult {
   maxNs: number;
 }
 
+/**
+ * The start message of the load generator's thread (`echo_client_worker.ts`). It lives here,
+ * not in the worker's module, so that importing the type does not put the worker, and its
+ * `deno.worker` lib reference, in the package's module graph.
+ */
+export interface EchoClientInit {
+  /** The built shim. */
+  shimPath: string;
+  /** Host address of guest memory (as a decimal string: bigints do not clone into JSON). */
+  memAddress: string;
+  /** The VM's mailboxes. */
+  mailboxes: SharedArrayBuffer;
+  /** vCPUs of the VM. */
+  vcpus: number;
+  /** The VM's EMT blocks (to wake vCPU 0). */
+  emtBlocks: SharedArrayBuffer;
+  /** The echo channel shared with vCPU 0's EMT. */
+  channel: SharedArrayBuffer;
+  /** Load settings. */
+  load: EchoLoadOptions;
+}
+
 /** Checks load settings; throws a RangeError naming the bad one. */
 export function validateEchoLoad(o: EchoLoadOptions): void {
   const bad = (what: string) => {

@@ -9,27 +9,9 @@
  */
 import { openShim } from "../../ffi/shim.ts";
 import { Mailboxes } from "../emt/mailbox.ts";
-import { ECHO_PAGE, ECHO_RING, ECHO_VECTOR, echoChannel, type EchoLoadOptions } from "./echo.ts";
-import type { EchoResult } from "./echo.ts";
+import { ECHO_PAGE, ECHO_RING, ECHO_VECTOR, echoChannel } from "./echo.ts";
+import type { EchoClientInit, EchoResult } from "./echo.ts";
 import { Prng } from "../sim/prng.ts";
-
-/** The start message. */
-export interface EchoClientInit {
-  /** The built shim. */
-  shimPath: string;
-  /** Host address of guest memory (as a decimal string: bigints do not clone into JSON). */
-  memAddress: string;
-  /** The VM's mailboxes. */
-  mailboxes: SharedArrayBuffer;
-  /** vCPUs of the VM. */
-  vcpus: number;
-  /** The VM's EMT blocks (to wake vCPU 0). */
-  emtBlocks: SharedArrayBuffer;
-  /** The echo channel shared with vCPU 0's EMT. */
-  channel: SharedArrayBuffer;
-  /** Load settings. */
-  load: EchoLoadOptions;
-}
 
 function run(init: EchoClientInit): EchoResult {
   const shim = openShim(init.shimPath).symbols;

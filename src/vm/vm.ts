@@ -8,11 +8,11 @@ import { allocateGrantTable } from "../sched/grant_table.ts";
 import type { Scheduler } from "../sched/scheduler.ts";
 import {
   allocateEchoChannel,
+  type EchoClientInit,
   type EchoLoadOptions,
   type EchoResult,
   validateEchoLoad,
 } from "../devices/echo.ts";
-import type { EchoClientInit } from "../devices/echo_client_worker.ts";
 import type { Kvm, VcpuFd, VmFd } from "../kvm/kvm.ts";
 import type { ShimLibrary } from "../../ffi/shim.ts";
 import { mailboxBytes, Mailboxes } from "../emt/mailbox.ts";
