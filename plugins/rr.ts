@@ -54,7 +54,7 @@ function dequeue(vcpu: VcpuId): void {
 }
 
 /** The round-robin policy. */
-export default {
+const rr: SchedulerPlugin = {
   name: "rr",
 
   init(ctx: SchedContext) {
@@ -107,4 +107,5 @@ export default {
     overtime.add(slot);
     return extensionNs;
   },
-} satisfies SchedulerPlugin;
+};
+export default rr;
