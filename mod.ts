@@ -28,6 +28,7 @@ export type { EmtCounters } from "./src/emt/shim_layout.ts";
 export type { UnhandledAccessPolicy, VcpuFault } from "./src/emt/protocol.ts";
 export { KvmUnavailableError } from "./src/kvm/kvm.ts";
 export { ShimBuildError } from "./ffi/shim.ts";
+export { VERSION } from "./src/version.ts";
 export {
   defineScheduler,
   type DescheduleReason,

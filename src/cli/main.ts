@@ -15,11 +15,13 @@ import { ApiSocketError } from "../api/server.ts";
 import { simCommand } from "./sim.ts";
 import { newPluginCommand } from "./new_plugin.ts";
 import { EXIT_USAGE, UsageError } from "./usage.ts";
+import { VERSION } from "../version.ts";
 
 /** Top-level help. */
 export const MAIN_HELP = `deno-vmm: a KVM virtual machine monitor whose vCPU scheduler is a plugin.
 
 Usage: deno run -A mod.ts <command> [options]
+       deno-vmm <command> [options]          (installed: deno task install, or README's Install)
 
 Commands:
   run       boot VMs and print their consoles    (run --help)
@@ -30,7 +32,7 @@ Commands:
   ctl       control a running VMM through its API socket (ctl --help)
   new-plugin  write a plugin skeleton and its test, both passing (new-plugin --help)
 
-Every command takes --help.
+Every command takes --help. deno-vmm --version prints the version.
 `;
 
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
@@ -49,6 +51,10 @@ export async function main(args: string[]): Promise<number> {
   if (command === undefined || command === "-h" || command === "--help" || command === "help") {
     console.log(MAIN_HELP);
     return command === undefined ? EXIT_USAGE : 0;
+  }
+  if (command === "--version" || command === "-V" || command === "version") {
+    console.log(`deno-vmm ${VERSION}`);
+    return 0;
   }
   const run = COMMANDS[command];
   if (!run) {
