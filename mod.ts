@@ -5,7 +5,7 @@
  * and a small C halt/wake shim (`ffi/shim.c`, compiled on first use).
  *
  * ```ts
- * import { Vmm } from "./mod.ts";
+ * import { Vmm } from "@deno-vmm/deno-vmm";
  *
  * const vmm = await Vmm.create();
  * const vm = await vmm.createVm({ name: "a", vcpus: 2, cmdline: "workload=hello" });
@@ -15,7 +15,14 @@
  * await vmm.close();
  * ```
  *
- * Run as a program it is the CLI: `deno run -A mod.ts run --vm name=a,vcpus=2`.
+ * The package's other entry points: `@deno-vmm/deno-vmm/plugin`, the scheduler plugin
+ * contract alone (what a policy module imports, with `import type`), and
+ * `@deno-vmm/deno-vmm/plugins/rr`, `.../credit`, `.../credit2`, `.../rtds`, `.../gang`, the
+ * built-in policies, each a complete plugin to start from.
+ *
+ * Run as a program it is the CLI (`deno-vmm --help`). Installed as a command:
+ * `deno install -g -A --unstable-worker-options -n deno-vmm <url>/mod.ts`; the scheduler's
+ * sandbox needs `--unstable-worker-options` (Worker permissions).
  *
  * @module
  */

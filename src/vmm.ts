@@ -25,7 +25,41 @@ export interface VmmOptions {
   scheduler?: SchedulerOptions;
 }
 
-/** A virtual machine monitor: create VMs, run them, close everything. */
+/**
+ * A virtual machine monitor: create VMs, run them, close everything.
+ *
+ * @example Boot a two-vCPU VM and wait for its exit
+ * ```ts
+ * import { Vmm } from "@deno-vmm/deno-vmm";
+ *
+ * const vmm = await Vmm.create({ onConsole: (l) => console.log(`[${l.vm}] ${l.line}`) });
+ * try {
+ *   const vm = await vmm.createVm({ name: "a", vcpus: 2, cmdline: "workload=hello" });
+ *   await vm.start();
+ *   console.log(await vm.wait()); // { kind: "exit", status: 0 }
+ * } finally {
+ *   await vmm.close(); // stops every VM, releases every fd, mapping and worker
+ * }
+ * ```
+ *
+ * @example Two VMs sharing one slot under Xen's credit policy, weights 2:1
+ * ```ts
+ * import { Vmm } from "@deno-vmm/deno-vmm";
+ *
+ * // The built-in policy, wherever the package came from; a remote one needs its host granted.
+ * const credit = new URL(import.meta.resolve("@deno-vmm/deno-vmm/plugins/credit"));
+ * const allowImport = credit.protocol === "file:" ? [] : [credit.host];
+ * const vmm = await Vmm.create({ scheduler: { plugin: credit.href, slots: 1, allowImport } });
+ * for (const [name, weight] of [["a", 512], ["b", 256]] as const) {
+ *   const vm = await vmm.createVm({ name, cmdline: "workload=spin seconds=2", sched: { weight } });
+ *   await vm.start();
+ * }
+ * await new Promise((r) => setTimeout(r, 1000));
+ * console.log((await vmm.scheduler!.stats()).vcpus); // a has run about twice as long as b
+ * await Promise.all([...vmm.vms.values()].map((vm) => vm.wait()));
+ * await vmm.close();
+ * ```
+ */
 export class Vmm {
   #kvm: Kvm;
   #shim: ShimLibrary;

@@ -4,7 +4,7 @@
  * {@linkcode ApiRequestError} carrying the server's message; an unreachable socket throws one
  * with status 0 that says so.
  *
- * ```ts ignore
+ * ```ts
  * const api = new ApiClient("/run/deno-vmm.sock");
  * await api.setSchedParams("a", { weight: 512 });
  * console.log(await api.listVms());
@@ -64,7 +64,23 @@ export interface EjectResult {
   ejections: EjectInfo[];
 }
 
-/** A control API client on one Unix socket. */
+/**
+ * A control API client on one Unix socket.
+ *
+ * @example Pause a VM of a running VMM and give another a bigger weight
+ * ```ts
+ * import { ApiClient } from "@deno-vmm/deno-vmm";
+ *
+ * const api = new ApiClient("/tmp/vmm.sock");
+ * try {
+ *   console.log(await api.listVms());
+ *   await api.setVmState("batch", "paused");
+ *   await api.setSchedParams("web", { weight: 1024 });
+ * } finally {
+ *   api.close();
+ * }
+ * ```
+ */
 export class ApiClient {
   /** The socket's path. */
   readonly path: string;

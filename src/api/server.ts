@@ -9,7 +9,10 @@
  * killed; connecting to it is refused) is removed and replaced. The socket file is removed on
  * {@linkcode ApiServer.close}.
  *
- * ```ts ignore
+ * ```ts
+ * import { startApiServer, Vmm } from "@deno-vmm/deno-vmm";
+ *
+ * const vmm = await Vmm.create();
  * const api = await startApiServer(vmm, "/run/deno-vmm.sock");
  * // curl --unix-socket /run/deno-vmm.sock http://localhost/vms
  * await api.close();
@@ -68,6 +71,17 @@ async function clearPath(path: string): Promise<void> {
 /**
  * Serves the control API for `vmm` on the Unix socket `path` (mode 0600). Rejects with an
  * {@linkcode ApiSocketError} when the path is taken.
+ *
+ * @example Serve the API; `deno-vmm ctl --api /tmp/vmm.sock ...` or an `ApiClient` talks to it
+ * ```ts
+ * import { startApiServer, Vmm } from "@deno-vmm/deno-vmm";
+ *
+ * const vmm = await Vmm.create();
+ * const api = await startApiServer(vmm, "/tmp/vmm.sock");
+ * // ... create and run VMs ...
+ * await api.close();
+ * await vmm.close();
+ * ```
  */
 export async function startApiServer(vmm: Vmm, path: string): Promise<ApiServer> {
   await clearPath(path);

@@ -265,6 +265,19 @@ function stdoutWriter(): (text: string) => void {
 /**
  * Starts the live view of `vmm`'s VMs: the first frame after one interval (rates need two
  * samples), then one per interval until {@linkcode Top.stop}.
+ *
+ * @example Watch VMs while they run, as `deno-vmm run --top` does
+ * ```ts
+ * import { startTop, Vmm } from "@deno-vmm/deno-vmm";
+ *
+ * const vmm = await Vmm.create();
+ * const vm = await vmm.createVm({ name: "a", cmdline: "workload=spin seconds=3" });
+ * await vm.start();
+ * const top = startTop(vmm, { intervalMs: 500 });
+ * await vm.wait();
+ * await top.stop();
+ * await vmm.close();
+ * ```
  */
 export function startTop(vmm: Vmm, options: TopOptions = {}): Top {
   const intervalMs = options.intervalMs ?? 1000;

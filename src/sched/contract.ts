@@ -93,19 +93,49 @@ export interface SchedContext {
  * core's budget (default 20 ms per batch of calls, the watchdog's limit); throwing, answering
  * late or returning an invalid decision ejects the plugin and the built-in round-robin takes
  * over.
+ *
+ * Three hooks are required: {@linkcode SchedulerPlugin.pickNext} (a slot is free),
+ * {@linkcode SchedulerPlugin.onHalt} (a vCPU stopped being runnable) and
+ * {@linkcode SchedulerPlugin.onWake} (it is runnable again). The others are optional.
+ *
+ * @example A complete policy: one FIFO queue, 10 ms slices
+ * ```ts
+ * import type { SchedulerPlugin, VcpuId } from "@deno-vmm/deno-vmm/plugin";
+ *
+ * const queue: VcpuId[] = [];
+ * export default {
+ *   name: "fifo",
+ *   pickNext: () => queue.length ? { vcpu: queue.shift()!, sliceNs: 10e6 } : null,
+ *   onHalt: (id) => void queue.splice(queue.indexOf(id) >>> 0, 1),
+ *   onWake: (id) => void queue.push(id),
+ *   addVcpu: (info) => void (info.state === "runnable" && queue.push(info.id)),
+ *   onDeschedule: (id) => void queue.push(id),
+ * } satisfies SchedulerPlugin;
+ * ```
  */
 export interface SchedulerPlugin {
-  /** Name shown in traces and reports. */
-  name?: string;
-  /** Called once before anything else. */
-  init?(ctx: SchedContext): void;
-  /** A vCPU joins (VM created, or the plugin hot-swapped in: then every vCPU is told). */
-  addVcpu?(info: VcpuInfo): void;
-  /** A vCPU leaves (its VM stopped); it is neither running nor runnable any more. */
-  removeVcpu?(id: VcpuId): void;
   /**
    * `slot` is free: who runs there next. Return a runnable vCPU that is not running and its
    * slice, or `null` to leave the slot idle until the next event.
+   *
+   * @example The vCPU that has run least, for 5 ms
+   * ```ts
+   * import type { SchedulerPlugin, VcpuId } from "@deno-vmm/deno-vmm/plugin";
+   *
+   * const runnable = new Set<VcpuId>();
+   * const ranNs = new Map<VcpuId, number>();
+   * const hooks: Pick<SchedulerPlugin, "pickNext"> = {
+   *   pickNext(_slot, _now) {
+   *     let best: VcpuId | undefined;
+   *     for (const v of runnable) {
+   *       if (best === undefined || (ranNs.get(v) ?? 0) < (ranNs.get(best) ?? 0)) best = v;
+   *     }
+   *     if (best === undefined) return null; // nothing to run: the slot stays idle
+   *     runnable.delete(best); // running now; onDeschedule or onHalt says when it stops
+   *     return { vcpu: best, sliceNs: 5_000_000 };
+   *   },
+   * };
+   * ```
    */
   pickNext(slot: SlotId, now: number): PickDecision | null;
   /**
@@ -114,13 +144,52 @@ export interface SchedulerPlugin {
    * of the time since its grant during which other host threads held its EMT's CPU: the
    * vCPU's thread was runnable and not running (steal, in virtualisation terms). Xen charges a
    * vCPU for the time it held its pCPU (`now` minus the grant); on a host, subtract the steal.
+   *
+   * @example Charge the time it ran, and forget it until it wakes
+   * ```ts
+   * import type { SchedulerPlugin, VcpuId } from "@deno-vmm/deno-vmm/plugin";
+   *
+   * const runnable = new Set<VcpuId>();
+   * const ranNs = new Map<VcpuId, number>();
+   * const hooks: Pick<SchedulerPlugin, "onHalt"> = {
+   *   onHalt(vcpu, _now, ran, stolen = 0) {
+   *     runnable.delete(vcpu);
+   *     ranNs.set(vcpu, (ranNs.get(vcpu) ?? 0) + ran - stolen);
+   *   },
+   * };
+   * ```
    */
   onHalt(vcpu: VcpuId, now: number, ranNs: number, stolenNs?: number): void;
   /**
    * A halted vCPU has an interrupt and is runnable again. Return a slot to preempt (its
    * vCPU is descheduled with reason `"preempt"` and `pickNext` is called for it), or nothing.
+   *
+   * @example Runnable again; preempt slot 0 if its vCPU has run more than the waker
+   * ```ts
+   * import type { SchedulerPlugin, SlotId, VcpuId } from "@deno-vmm/deno-vmm/plugin";
+   *
+   * const runnable = new Set<VcpuId>();
+   * const ranNs = new Map<VcpuId, number>();
+   * const onSlot: (VcpuId | undefined)[] = [];
+   * const hooks: Pick<SchedulerPlugin, "onWake"> = {
+   *   onWake(vcpu, _now): SlotId | null {
+   *     runnable.add(vcpu);
+   *     const there = onSlot[0];
+   *     if (there === undefined) return null; // slot 0 is idle: pickNext will be asked anyway
+   *     return (ranNs.get(there) ?? 0) > (ranNs.get(vcpu) ?? 0) ? 0 : null;
+   *   },
+   * };
+   * ```
    */
   onWake(vcpu: VcpuId, now: number): SlotId | void | null;
+  /** Name shown in traces and reports. */
+  name?: string;
+  /** Called once before anything else. */
+  init?(ctx: SchedContext): void;
+  /** A vCPU joins (VM created, or the plugin hot-swapped in: then every vCPU is told). */
+  addVcpu?(info: VcpuInfo): void;
+  /** A vCPU leaves (its VM stopped); it is neither running nor runnable any more. */
+  removeVcpu?(id: VcpuId): void;
   /**
    * A still-runnable vCPU left `slot` after running `ranNs` of guest time, `stolenNs` of its
    * time since the grant lost to other host threads (see `onHalt`).
@@ -154,13 +223,58 @@ export interface SchedulerPlugin {
   ): number | null | void;
   /** Period of `onTick` in ns (Xen credit: 10 ms); read once after `init`. */
   tickNs?: number;
-  /** Periodic accounting; return slots to reschedule (their vCPUs are preempted). */
+  /**
+   * Periodic accounting; return slots to reschedule (their vCPUs are preempted).
+   *
+   * @example Every 10 ms, preempt the slots whose vCPU is over its share
+   * ```ts
+   * import type { SchedulerPlugin, SlotId } from "@deno-vmm/deno-vmm/plugin";
+   *
+   * const overShare = new Set<SlotId>(); // kept up to date by the other hooks
+   * const hooks: Pick<SchedulerPlugin, "tickNs" | "onTick"> = {
+   *   tickNs: 10_000_000,
+   *   onTick: (_now) => [...overShare],
+   * };
+   * ```
+   */
   onTick?(now: number): SlotId[] | void | null;
-  /** Runtime parameter change for a VM (`target` = VM name) or the policy (`target` = `"*"`). */
+  /**
+   * Runtime parameter change for a VM (`target` = VM name) or the policy (`target` = `"*"`).
+   *
+   * @example Per-VM weights, and a policy-wide slice
+   * ```ts
+   * import type { SchedulerPlugin } from "@deno-vmm/deno-vmm/plugin";
+   *
+   * const weight = new Map<string, number>();
+   * let sliceNs = 10_000_000;
+   * const hooks: Pick<SchedulerPlugin, "setParams"> = {
+   *   setParams(target, params) {
+   *     if (target === "*") sliceNs = Number(params.slice_ms ?? 10) * 1e6;
+   *     else if (params.weight !== undefined) weight.set(target, Number(params.weight));
+   *   },
+   * };
+   * ```
+   */
   setParams?(target: string, params: SchedParams): void;
 }
 
-/** Types a plugin object; returns it unchanged. */
+/**
+ * Types a plugin object; returns it unchanged. For code that runs the plugin in-process (tests,
+ * the simulator with `sandbox: false`); a plugin loaded into the sandbox can import nothing at
+ * run time, so it uses `import type` and annotates its default export instead.
+ *
+ * @example
+ * ```ts
+ * import { defineScheduler } from "@deno-vmm/deno-vmm/plugin";
+ *
+ * const idle = defineScheduler({
+ *   name: "idle",
+ *   pickNext: () => null,
+ *   onHalt() {},
+ *   onWake() {},
+ * });
+ * ```
+ */
 export function defineScheduler<T extends SchedulerPlugin>(plugin: T): T {
   return plugin;
 }

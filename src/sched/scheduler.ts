@@ -142,7 +142,24 @@ export function resolvePlugin(plugin: string): string {
   return plugin.startsWith("builtin:") ? plugin : resolvePluginUrl(plugin).href;
 }
 
-/** The running scheduler. */
+/**
+ * The running scheduler: the trusted core and the plugin's sandbox. Reach it through
+ * `Vmm.scheduler` when the VMM was created with a `scheduler` option.
+ *
+ * @example Swap the policy while VMs run, change a weight, read the accounting
+ * ```ts
+ * import { Vmm } from "@deno-vmm/deno-vmm";
+ *
+ * const vmm = await Vmm.create({ scheduler: { plugin: "plugins/credit.ts", slots: 2 } });
+ * const vm = await vmm.createVm({ name: "a", vcpus: 2, cmdline: "workload=spin seconds=5" });
+ * await vm.start();
+ * const sched = vmm.scheduler!;
+ * await sched.setParams("a", { weight: 512 });
+ * await sched.swap("plugins/rr.ts"); // hot swap: no VM stops
+ * console.log(await sched.stats()); // per vCPU: run, wait, stolen ns, grants, wake latency
+ * await vmm.close();
+ * ```
+ */
 export class Scheduler {
   #worker: Worker;
   #doorbell: SharedArrayBuffer;
