@@ -1,12 +1,14 @@
 /**
- * `deno run -A mod.ts trace <timeline|dump|summary> FILE`: pictures and reports of a trace file
+ * `deno run -A mod.ts trace <timeline|dump|summary|misses> FILE`: pictures and reports of a trace file
  * written by `run --trace FILE` (Perfetto JSON with deno-vmm's records; see `src/trace/write.ts`).
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { dumpLines } from "../trace/dump.ts";
-import { renderSummary, summarizeTrace } from "../trace/summary.ts";
+import { analyzeTrace, renderSummary, summarizeTrace } from "../trace/summary.ts";
+import { formatLateJobs, lateJobs } from "../trace/misses.ts";
+import { loadScenario } from "../scenario/scenario.ts";
 import { timelineSvg } from "../trace/timeline_svg.ts";
 import { readPerfettoFile, readTraceFile } from "../trace/write.ts";
 import { EXIT_USAGE, UsageError } from "./usage.ts";
@@ -21,6 +23,7 @@ Commands:
   timeline FILE --svg OUT   draw slots by time (and each vCPU) as an SVG picture
   dump FILE                 one line per event, with a column per slot (xenalyze style)
   summary FILE              per vCPU and per slot totals, latencies, decisions, ejections
+  misses FILE               the late jobs of periodic vCPUs, and what made each late
 
 Each command takes --help.
 `;
@@ -197,13 +200,65 @@ async function summary(args: string[]): Promise<number> {
   return 0;
 }
 
+/** Help text of `trace misses`. */
+export const MISSES_HELP = `Usage: deno run -A mod.ts trace misses FILE [options]
+
+The late jobs of periodic vCPUs: each busy stretch (a wake to the next halt) longer than its
+VM's period, with how long it waited for a slot (and who held the slots), how much of its slot
+time other host threads took (steal), and its guest time; the verdict names the largest:
+'scheduler' (waiting), 'host' (steal) or 'work' (guest time beyond the period).
+
+Options:
+  --period VM=MS     the period of VM's jobs (repeatable)
+  --scenario FILE    take the periods of the scenario's periodic VMs
+  --json             print the late jobs as JSON
+  -h, --help         this text
+`;
+
+async function misses(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      period: { type: "string", multiple: true },
+      scenario: { type: "string" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    console.log(MISSES_HELP);
+    return 0;
+  }
+  const file = oneFile(positionals, "misses");
+  const periods = new Map<string, number>();
+  if (values.scenario) {
+    for (const vm of (await loadScenario(values.scenario)).vms) {
+      if (vm.workload.kind === "periodic") periods.set(vm.name, vm.workload.periodMs * 1e6);
+    }
+  }
+  for (const p of values.period ?? []) {
+    const m = p.match(/^([^=]+)=(\d+(?:\.\d+)?)$/);
+    if (!m || !(Number(m[2]) > 0)) {
+      throw new UsageError(`--period must be VM=MS with MS > 0, got '${p}'`);
+    }
+    periods.set(m[1], Number(m[2]) * 1e6);
+  }
+  if (periods.size === 0) throw new UsageError("give --period VM=MS or --scenario FILE");
+  const jobs = lateJobs(analyzeTrace(await readTraceFile(file)), periods);
+  console.log(values.json ? JSON.stringify(jobs, null, 2) : formatLateJobs(jobs));
+  return 0;
+}
+
 const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   timeline,
   dump,
   summary,
+  misses,
 };
 
-/** Runs `trace <timeline|dump|summary> ...`; returns the exit status. */
+/** Runs `trace <timeline|dump|summary|misses> ...`; returns the exit status. */
 export async function traceCommand(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   if (command === undefined || command === "-h" || command === "--help" || command === "help") {
@@ -212,7 +267,7 @@ export async function traceCommand(args: string[]): Promise<number> {
   }
   const run = COMMANDS[command];
   if (!run) {
-    throw new UsageError(`unknown trace command '${command}' (timeline, dump or summary)`);
+    throw new UsageError(`unknown trace command '${command}' (timeline, dump, summary or misses)`);
   }
   return await run(rest);
 }

@@ -65,6 +65,8 @@ export interface SlotRun {
   ranNs: number;
   /** Why it left ({@linkcode RUN_END_REASON}), or `"running"` at the trace's end. */
   reason: string;
+  /** ns other host threads took from its EMT's CPU during this run (the `runEnd`'s steal). */
+  stolenNs: number;
   /** It began with a slice extension (the same vCPU went on in guest mode), not a grant. */
   extended?: boolean;
 }
@@ -305,6 +307,7 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
           sliceNs: r.value,
           ranNs: 0,
           reason: "running",
+          stolenNs: 0,
           ...(extended ? { extended } : {}),
         };
         if (slotOf(r.slot)) {
@@ -330,6 +333,7 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
             sliceNs: NaN,
             ranNs: 0,
             reason,
+            stolenNs: 0,
           };
           if (slotOf(r.slot)) slotRuns[r.slot].push(l.run);
           if (l.state === "unknown") {
@@ -340,6 +344,7 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
         }
         l.tl.guestNs += r.value;
         l.tl.stolenNs += r.aux * 1e3;
+        l.run.stolenNs = r.aux * 1e3;
         if (reason === "preempt") l.tl.preemptions++;
         l.extending = reason === "extend";
         l.freeing = l.run;

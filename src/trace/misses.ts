@@ -1,0 +1,141 @@
+/**
+ * Late jobs of periodic vCPUs, read from a trace, and what made them late.
+ *
+ * A periodic guest job wakes on its timer at its release, runs its work and halts; a job that
+ * is not done by the next release is late, and the guest goes on to the next job without
+ * halting. So in the trace late jobs are a busy stretch (from a wake to the next halt) longer
+ * than the period: about one late job for each release it spans (`jobs`). Within the stretch,
+ * its time is accounted to what the vCPU lacked:
+ *
+ * - **waiting**: runnable with no slot, the scheduler's part (the policy's choice or the core);
+ *   the slot runs of other vCPUs meanwhile say who had the slots;
+ * - **steal**: other host threads took its EMT's CPU while it held a slot (the EMT's own count,
+ *   `runEnd` records), the host's part;
+ * - **work**: the guest itself ran longer than the period in guest mode (more work than fits).
+ *
+ * The verdict: `scheduler` or `host`, whichever of waiting and steal is larger, or `work` when
+ * the two together are under a tenth of the stretch (the guest had the CPU nearly all along).
+ *
+ * @module
+ */
+import type { SlotRun, TraceAnalysis, VcpuSpan } from "./summary.ts";
+
+/** Late jobs: a busy stretch longer than its period. */
+export interface LateJob {
+  /** The vCPU, `vm/index`. */
+  vcpu: string;
+  /** Its VM. */
+  vm: string;
+  /** Wake (release) time, ns since the trace's start. */
+  startNs: number;
+  /** Halt time (or the trace's end), ns since the trace's start. */
+  endNs: number;
+  /** The VM's period, ns. */
+  periodNs: number;
+  /** Releases it spans while busy: about how many jobs were late. */
+  jobs: number;
+  /** How far past the first job's deadline it ended, ns (`end - start - period`). */
+  lateNs: number;
+  /** Runnable without a slot, ns, within the stretch. */
+  waitingNs: number;
+  /** Time the vCPU held a slot, ns. */
+  heldNs: number;
+  /** Of the held time, what other host threads took from its EMT's CPU, ns. */
+  stolenNs: number;
+  /** Guest-mode time of its runs, ns. */
+  guestNs: number;
+  /** Who held the slots while it waited: label to ns. */
+  heldBy: Record<string, number>;
+  /** What made it late (see the module's documentation). */
+  verdict: "scheduler" | "host" | "work";
+}
+
+function overlap(a0: number, a1: number, b0: number, b1: number): number {
+  return Math.max(0, Math.min(a1, b1) - Math.max(a0, b0));
+}
+
+/**
+ * The late jobs of the vCPUs of the VMs in `periods` (VM name to period, ns). A stretch still
+ * open at the trace's end counts only if it is already longer than its period.
+ */
+export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJob[] {
+  const out: LateJob[] = [];
+  const labels = new Map([...a.vcpus.values()].map((t) => [t.vcpu.id, t.label]));
+  for (const tl of a.vcpus.values()) {
+    const period = periods.get(tl.vcpu.vm);
+    if (period === undefined) continue;
+    // Busy stretches: maximal runs of non-halted spans.
+    let stretch: VcpuSpan[] = [];
+    const flush = () => {
+      if (stretch.length === 0) return;
+      const s0 = stretch[0].start, s1 = stretch[stretch.length - 1].end;
+      stretch = [];
+      if (s1 - s0 <= period) return;
+      const runs = a.slotRuns.flat().filter((r) =>
+        r.vcpu === tl.vcpu.id && overlap(r.start, r.end, s0, s1) > 0
+      );
+      let waitingNs = 0, heldNs = 0;
+      const heldBy: Record<string, number> = {};
+      for (const sp of tl.spans) {
+        const o = overlap(sp.start, sp.end, s0, s1);
+        if (o === 0) continue;
+        if (sp.state === "running") heldNs += o;
+        if (sp.state !== "runnable") continue;
+        waitingNs += o;
+        for (const r of a.slotRuns.flat()) {
+          const ro = overlap(r.start, r.end, sp.start, sp.end);
+          if (ro > 0 && r.vcpu !== tl.vcpu.id) {
+            const who = labels.get(r.vcpu) ?? `#${r.vcpu}`;
+            heldBy[who] = (heldBy[who] ?? 0) + ro;
+          }
+        }
+      }
+      const part = (r: SlotRun) => overlap(r.start, r.end, s0, s1) / Math.max(1, r.end - r.start);
+      const stolenNs = runs.reduce((s, r) => s + r.stolenNs * part(r), 0);
+      const guestNs = runs.reduce((s, r) => s + r.ranNs * part(r), 0);
+      const lateNs = s1 - s0 - period;
+      const verdict = waitingNs + stolenNs < (s1 - s0) / 10
+        ? "work"
+        : waitingNs >= stolenNs
+        ? "scheduler"
+        : "host";
+      out.push({
+        vcpu: tl.label,
+        vm: tl.vcpu.vm,
+        startNs: s0 - a.start,
+        endNs: s1 - a.start,
+        periodNs: period,
+        jobs: Math.floor((s1 - s0) / period),
+        lateNs,
+        waitingNs,
+        heldNs,
+        stolenNs,
+        guestNs,
+        heldBy,
+        verdict,
+      });
+    };
+    for (const sp of tl.spans) {
+      if (sp.state === "halted") flush();
+      else stretch.push(sp);
+    }
+    flush();
+  }
+  return out.sort((x, y) => x.startNs - y.startNs);
+}
+
+/** One line per stretch of late jobs, for a terminal. */
+export function formatLateJobs(jobs: LateJob[]): string {
+  if (jobs.length === 0) return "no late jobs";
+  const ms = (ns: number) => (ns / 1e6).toFixed(2);
+  return jobs.map((j) => {
+    const who = Object.entries(j.heldBy).sort((x, y) => y[1] - x[1]).slice(0, 3)
+      .map(([k, v]) => `${k} ${ms(v)}`).join(", ");
+    return `${(j.startNs / 1e9).toFixed(3)} s  ${j.vcpu}  ${j.jobs} late, busy ${
+      ms(j.endNs - j.startNs)
+    } ms (period ${ms(j.periodNs)}): waited ${ms(j.waitingNs)}${
+      who ? ` [slots: ${who}]` : ""
+    }, held ${ms(j.heldNs)} of which ` +
+      `stolen ${ms(j.stolenNs)}, guest ${ms(j.guestNs)}  -> ${j.verdict}`;
+  }).join("\n");
+}

@@ -1,0 +1,81 @@
+/** `trace misses`: late periodic jobs found in a trace and attributed to the scheduler, the host or the work. */
+import { deepStrictEqual as assertEquals, match } from "node:assert/strict";
+import { TRACE, TraceRecorder } from "../src/trace/events.ts";
+import { analyzeTrace } from "../src/trace/summary.ts";
+import { formatLateJobs, lateJobs } from "../src/trace/misses.ts";
+import { writeTraceFile } from "../src/trace/write.ts";
+import { runCli } from "./helpers/cli.ts";
+import { test } from "./helpers/deadline.ts";
+
+const T0 = 1e12, ms = 1e6;
+const HALT = 0, SLICE = 1, TIMER = 1;
+
+/** rt (10 ms period) and a hog on one slot: one job on time, then one late for each reason. */
+function recorded() {
+  const rec = new TraceRecorder(1024);
+  rec.nameVcpu({ id: 1, vm: "rt", index: 0 });
+  rec.nameVcpu({ id: 2, vm: "hog", index: 0 });
+  rec.record(TRACE.vcpuAdd, T0, 1, -1, 0, 0, rec.intern("rt"));
+  rec.record(TRACE.vcpuAdd, T0, 2, -1, 0, 0, rec.intern("hog"));
+  const t = (x: number) => T0 + x * ms;
+  const grant = (at: number, v: number) => rec.record(TRACE.grant, t(at), v, 0, 10 * ms);
+  const end = (at: number, v: number, ran: number, reason: number, stolenUs = 0) =>
+    rec.record(TRACE.runEnd, t(at), v, 0, ran * ms, reason, stolenUs);
+  const wake = (at: number, v: number) => rec.record(TRACE.wake, t(at), v, -1, 0, TIMER);
+  wake(0, 2);
+  wake(0, 1);
+  grant(0, 1), end(2, 1, 2, HALT); // job 1: on time
+  grant(2, 2);
+  wake(10, 1); // job 2: waits 15 ms behind the hog
+  end(25, 2, 23, SLICE), grant(25, 1), end(27, 1, 2, HALT), grant(27, 2);
+  wake(30, 1); // job 3: its EMT loses 9 ms of its slot to other threads
+  end(30, 2, 3, SLICE), grant(30, 1), end(43, 1, 4, HALT, 9000), grant(43, 2);
+  wake(50, 1); // job 4: 12 ms of guest work in a 10 ms period
+  end(50, 2, 7, SLICE), grant(50, 1), end(62, 1, 12, HALT), grant(62, 2);
+  end(70, 2, 8, SLICE);
+  return rec.collect({ slots: 1, policy: "test" });
+}
+
+test("late jobs: one per reason, with who held the slot while it waited", () => {
+  const jobs = lateJobs(analyzeTrace(recorded()), new Map([["rt", 10 * ms]]));
+  assertEquals(jobs.map((j) => [j.vcpu, j.startNs / ms, j.endNs / ms, j.jobs, j.verdict]), [
+    ["rt/0", 10, 27, 1, "scheduler"],
+    ["rt/0", 30, 43, 1, "host"],
+    ["rt/0", 50, 62, 1, "work"],
+  ]);
+  assertEquals(jobs[0].waitingNs, 15 * ms);
+  assertEquals(jobs[0].heldBy, { "hog/0": 15 * ms });
+  assertEquals([jobs[1].stolenNs, jobs[1].heldNs], [9 * ms, 13 * ms]);
+  assertEquals([jobs[2].guestNs, jobs[2].lateNs], [12 * ms, 2 * ms]);
+  match(
+    formatLateJobs(jobs),
+    /rt\/0 {2}1 late, busy 17\.00 ms .*waited 15\.00 \[slots: hog\/0 15\.00\].* -> scheduler/,
+  );
+  // A VM with no period given is not looked at.
+  assertEquals(lateJobs(analyzeTrace(recorded()), new Map([["other", 10 * ms]])), []);
+});
+
+test("trace misses on the command line: periods by flag, usage errors named", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/t.json`;
+    await writeTraceFile(file, recorded());
+    let r = await runCli(["trace", "misses", file, "--period", "rt=10"]);
+    assertEquals(r.code, 0, r.stderr);
+    assertEquals(r.stdout.trim().split("\n").map((l) => l.split(" -> ")[1]), [
+      "scheduler",
+      "host",
+      "work",
+    ]);
+    r = await runCli(["trace", "misses", file, "--period", "rt=10", "--json"]);
+    assertEquals(JSON.parse(r.stdout).length, 3);
+    r = await runCli(["trace", "misses", file]);
+    assertEquals(r.code, 2);
+    match(r.stderr, /give --period VM=MS or --scenario FILE/);
+    r = await runCli(["trace", "misses", file, "--period", "rt=x"]);
+    assertEquals(r.code, 2);
+    match(r.stderr, /--period must be VM=MS with MS > 0, got 'rt=x'/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
