@@ -2,6 +2,9 @@
 import { deepStrictEqual as assertEquals, match, ok as assert } from "node:assert/strict";
 import { cellOf, median, mergeRuns, resultsTable, rtMisses, spread } from "../bench/scenarios.ts";
 import type { ScenarioResult, VmOutcome } from "../src/scenario/result.ts";
+import { summarizeStudy } from "../bench/rt_misses.ts";
+import type { LateJob } from "../src/trace/misses.ts";
+import type { CpuGaps } from "../bench/host_noise.ts";
 import { test } from "./helpers/deadline.ts";
 
 function vm(name: string, o: Partial<VmOutcome> = {}): VmOutcome {
@@ -73,4 +76,25 @@ test("a partial rerun replaces only its scenario and policy; the table says how 
     /^\| lock \| lock acquisitions\/s \(test-and-set\) \| - \| - \| 3 \| - \| - \| 1 \|$/m,
   );
   match(table, /Each cell: the median of 1 run,/);
+});
+
+test("bench:rt's summary: runs with a miss, misses per 10,000 jobs, verdicts, host noise", () => {
+  const late = (verdict: "scheduler" | "host" | "work") => ({ verdict }) as LateJob;
+  const gaps = (over1ms: number, maxUs: number) => ({ over1ms, maxUs }) as CpuGaps;
+  const s = summarizeStudy({
+    measured: "x",
+    policy: "rtds",
+    hostNoise: [
+      { at: "", seconds: 10, cpus: [gaps(1, 1200), gaps(2, 3400)] },
+      { at: "", seconds: 10, cpus: [gaps(0, 400), gaps(0, 300)] },
+    ],
+    runs: [
+      { at: "", misses: 0, jobs: 2000, late: [], ejections: [] },
+      { at: "", misses: 3, jobs: 2000, late: [late("host"), late("host")], ejections: [] },
+      { at: "", misses: 1, jobs: 4000, late: [late("scheduler")], ejections: [] },
+    ],
+  });
+  match(s, /^rtds: 2 of 3 runs with a miss, 4 misses in 8000 jobs \(5\.0 per 10,000\)$/m);
+  match(s, /^late stretches in the traces: 3 \(scheduler 1, host 2, work 0\)$/m);
+  match(s, /3 gaps over 1 ms \(longest 3\.4 ms\); then 0 gaps over 1 ms \(longest 0\.4 ms\)/);
 });
