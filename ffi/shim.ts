@@ -10,6 +10,7 @@
  * @module
  */
 import shimSource from "./shim.c" with { type: "text" };
+import { cacheDir, compilerName, sha256Hex } from "./cache.ts";
 
 /** Compiler flags; part of the cache key. */
 const CFLAGS = ["-O2", "-shared", "-fPIC", "-Wall", "-Werror", "-std=gnu11"];
@@ -52,25 +53,6 @@ export class ShimBuildError extends Error {
     super(message);
     this.name = "ShimBuildError";
   }
-}
-
-function cacheDir(): string {
-  const xdg = Deno.env.get("XDG_CACHE_HOME");
-  const home = Deno.env.get("HOME") ?? "/tmp";
-  return `${xdg ?? `${home}/.cache`}/deno-vmm`;
-}
-
-async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    "SHA-256",
-    new TextEncoder().encode(text),
-  );
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0"))
-    .join("");
-}
-
-function compilerName(): string {
-  return Deno.env.get("CC") ?? "cc";
 }
 
 /**
