@@ -1,10 +1,12 @@
 /**
- * `deno task build`: compiles the C shim into its cache, the guest kernel and the C baselines of
- * the benches with make.
+ * `deno task build`: compiles the C shim and the built-in guest kernel into their cache (what
+ * the first use would do), then the guest kernel into `guests/build/` and the C baselines of the
+ * benches with make.
  *
  * @module
  */
 import { buildShim } from "../../ffi/shim.ts";
+import { guestKernel } from "../vm/guest_kernel.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 
@@ -29,6 +31,7 @@ async function make(dir: string): Promise<void> {
 if (import.meta.main) {
   try {
     console.log(`shim: ${await buildShim()}`);
+    console.log(`kernel: ${await guestKernel()}`);
     await make("guests");
     await make("bench/baseline");
   } catch (e) {
