@@ -16,7 +16,10 @@ export interface VmmOptions {
   kvmPath?: string;
   /** Receives every console line of every VM (default: none; each VM keeps its own log). */
   onConsole?: (line: ConsoleLine) => void;
-  /** Receives EMT diagnostics (unhandled accesses, faults). */
+  /**
+   * Receives EMT diagnostics (unhandled accesses, faults) and notices (the first use that
+   * builds the built-in guest kernel).
+   */
   onLog?: (message: string) => void;
   /**
    * Enforce slots with this scheduler policy (`{ plugin: "plugins/credit.ts" }`). Without it
@@ -103,11 +106,12 @@ export class Vmm {
 
   /**
    * Creates a VM (memory, vCPUs, kernel loaded) without starting it. Throws
-   * `ConfigError` naming the bad field, or `ElfError` for an unusable kernel.
+   * `ConfigError` naming the bad field, `ElfError` for an unusable kernel, or
+   * `GuestKernelError` when the built-in kernel (the default) cannot be built.
    */
   async createVm(config: VmConfig): Promise<Vm> {
     if (this.#closed) throw new Error("this Vmm is closed");
-    const resolved = resolveVmConfig(config);
+    const resolved = await resolveVmConfig(config, "vm", { onBuild: this.#options.onLog });
     if (this.#vms.has(resolved.name)) {
       throw new ConfigError("name", `a VM named '${resolved.name}' already exists`);
     }

@@ -32,7 +32,7 @@ Options:
                         name=NAME        (default vm0, vm1, ...)
                         vcpus=N          (default 1)
                         memory=MIB       (default 64)
-                        kernel=PATH|URL  (default guests/build/kernel.elf)
+                        kernel=PATH|URL  (default the built-in kernel, built on first use)
                         cmdline=TEXT     (default workload=hello; may contain '=' and spaces)
                         unhandled=ignore|stop  (unclaimed port/MMIO accesses)
                         haltpoll=US      (halt polling before sleeping, default 0)

@@ -22,7 +22,7 @@ export interface KvmRunOptions {
   params?: Record<string, number | string | boolean>;
   /** Override the scenario's seconds. */
   seconds?: number;
-  /** Kernel image (default: guests/build/kernel.elf). */
+  /** Kernel image (default: the built-in guest kernel, built into the cache on first use). */
   kernel?: string;
   /** Called with each VMM once it exists (live views). */
   onVmm?: (vmm: Vmm) => void;

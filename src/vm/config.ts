@@ -6,6 +6,7 @@
  */
 import type { UnhandledAccessPolicy } from "../emt/protocol.ts";
 import { MIN_MEMORY } from "./pvh.ts";
+import { guestKernel } from "./guest_kernel.ts";
 
 /** Most vCPUs one VM may have (APIC ids must fit xAPIC physical mode, 0..254). */
 export const MAX_VCPUS = 64;
@@ -18,7 +19,10 @@ export interface VmConfig {
   vcpus?: number;
   /** Guest RAM in MiB (default 64). */
   memoryMiB?: number;
-  /** Kernel image: a path, or a `file:`/`http(s):` URL (default: our guest kernel). */
+  /**
+   * Kernel image: a path, or a `file:`/`http(s):` URL (default: the built-in guest kernel,
+   * built into the cache on first use; see `src/vm/guest_kernel.ts`).
+   */
   kernel?: string | URL;
   /** Kernel command line (default `workload=hello`). `ncpus` and `tsc_khz` are appended. */
   cmdline?: string;
@@ -42,7 +46,7 @@ export interface ResolvedVmConfig {
   vcpus: number;
   /** RAM in bytes. */
   memoryBytes: number;
-  /** Kernel location. */
+  /** Kernel location (for the built-in kernel: its file in the cache). */
   kernel: URL;
   /** Command line as given. */
   cmdline: string;
@@ -69,9 +73,6 @@ export class ConfigError extends Error {
     this.field = field;
   }
 }
-
-/** The guest kernel `deno task build` produces. */
-export const DEFAULT_KERNEL = new URL("../../guests/build/kernel.elf", import.meta.url);
 
 const KNOWN_KEYS = new Set([
   "name",
@@ -153,11 +154,32 @@ export function toUrl(location: string | URL): URL {
   return new URL(`file://${abs.split("/").map(encodeURIComponent).join("/")}`);
 }
 
+/** Options of {@linkcode resolveVmConfig}. */
+export interface ResolveVmOptions {
+  /** Told when the built-in guest kernel is being built (its first use). */
+  onBuild?: (message: string) => void;
+}
+
 /**
- * Validates `config` (as given by code or parsed from JSON) and applies the defaults.
- * `where` prefixes field names in errors (e.g. `vms[2]`).
+ * Validates `config` (as given by code or parsed from JSON) and applies the defaults; without
+ * a `kernel`, finds the built-in guest kernel in the cache or builds it there (after the
+ * checks: a bad field is reported before any build). `where` prefixes field names in errors
+ * (e.g. `vms[2]`).
  */
-export function resolveVmConfig(config: unknown, where = "vm"): ResolvedVmConfig {
+export async function resolveVmConfig(
+  config: unknown,
+  where = "vm",
+  options: ResolveVmOptions = {},
+): Promise<ResolvedVmConfig> {
+  const checked = checkVmConfig(config, where);
+  const kernel = checked.kernel ?? toUrl(await guestKernel({ onBuild: options.onBuild }));
+  return { ...checked, kernel };
+}
+
+function checkVmConfig(
+  config: unknown,
+  where: string,
+): Omit<ResolvedVmConfig, "kernel"> & { kernel: URL | undefined } {
   if (typeof config !== "object" || config === null || Array.isArray(config)) {
     throw new ConfigError(where, "must be an object");
   }
@@ -179,7 +201,7 @@ export function resolveVmConfig(config: unknown, where = "vm"): ResolvedVmConfig
   const vcpus = integer(`${where}.vcpus`, c.vcpus, 1, MAX_VCPUS, 1);
   const minMiB = MIN_MEMORY >> 20;
   const memoryMiB = integer(`${where}.memoryMiB`, c.memoryMiB, minMiB, 1 << 20, 64);
-  let kernel = DEFAULT_KERNEL;
+  let kernel: URL | undefined;
   if (c.kernel !== undefined) {
     if (typeof c.kernel !== "string" && !(c.kernel instanceof URL)) {
       throw new ConfigError(`${where}.kernel`, "must be a path or URL");
@@ -213,8 +235,7 @@ export async function readKernel(url: URL): Promise<Uint8Array> {
       return await Deno.readFile(url);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) {
-        const hint = url.href === DEFAULT_KERNEL.href ? " (build it with `deno task build`)" : "";
-        throw new ConfigError("kernel", `${decodeURIComponent(url.pathname)} not found${hint}`);
+        throw new ConfigError("kernel", `${decodeURIComponent(url.pathname)} not found`);
       }
       throw new ConfigError("kernel", `cannot read ${url.pathname}: ${(e as Error).message}`);
     }
