@@ -3,6 +3,7 @@ import { deepStrictEqual as assertEquals, match } from "node:assert/strict";
 import { runCli } from "./helpers/cli.ts";
 import { KERNEL, requireKernel } from "./helpers/vmm.ts";
 import { test } from "./helpers/deadline.ts";
+import { serveTree } from "./helpers/serve.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const TYPES: Record<string, string> = {
@@ -56,5 +57,67 @@ await vmm.close();
     }
   } finally {
     await server.shutdown();
+  }
+});
+
+test("by URL: plugins beside mod.ts load with no grant; any other remote plugin still needs one", async () => {
+  // The same file at other places on the same host: only `plugins/` beside mod.ts is built in.
+  const server = serveTree(new URL("../", import.meta.url), {
+    alias: { "/elsewhere/rr.ts": "/plugins/rr.ts", "/plugins-extra/rr.ts": "/plugins/rr.ts" },
+  });
+  const dir = await Deno.makeTempDir();
+  try {
+    const base = server.base;
+    const cases: [string, string[] | undefined][] = [
+      [`${base}plugins/rr.ts`, undefined],
+      [`${base}plugins/credit.ts`, []],
+      [`${base}elsewhere/rr.ts`, undefined],
+      [`${base}plugins/../elsewhere/rr.ts`, undefined],
+      [`${base}plugins-extra/rr.ts`, ["example.com"]],
+      [`${base}elsewhere/rr.ts`, [server.host]],
+    ];
+    // The sandbox (and so the built-in directory) imported by URL, as mod.ts run from a URL has
+    // it; the plugins are loaded in the sandbox's Worker, every permission denied.
+    const prog = `${dir}/main.ts`;
+    await Deno.writeTextFile(
+      prog,
+      `import { SandboxPolicy } from "${base}src/sched/sandbox.ts";
+const out: string[] = [];
+for (const [plugin, allowImport] of ${JSON.stringify(cases)}) {
+  try {
+    const p = await SandboxPolicy.create({ plugin, slots: 1, allowImport });
+    p.close();
+    out.push("loaded " + p.name);
+  } catch (e) {
+    out.push((e as Error).message);
+  }
+}
+console.log(JSON.stringify(out));
+`,
+    );
+    // An empty Deno cache: the port may have been another test server's, whose files Deno cached.
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--unstable-worker-options", prog],
+      cwd: dir,
+      env: { DENO_DIR: `${dir}/deno` },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(r.stderr);
+    assertEquals(r.code, 0, stderr);
+    const out = JSON.parse(new TextDecoder().decode(r.stdout)) as string[];
+    const grant = (p: string) =>
+      new RegExp(
+        `^cannot load scheduler plugin ${p.replaceAll(".", "\\.")}: importing a remote plugin ` +
+          `needs an explicit grant for ${server.host.replaceAll(".", "\\.")} `,
+      );
+    assertEquals(out.slice(0, 2), ["loaded rr", "loaded credit"]);
+    match(out[2], grant(`${base}elsewhere/rr.ts`));
+    match(out[3], grant(`${base}plugins/../elsewhere/rr.ts`)); // normalised: not under plugins/
+    match(out[4], grant(`${base}plugins-extra/rr.ts`));
+    assertEquals(out[5], "loaded rr");
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });

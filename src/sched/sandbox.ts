@@ -91,11 +91,28 @@ export interface SandboxOptions {
   allowRead?: string[];
   /**
    * Hosts (`host` or `host:port`) the plugin may be imported from: needed, and only honoured,
-   * for a remote plugin URL. Default none.
+   * for a remote plugin URL other than a built-in one ({@linkcode isBuiltinPlugin}). Default
+   * none.
    */
   allowImport?: string[];
   /** Time allowed for the Worker to start and import the plugin (ms); default 10 000. */
   loadTimeoutMs?: number;
+}
+
+/**
+ * The built-in plugins' directory: `plugins/` beside `mod.ts` (this module is in `src/sched/`),
+ * wherever this code came from: a clone (`file:`) or the URL `mod.ts` was run or imported from.
+ */
+export const BUILTIN_PLUGINS: URL = new URL("../../plugins/", import.meta.url);
+
+/**
+ * Whether `url` is a built-in plugin: a module under {@linkcode BUILTIN_PLUGINS} (same scheme,
+ * host, port and directory; a URL is normalised when parsed, so `..` cannot climb out). A remote
+ * one needs no import grant: it comes from where the code that runs it, with every permission,
+ * came from, so loading it trusts nobody new.
+ */
+export function isBuiltinPlugin(url: URL): boolean {
+  return url.href.startsWith(BUILTIN_PLUGINS.href);
 }
 
 /** Resolves a plugin path or URL to a URL (paths are relative to the current directory). */
@@ -209,14 +226,17 @@ export class SandboxPolicy implements PolicyPort {
       read.push(path);
     } else if (url.protocol === "http:" || url.protocol === "https:") {
       const allowed = options.allowImport ?? [];
-      if (!allowed.some((h) => h === url.host || h === url.hostname)) {
+      const builtin = isBuiltinPlugin(url);
+      if (!builtin && !allowed.some((h) => h === url.host || h === url.hostname)) {
         throw new PluginLoadError(
           spec,
           `importing a remote plugin needs an explicit grant for ${url.host} ` +
             `(allowImport: ["${url.host}"], CLI --sched-allow-import ${url.host})`,
         );
       }
-      imports = allowed;
+      // A built-in plugin may import from its own host only (it needs nothing: its one import
+      // of mod.ts is `import type`, which is erased).
+      imports = builtin ? [url.host] : allowed;
     } else if (url.protocol !== "data:" && url.protocol !== "blob:") {
       throw new PluginLoadError(spec, `unsupported URL scheme ${url.protocol}`);
     }
