@@ -1,5 +1,5 @@
 /**
- * The README's first steps, as written, with nothing cached: `deno task demo` in a fresh
+ * The README's quick start, as written, with nothing cached: `deno task demo` in a fresh
  * `git clone` of this repository's HEAD, and the one-line run of `mod.ts` from a URL (this tree,
  * served on 127.0.0.1). Each child gets an empty deno-vmm cache (`XDG_CACHE_HOME`) and an empty
  * Deno cache (`DENO_DIR`), so the shim and the guest kernel are built on first use and, from the
@@ -15,11 +15,11 @@ import { serveTree } from "./helpers/serve.ts";
 
 const ROOT = new URL("../", import.meta.url);
 
-/** The command lines of the code blocks under README's "First steps", comments removed. */
+/** The command lines of the code blocks under README's "Quick start", comments removed. */
 async function firstSteps(): Promise<string[][]> {
   const readme = await Deno.readTextFile(new URL("README.md", ROOT));
-  const at = readme.indexOf("\n## First steps\n");
-  assert(at >= 0, "README has no 'First steps' section");
+  const at = readme.indexOf("\n## Quick start\n");
+  assert(at >= 0, "README has no 'Quick start' section");
   const section = readme.slice(at + 1, readme.indexOf("\n## ", at + 1));
   return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) =>
     m[1].split("\n").map((l) => l.replace(/#.*/, "").trim()).filter((l) => l !== "")
@@ -67,7 +67,7 @@ async function assertBuiltOnce(cache: string) {
   assertEquals([...magic], [0x7f, 0x45, 0x4c, 0x46]); // "\x7fELF"
 }
 
-test("first steps: `deno task demo` in a fresh clone builds what it needs and runs", async () => {
+test("quick start: `deno task demo` in a fresh clone builds what it needs and runs", async () => {
   const [fromClone] = await firstSteps();
   assertEquals(fromClone, ["deno task demo", "deno task test"]);
   const tmp = await Deno.makeTempDir({ prefix: "deno-vmm-clone-" });
@@ -96,7 +96,7 @@ test("first steps: `deno task demo` in a fresh clone builds what it needs and ru
   }
 });
 
-test("first steps: the one-line run from a URL fetches, builds and runs the demo", async () => {
+test("quick start: the one-line run from a URL fetches, builds and runs the demo", async () => {
   const [, fromUrl] = await firstSteps();
   assertEquals(fromUrl.length, 1, `one command: ${fromUrl}`);
   const words = fromUrl[0].split(" ");
