@@ -35,6 +35,7 @@ export type { EmtCounters } from "./src/emt/shim_layout.ts";
 export type { UnhandledAccessPolicy, VcpuFault } from "./src/emt/protocol.ts";
 export { KvmUnavailableError } from "./src/kvm/kvm.ts";
 export { ShimBuildError } from "./ffi/shim.ts";
+export { guestKernel, GuestKernelError, type GuestKernelOptions } from "./src/vm/guest_kernel.ts";
 export { VERSION } from "./src/version.ts";
 export {
   defineScheduler,
