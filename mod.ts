@@ -37,18 +37,8 @@ export { KvmUnavailableError } from "./src/kvm/kvm.ts";
 export { ShimBuildError } from "./ffi/shim.ts";
 export { guestKernel, GuestKernelError, type GuestKernelOptions } from "./src/vm/guest_kernel.ts";
 export { VERSION } from "./src/version.ts";
-export {
-  defineScheduler,
-  type DescheduleReason,
-  type PickDecision,
-  type PolicyEvent,
-  type SchedContext,
-  type SchedParams,
-  type SchedulerPlugin,
-  type SlotId,
-  type VcpuId,
-  type VcpuInfo,
-} from "./src/sched/contract.ts";
+// The plugin contract (types and defineScheduler), as `./plugin` exports it alone.
+export * from "./plugin.ts";
 export {
   Scheduler,
   SchedulerError,
