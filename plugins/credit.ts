@@ -114,7 +114,7 @@ const TSLICE_MAX_MS = 1000;
 const TSLICE_MIN_MS = 1;
 
 /** credit.c:65-68: priorities. A higher number runs first; IDLE is the empty slot. */
-const CSCHED_PRI_TS_BOOST = 0; // time-share waking up
+const CSCHED_PRI_TS_BOOST = 0; // just woken, preempts UNDER and OVER
 const CSCHED_PRI_TS_UNDER = -1; // time-share with credits
 const CSCHED_PRI_TS_OVER = -2; // time-share without credits
 const CSCHED_PRI_IDLE = -64; // idle
@@ -498,7 +498,7 @@ export class CreditScheduler implements SchedulerPlugin {
 
   /** `csched_unit_acct`: the tick found `u` running. */
   #unitAcct(u: Unit, now: number): void {
-    // "If this UNIT's priority was boosted when it last awoke, reset it" (credit.c:953-961).
+    // A tick that finds it still BOOSTed ends the boost: back to UNDER (credit.c:953-961).
     if (u.pri === CSCHED_PRI_TS_BOOST) {
       u.pri = CSCHED_PRI_TS_UNDER;
       this.#report("boost", u.id, 0);
@@ -555,7 +555,7 @@ export class CreditScheduler implements SchedulerPlugin {
     );
     this.#stolenNs = 0;
 
-    // Converge balance towards 0 when it drops negative.
+    // What was overspent last period (a negative balance) is added to this period's total.
     if (this.#creditBalance < 0) creditTotal -= this.#creditBalance;
 
     if (weightTotal === 0) {
@@ -572,8 +572,8 @@ export class CreditScheduler implements SchedulerPlugin {
       const n = sdom.activeUnits.length;
       weightLeft -= sdom.weight * n;
 
-      // At most, a domain can use credits to run all its active vCPUs for one full period;
-      // it may earn more only when the system-wide balance is negative.
+      // The most a VM could burn this period: every active vCPU running the whole period;
+      // raised by its weighted part of any overspending (a negative balance).
       let creditPeak = n * cpt;
       if (this.#creditBalance < 0) {
         creditPeak += ceilDiv(-this.#creditBalance * sdom.weight * n, weightTotal);
@@ -602,12 +602,12 @@ export class CreditScheduler implements SchedulerPlugin {
       if (creditFair < creditPeak) {
         creditXtra = true;
       } else {
-        // Give other domains a chance at unused credits.
+        // What this VM cannot use is shared among the VMs still to be visited.
         if (weightLeft !== 0) {
           creditTotal += ceilDiv((creditFair - creditPeak) * weightTotal, weightLeft);
         }
         if (creditXtra) {
-          // Keep domains with extra credits at the head of the list.
+          // VMs that were given more than their weight's part go first next time.
           remove(this.#activeDoms, sdom);
           this.#activeDoms.unshift(sdom);
         }
@@ -624,24 +624,23 @@ export class CreditScheduler implements SchedulerPlugin {
         const oldPri = svc.pri;
         if (credit < 0) {
           svc.pri = CSCHED_PRI_TS_OVER;
-          // Park running vCPUs of capped-out domains.
+          // A capped VM out of credit: its vCPUs stop until an accounting puts it back in.
           if (sdom.cap !== 0 && credit < -creditCap && !svc.parked) this.#park(svc, resched);
-          // Lower bound on credits.
+          // Debt is forgiven beyond one period's worth.
           if (credit < -cpt) {
             credit = -cpt;
             svc.credit = credit;
           }
         } else {
           svc.pri = CSCHED_PRI_TS_UNDER;
-          // Unpark any capped domains whose credits go positive.
+          // A capped vCPU back in credit may run again.
           if (svc.parked) this.#unpark(svc, resched);
           // Upper bound on credits means the vCPU stops earning. DEVIATION 4: only a halted
           // vCPU; a runnable one that merely waits its turn behind 30 ms slices would lose
           // half its credit here, which costs a weight-4 VM beside weights 1 and 2 about 1 pp.
           if (credit > cpt && svc.state === "halted") {
             this.#acctStop(svc);
-            // Divide credits in half, so that when it starts accounting again, it starts a
-            // little bit "ahead".
+            // It leaves the active list with half its credit: a head start, not a hoard.
             credit = Math.trunc(credit / 2);
             svc.credit = credit;
           }
@@ -771,8 +770,8 @@ export class CreditScheduler implements SchedulerPlugin {
       const peer = (this.#balanceBias + k) % n;
       if (peer === cpu) continue;
       const peerPcpu = this.#pcpus[peer];
-      // "Don't steal from an idle CPU's runq because it's about to pick up work from it
-      // itself" (DEVIATION 2: unless we are idle too).
+      // An idle slot's queue is left to that slot, which is about to serve it (credit.c
+      // csched_load_balance; DEVIATION 2: unless we are idle too).
       if (!peerPcpu.curr && !fromIdle) continue;
       const speer = this.#runqSteal(peerPcpu, pri, fromIdle);
       if (speer) {
@@ -787,9 +786,9 @@ export class CreditScheduler implements SchedulerPlugin {
   /** `csched_runq_steal`: the first vCPU of `peer`'s queue with priority above `pri`. */
   #runqSteal(peer: Pcpu, pri: number, fromIdle: boolean): Unit | null {
     for (const speer of peer.runq) {
-      // If the next available vCPU is not of strictly higher priority, this slot is useless.
+      // The queue is in priority order: nothing further down beats `pri` either.
       if (speer.pri <= pri) break;
-      // Don't steal a vCPU that has yielded; it's waiting for a reason.
+      // A vCPU that yielded stays where it is (unless this slot would idle).
       if (speer.yielding && !fromIdle) continue;
       return speer;
     }

@@ -62,7 +62,7 @@ const NS_PER_MS = 1_000_000;
 const CSCHED2_DEFAULT_WEIGHT = 256;
 /** credit2.c:234 `CSCHED2_MIN_TIMER`: never set a timer shorter than this. */
 const CSCHED2_MIN_TIMER = 500 * NS_PER_US;
-/** credit2.c:240 `CSCHED2_CREDIT_INIT`: credit vCPUs begin with and are reset to. */
+/** credit2.c:240 `CSCHED2_CREDIT_INIT`: the credit of a new vCPU, and of every vCPU after a reset. */
 const CSCHED2_CREDIT_INIT = 10 * NS_PER_MS;
 /** credit2.c:250 `CSCHED2_CREDIT_MIN`. */
 const CSCHED2_CREDIT_MIN = -CSCHED2_CREDIT_INIT;
@@ -260,7 +260,7 @@ export class Credit2Scheduler implements SchedulerPlugin {
     if (!snext) return null;
     this.#runqRemove(snext);
 
-    // "Has a scheduler epoch come to an end?": the best credit around is used up.
+    // The end of an epoch: the best credit around is used up, so everyone is reset.
     const head = this.#runq[0];
     const topCredit = head ? Math.max(snext.credit, head.credit) : snext.credit;
     if (topCredit <= CSCHED2_CREDIT_RESET) this.#resetCredit(now, snext);
