@@ -60,7 +60,7 @@ export function summarizeStudy(s: RtStudy): string {
     `per 10,000)`,
     `late stretches in the traces: ${late.length} (scheduler ${by("scheduler")}, host ${
       by("host")
-    }, work ${by("work")})`,
+    }, vmm ${by("vmm")}, work ${by("work")})`,
     `host noise, ${s.hostNoise[0]?.seconds ?? 0} s with no VMM: ${noise.join("; then ")}`,
   ].join("\n");
 }

@@ -79,7 +79,7 @@ test("a partial rerun replaces only its scenario and policy; the table says how 
 });
 
 test("bench:rt's summary: runs with a miss, misses per 10,000 jobs, verdicts, host noise", () => {
-  const late = (verdict: "scheduler" | "host" | "work") => ({ verdict }) as LateJob;
+  const late = (verdict: LateJob["verdict"]) => ({ verdict }) as LateJob;
   const gaps = (over1ms: number, maxUs: number) => ({ over1ms, maxUs }) as CpuGaps;
   const s = summarizeStudy({
     measured: "x",
@@ -91,10 +91,10 @@ test("bench:rt's summary: runs with a miss, misses per 10,000 jobs, verdicts, ho
     runs: [
       { at: "", misses: 0, jobs: 2000, late: [], ejections: [] },
       { at: "", misses: 3, jobs: 2000, late: [late("host"), late("host")], ejections: [] },
-      { at: "", misses: 1, jobs: 4000, late: [late("scheduler")], ejections: [] },
+      { at: "", misses: 1, jobs: 4000, late: [late("scheduler"), late("vmm")], ejections: [] },
     ],
   });
   match(s, /^rtds: 2 of 3 runs with a miss, 4 misses in 8000 jobs \(5\.0 per 10,000\)$/m);
-  match(s, /^late stretches in the traces: 3 \(scheduler 1, host 2, work 0\)$/m);
+  match(s, /^late stretches in the traces: 4 \(scheduler 1, host 2, vmm 1, work 0\)$/m);
   match(s, /3 gaps over 1 ms \(longest 3\.4 ms\); then 0 gaps over 1 ms \(longest 0\.4 ms\)/);
 });

@@ -10,7 +10,7 @@ import { test } from "./helpers/deadline.ts";
 const T0 = 1e12, ms = 1e6;
 const HALT = 0, SLICE = 1, TIMER = 1;
 
-/** rt (10 ms period) and a hog on one slot: one job on time, then one late for each reason. */
+/** rt (10 ms period) and a hog on one slot: one job on time, then late ones for each reason. */
 function recorded() {
   const rec = new TraceRecorder(1024);
   rec.nameVcpu({ id: 1, vm: "rt", index: 0 });
@@ -32,17 +32,21 @@ function recorded() {
   end(30, 2, 3, SLICE), grant(30, 1), end(43, 1, 4, HALT, 9000), grant(43, 2);
   wake(50, 1); // job 4: 12 ms of guest work in a 10 ms period
   end(50, 2, 7, SLICE), grant(50, 1), end(62, 1, 12, HALT), grant(62, 2);
-  end(70, 2, 8, SLICE);
+  wake(70, 1); // job 5: holds its slot 12 ms, 3 in guest mode and 1 stolen: 8 ms in the VMM
+  end(70, 2, 8, SLICE), grant(70, 1), end(82, 1, 3, HALT, 1000), grant(82, 2);
+  end(90, 2, 8, SLICE);
   return rec.collect({ slots: 1, policy: "test" });
 }
 
-test("late jobs: one per reason, with who held the slot while it waited", () => {
+test("late jobs: one per cause, with who held the slot while it waited", () => {
   const jobs = lateJobs(analyzeTrace(recorded()), new Map([["rt", 10 * ms]]));
   assertEquals(jobs.map((j) => [j.vcpu, j.startNs / ms, j.endNs / ms, j.jobs, j.verdict]), [
     ["rt/0", 10, 27, 1, "scheduler"],
     ["rt/0", 30, 43, 1, "host"],
     ["rt/0", 50, 62, 1, "work"],
+    ["rt/0", 70, 82, 1, "vmm"],
   ]);
+  assertEquals([jobs[3].vmmNs, jobs[3].stolenNs, jobs[3].guestNs], [8 * ms, 1 * ms, 3 * ms]);
   assertEquals(jobs[0].waitingNs, 15 * ms);
   assertEquals(jobs[0].heldBy, { "hog/0": 15 * ms });
   assertEquals([jobs[1].stolenNs, jobs[1].heldNs], [9 * ms, 13 * ms]);
@@ -66,9 +70,10 @@ test("trace misses on the command line: periods by flag, usage errors named", as
       "scheduler",
       "host",
       "work",
+      "vmm",
     ]);
     r = await runCli(["trace", "misses", file, "--period", "rt=10", "--json"]);
-    assertEquals(JSON.parse(r.stdout).length, 3);
+    assertEquals(JSON.parse(r.stdout).length, 4);
     r = await runCli(["trace", "misses", file]);
     assertEquals(r.code, 2);
     match(r.stderr, /give --period VM=MS or --scenario FILE/);

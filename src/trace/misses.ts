@@ -11,10 +11,14 @@
  *   the slot runs of other vCPUs meanwhile say who had the slots;
  * - **steal**: other host threads took its EMT's CPU while it held a slot (the EMT's own count,
  *   `runEnd` records), the host's part;
+ * - **vmm**: it held its slot and its EMT had the CPU, but outside guest mode: the VMM's own
+ *   work on its EMT thread (exits, device emulation, and V8's garbage collection or compiling
+ *   on that thread);
  * - **work**: the guest itself ran longer than the period in guest mode (more work than fits).
  *
- * The verdict: `scheduler` or `host`, whichever of waiting and steal is larger, or `work` when
- * the two together are under a tenth of the stretch (the guest had the CPU nearly all along).
+ * The verdict names the largest of waiting (`scheduler`), steal (`host`) and VMM time (`vmm`),
+ * or `work` when the three together are under a tenth of the stretch (the guest had the CPU
+ * nearly all along).
  *
  * @module
  */
@@ -44,10 +48,24 @@ export interface LateJob {
   stolenNs: number;
   /** Guest-mode time of its runs, ns. */
   guestNs: number;
+  /** Held time neither in guest mode nor stolen: the EMT's own work, ns. */
+  vmmNs: number;
   /** Who held the slots while it waited: label to ns. */
   heldBy: Record<string, number>;
   /** What made it late (see the module's documentation). */
-  verdict: "scheduler" | "host" | "work";
+  verdict: "scheduler" | "host" | "vmm" | "work";
+}
+
+/** The largest cause of a stretch's lateness, or `work` if every cause is small. */
+function verdictOf(
+  waiting: number,
+  stolen: number,
+  vmm: number,
+  busy: number,
+): LateJob["verdict"] {
+  if (waiting + stolen + vmm < busy / 10) return "work";
+  if (waiting >= stolen && waiting >= vmm) return "scheduler";
+  return stolen >= vmm ? "host" : "vmm";
 }
 
 function overlap(a0: number, a1: number, b0: number, b1: number): number {
@@ -94,11 +112,8 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
       const stolenNs = runs.reduce((s, r) => s + r.stolenNs * part(r), 0);
       const guestNs = runs.reduce((s, r) => s + r.ranNs * part(r), 0);
       const lateNs = s1 - s0 - period;
-      const verdict = waitingNs + stolenNs < (s1 - s0) / 10
-        ? "work"
-        : waitingNs >= stolenNs
-        ? "scheduler"
-        : "host";
+      const vmmNs = Math.max(0, heldNs - guestNs - stolenNs);
+      const verdict = verdictOf(waitingNs, stolenNs, vmmNs, s1 - s0);
       out.push({
         vcpu: tl.label,
         vm: tl.vcpu.vm,
@@ -111,6 +126,7 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
         heldNs,
         stolenNs,
         guestNs,
+        vmmNs,
         heldBy,
         verdict,
       });
@@ -136,6 +152,6 @@ export function formatLateJobs(jobs: LateJob[]): string {
     } ms (period ${ms(j.periodNs)}): waited ${ms(j.waitingNs)}${
       who ? ` [slots: ${who}]` : ""
     }, held ${ms(j.heldNs)} of which ` +
-      `stolen ${ms(j.stolenNs)}, guest ${ms(j.guestNs)}  -> ${j.verdict}`;
+      `stolen ${ms(j.stolenNs)}, vmm ${ms(j.vmmNs)}, guest ${ms(j.guestNs)}  -> ${j.verdict}`;
   }).join("\n");
 }
