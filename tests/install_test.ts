@@ -12,7 +12,7 @@ import { serveDir } from "./helpers/file_server.ts";
 import { VERSION } from "../mod.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-const SUBCOMMANDS = ["run", "demo", "scenario", "sim", "trace", "ctl"];
+const SUBCOMMANDS = ["run", "demo", "scenario", "sim", "trace", "ctl", "new-plugin"];
 
 /** A self-contained plugin (it can import nothing in the sandbox): one FIFO queue. */
 const FIFO_PLUGIN = `

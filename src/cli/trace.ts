@@ -205,9 +205,10 @@ export const MISSES_HELP = `Usage: deno run -A mod.ts trace misses FILE [options
 
 The late jobs of periodic vCPUs: each busy stretch (a wake to the next halt) longer than its
 VM's period, with how long it waited for a slot (and who held the slots), how much of its slot
-time other host threads took (steal), how much its EMT spent outside guest mode (the VMM), and its
-guest time; the verdict names the largest: 'scheduler' (waiting), 'host' (steal), 'vmm', or
-'work' when all three are small (the guest had more work than its period).
+time other host threads took (steal), how much it held outside guest mode (its EMT waking up,
+exits, V8's work on that thread: the VMM), and its guest time. The verdict names the largest:
+'scheduler' (waiting), 'host' (steal), 'vmm', or 'work' when all three are small (the guest had
+more work than its period).
 
 Options:
   --period VM=MS     the period of VM's jobs (repeatable)

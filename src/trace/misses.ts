@@ -11,9 +11,9 @@
  *   the slot runs of other vCPUs meanwhile say who had the slots;
  * - **steal**: other host threads took its EMT's CPU while it held a slot (the EMT's own count,
  *   `runEnd` records), the host's part;
- * - **vmm**: it held its slot and its EMT had the CPU, but outside guest mode: the VMM's own
- *   work on its EMT thread (exits, device emulation, and V8's garbage collection or compiling
- *   on that thread);
+ * - **vmm**: it held its slot, outside guest mode and not counted as steal: its EMT waking up
+ *   after the grant, handling exits and devices, and V8's garbage collection or compiling on
+ *   that thread (the trace cannot tell these apart);
  * - **work**: the guest itself ran longer than the period in guest mode (more work than fits).
  *
  * The verdict names the largest of waiting (`scheduler`), steal (`host`) and VMM time (`vmm`),
@@ -48,7 +48,7 @@ export interface LateJob {
   stolenNs: number;
   /** Guest-mode time of its runs, ns. */
   guestNs: number;
-  /** Held time neither in guest mode nor stolen: the EMT's own work, ns. */
+  /** Held time neither in guest mode nor stolen: the EMT's wake-up and own work, ns. */
   vmmNs: number;
   /** Who held the slots while it waited: label to ns. */
   heldBy: Record<string, number>;
