@@ -22,13 +22,15 @@ import { startTop } from "./top.ts";
 export const DEMO_HELP =
   `Usage: deno run -A mod.ts demo [--seconds N] [--sched PLUGIN] [--trace FILE]
 
-The same three VMs run twice on one CPU: 'echo' answers 1000 requests/s (50 us of work each),
+The same three VMs run twice on one CPU: 'echo' answers 500 requests/s (50 us of work each),
 'heavy' (weight 512) and 'light' (weight 256) are CPU hogs. First Linux schedules their vCPU
 threads (weights as nice levels), then deno-vmm holds the CPU as one slot and a policy plugin
 decides who runs (Xen's Credit, plugins/credit.ts, in its sandbox). A live line shows each VM's
 share of the CPU; then what changed: how the hogs split what echo leaves against their 2:1
-weights, echo's latency (Credit's BOOST lets a waking echo preempt a hog), and the CPU time the
-scheduler itself cost. The trace of every decision and a picture of its last 100 ms are written.
+weights, echo's latency (Credit's BOOST lets a waking echo preempt a hog, as long as echo uses
+less than its weight's share: at 1000 requests/s it would use about all of it here, and wait
+behind the hogs' 30 ms slices), and the CPU time the scheduler itself cost. The trace of every
+decision and a picture of its last 100 ms are written.
 
 Options:
   --seconds N     how long to measure each of the two runs (default 8)
@@ -48,7 +50,7 @@ const DEMO = {
   vms: [
     {
       name: "echo",
-      workload: { kind: "echo", mode: "open", ratePerSec: 1000, serviceUs: 50 },
+      workload: { kind: "echo", mode: "open", ratePerSec: 500, serviceUs: 50 },
     },
     { name: "heavy", workload: { kind: "spin" }, sched: { weight: 512 } },
     { name: "light", workload: { kind: "spin" }, sched: { weight: 256 } },
@@ -164,7 +166,7 @@ export async function demoCommand(args: string[]): Promise<number> {
   const name = plugin.split("/").pop()!.replace(/\.ts$/, "");
   const run = async (policy: string, title: string, trace: boolean) => {
     console.log(
-      `${title}: echo (1000 req/s) + heavy (weight 512) + light (weight 256), ${seconds} s`,
+      `${title}: echo (500 req/s) + heavy (weight 512) + light (weight 256), ${seconds} s`,
     );
     let stopView = () => {};
     const r = await runScenarioKvm(scenario, {
