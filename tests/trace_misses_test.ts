@@ -34,7 +34,14 @@ function recorded() {
   end(50, 2, 7, SLICE), grant(50, 1), end(62, 1, 12, HALT), grant(62, 2);
   wake(70, 1); // job 5: holds its slot 12 ms, 3 in guest mode and 1 stolen: 8 ms in the VMM
   end(70, 2, 8, SLICE), grant(70, 1), end(82, 1, 3, HALT, 1000), grant(82, 2);
-  end(90, 2, 8, SLICE);
+  // job 6: its budget runs out after 3 ms (rtds reports it) and it waits for its next period
+  const policy = (at: number, kind: string) =>
+    rec.record(TRACE.policy, t(at), 1, -1, 0, 0, rec.intern(kind));
+  wake(90, 1);
+  end(90, 2, 8, SLICE), grant(90, 1), end(93, 1, 3, SLICE), policy(93, "depleted"), grant(93, 2);
+  policy(100, "replenish");
+  end(104, 2, 11, SLICE), grant(104, 1), end(106, 1, 2, HALT), grant(106, 2);
+  end(110, 2, 4, SLICE);
   return rec.collect({ slots: 1, policy: "test" });
 }
 
@@ -45,7 +52,10 @@ test("late jobs: one per cause, with who held the slot while it waited", () => {
     ["rt/0", 30, 43, 1, "host"],
     ["rt/0", 50, 62, 1, "work"],
     ["rt/0", 70, 82, 1, "vmm"],
+    ["rt/0", 90, 106, 1, "budget"],
   ]);
+  assertEquals([jobs[4].waitingNs, jobs[4].budgetWaitNs], [11 * ms, 7 * ms]);
+  assertEquals(jobs[0].budgetWaitNs, 0);
   assertEquals([jobs[3].vmmNs, jobs[3].stolenNs, jobs[3].guestNs], [8 * ms, 1 * ms, 3 * ms]);
   assertEquals(jobs[0].waitingNs, 15 * ms);
   assertEquals(jobs[0].heldBy, { "hog/0": 15 * ms });
@@ -71,9 +81,10 @@ test("trace misses on the command line: periods by flag, usage errors named", as
       "host",
       "work",
       "vmm",
+      "budget",
     ]);
     r = await runCli(["trace", "misses", file, "--period", "rt=10", "--json"]);
-    assertEquals(JSON.parse(r.stdout).length, 4);
+    assertEquals(JSON.parse(r.stdout).length, 5);
     r = await runCli(["trace", "misses", file]);
     assertEquals(r.code, 2);
     match(r.stderr, /give --period VM=MS or --scenario FILE/);

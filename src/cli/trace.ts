@@ -208,7 +208,8 @@ VM's period, with how long it waited for a slot (and who held the slots), how mu
 time other host threads took (steal), how much it held outside guest mode (its EMT waking up,
 exits, V8's work on that thread: the VMM), and its guest time. The verdict names the largest:
 'scheduler' (waiting), 'host' (steal), 'vmm', or 'work' when all three are small (the guest had
-more work than its period).
+more work than its period); waiting is 'budget' when most of it came after the vCPU's reservation
+was used up (rtds's depleted / extratime events, until its replenish).
 
 Options:
   --period VM=MS     the period of VM's jobs (repeatable)

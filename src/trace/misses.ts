@@ -18,11 +18,14 @@
  *
  * The verdict names the largest of waiting (`scheduler`), steal (`host`) and VMM time (`vmm`),
  * or `work` when the three together are under a tenth of the stretch (the guest had the CPU
- * nearly all along).
+ * nearly all along). Waiting is `budget` instead when most of it came after the vCPU's
+ * reservation was used up: between a `depleted` or `extratime` policy event (rtds reports them)
+ * and its next `replenish`. The job then cost more slot time than its budget holds; the policy
+ * charges the time a vCPU held its slot less steal, so VMM time spends budget too.
  *
  * @module
  */
-import type { SlotRun, TraceAnalysis, VcpuSpan } from "./summary.ts";
+import type { SlotRun, TraceAnalysis, VcpuMark, VcpuSpan } from "./summary.ts";
 
 /** Late jobs: a busy stretch longer than its period. */
 export interface LateJob {
@@ -42,6 +45,8 @@ export interface LateJob {
   lateNs: number;
   /** Runnable without a slot, ns, within the stretch. */
   waitingNs: number;
+  /** Of the waiting, what came after its budget was used up (until its next replenishment). */
+  budgetWaitNs: number;
   /** Time the vCPU held a slot, ns. */
   heldNs: number;
   /** Of the held time, what other host threads took from its EMT's CPU, ns. */
@@ -53,19 +58,38 @@ export interface LateJob {
   /** Who held the slots while it waited: label to ns. */
   heldBy: Record<string, number>;
   /** What made it late (see the module's documentation). */
-  verdict: "scheduler" | "host" | "vmm" | "work";
+  verdict: "scheduler" | "budget" | "host" | "vmm" | "work";
 }
 
 /** The largest cause of a stretch's lateness, or `work` if every cause is small. */
 function verdictOf(
   waiting: number,
+  budgetWait: number,
   stolen: number,
   vmm: number,
   busy: number,
 ): LateJob["verdict"] {
   if (waiting + stolen + vmm < busy / 10) return "work";
-  if (waiting >= stolen && waiting >= vmm) return "scheduler";
+  if (waiting >= stolen && waiting >= vmm) {
+    return budgetWait * 2 >= waiting ? "budget" : "scheduler";
+  }
   return stolen >= vmm ? "host" : "vmm";
+}
+
+/** The intervals in which a vCPU's reservation was used up: a depletion to its replenishment. */
+function budgetOut(marks: VcpuMark[], end: number): [number, number][] {
+  const out: [number, number][] = [];
+  let from = -1;
+  for (const m of [...marks].sort((x, y) => x.t - y.t)) {
+    if (m.kind !== "policy") continue;
+    if ((m.name === "depleted" || m.name === "extratime") && from < 0) from = m.t;
+    else if (m.name === "replenish" && from >= 0) {
+      out.push([from, m.t]);
+      from = -1;
+    }
+  }
+  if (from >= 0) out.push([from, end]);
+  return out;
 }
 
 function overlap(a0: number, a1: number, b0: number, b1: number): number {
@@ -82,6 +106,7 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
   for (const tl of a.vcpus.values()) {
     const period = periods.get(tl.vcpu.vm);
     if (period === undefined) continue;
+    const outOfBudget = budgetOut(tl.marks, a.end);
     // Busy stretches: maximal runs of non-halted spans.
     let stretch: VcpuSpan[] = [];
     const flush = () => {
@@ -92,7 +117,7 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
       const runs = a.slotRuns.flat().filter((r) =>
         r.vcpu === tl.vcpu.id && overlap(r.start, r.end, s0, s1) > 0
       );
-      let waitingNs = 0, heldNs = 0;
+      let waitingNs = 0, heldNs = 0, budgetWaitNs = 0;
       const heldBy: Record<string, number> = {};
       for (const sp of tl.spans) {
         const o = overlap(sp.start, sp.end, s0, s1);
@@ -100,6 +125,8 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
         if (sp.state === "running") heldNs += o;
         if (sp.state !== "runnable") continue;
         waitingNs += o;
+        const w0 = Math.max(sp.start, s0), w1 = Math.min(sp.end, s1);
+        for (const [b0, b1] of outOfBudget) budgetWaitNs += overlap(w0, w1, b0, b1);
         for (const r of a.slotRuns.flat()) {
           const ro = overlap(r.start, r.end, sp.start, sp.end);
           if (ro > 0 && r.vcpu !== tl.vcpu.id) {
@@ -113,7 +140,7 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
       const guestNs = runs.reduce((s, r) => s + r.ranNs * part(r), 0);
       const lateNs = s1 - s0 - period;
       const vmmNs = Math.max(0, heldNs - guestNs - stolenNs);
-      const verdict = verdictOf(waitingNs, stolenNs, vmmNs, s1 - s0);
+      const verdict = verdictOf(waitingNs, budgetWaitNs, stolenNs, vmmNs, s1 - s0);
       out.push({
         vcpu: tl.label,
         vm: tl.vcpu.vm,
@@ -123,6 +150,7 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
         jobs: Math.floor((s1 - s0) / period),
         lateNs,
         waitingNs,
+        budgetWaitNs,
         heldNs,
         stolenNs,
         guestNs,
