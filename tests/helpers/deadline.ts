@@ -145,9 +145,12 @@ export function busiestProfile(pid: number | "self" = "self"): string {
     const rec = new Deno.Command("perf", {
       args: ["record", "-q", "-g", "-t", String(busy.tid), "-o", out, "--", "sleep", "1"],
       stdout: "null",
-      stderr: "null",
+      stderr: "piped",
     }).outputSync();
-    if (!rec.success) return "";
+    if (!rec.success) {
+      return `perf record on thread ${busy.tid} (${busy.comm}) failed: ` +
+        `${new TextDecoder().decode(rec.stderr).trim().slice(0, 500)}\n`;
+    }
     const rep = new Deno.Command("perf", {
       args: ["report", "-i", out, "--stdio", "--no-children", "--percent-limit", "2"],
       stdout: "piped",
@@ -354,5 +357,28 @@ export function threadDump(pid: number | "self" = "self", labels: ThreadLabels =
   const realPid = pid === "self" ? Deno.pid : pid;
   const threads = readThreads(pid);
   if (threads.length === 0) return `  (cannot read /proc/${realPid}/task)\n`;
-  return `threads of process ${realPid} (${threads.length}):\n${formatThreads(threads, labels)}`;
+  return `threads of process ${realPid} (${threads.length}):\n${formatThreads(threads, labels)}` +
+    kernelStacks(pid, threads, labels);
+}
+
+/**
+ * The kernel stacks (`/proc/<pid>/task/<tid>/stack`, readable by root) of the threads a hang
+ * is read from: the labelled ones (the test's JavaScript thread, the backstop) and the three
+ * runnable threads with the most CPU time. Empty where the kernel does not show them.
+ */
+function kernelStacks(pid: number | "self", threads: ThreadInfo[], labels: ThreadLabels): string {
+  const busy = threads.filter((t) => t.state === "R").sort((a, b) => b.cpuSeconds - a.cpuSeconds)
+    .slice(0, 3);
+  const picked = [...threads.filter((t) => labels[t.tid] !== undefined), ...busy];
+  const parts: string[] = [];
+  for (const t of new Set(picked)) {
+    const stack = readProc(`/proc/${pid}/task/${t.tid}/stack`).trim();
+    if (!stack) continue;
+    const name = labels[t.tid] ?? t.comm;
+    parts.push(
+      `  kernel stack of ${t.tid} (${name}, ${t.state}, ${t.cpuSeconds.toFixed(1)} s):\n` +
+        stack.split("\n").slice(0, 12).map((l) => `    ${l}`).join("\n"),
+    );
+  }
+  return parts.length ? `kernel stacks:\n${parts.join("\n")}\n` : "";
 }
