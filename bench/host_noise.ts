@@ -61,3 +61,27 @@ export async function benchHostGaps(seconds = 10): Promise<CpuGaps[]> {
   }
   return gaps;
 }
+
+/** One run of the probe, as the benches store it beside their results. */
+export interface HostNoise {
+  /** When it ran (ISO time). */
+  at: string;
+  /** How long (s). */
+  seconds: number;
+  /** Per CPU. */
+  cpus: CpuGaps[];
+}
+
+/** Runs the probe for `seconds` and stamps it with the time it started. */
+export async function probeHostNoise(seconds = 10): Promise<HostNoise> {
+  const at = new Date().toISOString();
+  return { at, seconds, cpus: await benchHostGaps(seconds) };
+}
+
+/** A probe run in two numbers: gaps over 1 ms on all CPUs, and the longest gap (ms). */
+export function noiseGaps(n: HostNoise): { over1ms: number; longestMs: number } {
+  return {
+    over1ms: n.cpus.reduce((s, c) => s + c.over1ms, 0),
+    longestMs: Math.max(...n.cpus.map((c) => c.maxUs)) / 1000,
+  };
+}

@@ -12,8 +12,8 @@ import { parseArgs } from "node:util";
 import { runScenarioKvm } from "../src/scenario/run_kvm.ts";
 import { loadScenario } from "../src/scenario/scenario.ts";
 import { analyzeTrace } from "../src/trace/summary.ts";
-import { formatLateJobs, type LateJob, lateJobs } from "../src/trace/misses.ts";
-import { benchHostGaps, type CpuGaps } from "./host_noise.ts";
+import { formatLateJobs, type LateJob, lateJobs, scenarioPeriods } from "../src/trace/misses.ts";
+import { type HostNoise, noiseGaps, probeHostNoise } from "./host_noise.ts";
 
 const ROOT = new URL("../", import.meta.url);
 
@@ -38,7 +38,7 @@ export interface RtStudy {
   /** Policy. */
   policy: string;
   /** The host's noise probe before and after. */
-  hostNoise: { at: string; seconds: number; cpus: CpuGaps[] }[];
+  hostNoise: HostNoise[];
   /** Every run. */
   runs: RtRun[];
 }
@@ -49,11 +49,10 @@ export function summarizeStudy(s: RtStudy): string {
   const misses = s.runs.reduce((a, r) => a + r.misses, 0);
   const late = s.runs.flatMap((r) => r.late);
   const by = (v: string) => late.filter((j) => j.verdict === v).length;
-  const noise = s.hostNoise.map((n) =>
-    `${n.cpus.reduce((a, c) => a + c.over1ms, 0)} gaps over 1 ms (longest ${
-      (Math.max(...n.cpus.map((c) => c.maxUs)) / 1000).toFixed(1)
-    } ms)`
-  );
+  const noise = s.hostNoise.map((n) => {
+    const { over1ms, longestMs } = noiseGaps(n);
+    return `${over1ms} gaps over 1 ms (longest ${longestMs.toFixed(1)} ms)`;
+  });
   return [
     `${s.policy}: ${s.runs.filter((r) => r.misses > 0).length} of ${s.runs.length} runs with a ` +
     `miss, ${misses} misses in ${jobs} jobs (${(misses / Math.max(1, jobs) * 1e4).toFixed(1)} ` +
@@ -82,22 +81,13 @@ if (import.meta.main) {
   const file = new URL("bench/scenarios/rt.json", ROOT).pathname;
   const scenario = await loadScenario(file);
   const policy = values.sched ?? new URL("plugins/rtds.ts", ROOT).href;
-  const periods = new Map(
-    scenario.vms.flatMap((v) =>
-      v.workload.kind === "periodic" ? [[v.name, v.workload.periodMs * 1e6] as const] : []
-    ),
-  );
-  const noise = async () => ({
-    at: new Date().toISOString(),
-    seconds: 10,
-    cpus: await benchHostGaps(10),
-  });
+  const periods = scenarioPeriods(scenario);
   const study: RtStudy = {
     measured: `\`deno task bench:rt${Deno.args.length ? " " + Deno.args.join(" ") : ""}\` on ${
       new Date().toISOString().slice(0, 10)
     }`,
     policy: policy.split("/").pop()!.replace(/\.ts$/, ""),
-    hostNoise: [await noise()],
+    hostNoise: [await probeHostNoise()],
     runs: [],
   };
   for (let i = 1; i <= runs; i++) {
@@ -122,7 +112,7 @@ if (import.meta.main) {
     console.log(`run ${i} of ${runs}: ${run.misses} misses of ${run.jobs} jobs`);
     if (late.length) console.log(formatLateJobs(late));
   }
-  study.hostNoise.push(await noise());
+  study.hostNoise.push(await probeHostNoise());
   await Deno.writeTextFile(
     new URL("bench/results/rt_misses.json", ROOT),
     JSON.stringify(study, null, 2) + "\n",

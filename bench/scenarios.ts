@@ -14,7 +14,7 @@ import { parseArgs } from "node:util";
 import { formatResult, jainIndex, type ScenarioResult } from "../src/scenario/result.ts";
 import { runScenarioKvm } from "../src/scenario/run_kvm.ts";
 import { loadScenario } from "../src/scenario/scenario.ts";
-import { benchHostGaps, type CpuGaps } from "./host_noise.ts";
+import { type HostNoise, noiseGaps, probeHostNoise } from "./host_noise.ts";
 
 const ROOT = new URL("../", import.meta.url);
 /** The policies of the table, `host` (the baseline) first. */
@@ -166,9 +166,8 @@ export function rtMisses(results: ScenarioResult[]): string {
 export function noiseText(noise: HostNoise[]): string {
   if (noise.length === 0) return "";
   const runs = noise.map((n) => {
-    const over1 = n.cpus.reduce((s, c) => s + c.over1ms, 0);
-    const max = Math.max(...n.cpus.map((c) => c.maxUs)) / 1000;
-    return `${over1} (longest ${max.toFixed(1)} ms) at ${n.at.slice(11, 16)} UTC`;
+    const { over1ms, longestMs } = noiseGaps(n);
+    return `${over1ms} (longest ${longestMs.toFixed(1)} ms) at ${n.at.slice(11, 16)} UTC`;
   });
   return `The host's own noise in the same hours (\`bench/baseline/host_gaps\`, ${
     noise[0].seconds
@@ -202,16 +201,6 @@ export function resultsTable(stored: StoredResults): string {
     `(Linux schedules the vCPU threads, confined to as many CPUs as the scenario has slots, ` +
     `weights as nice levels). ${rtMisses(stored.results)} ${noiseText(stored.hostNoise)}`,
   ].join("\n");
-}
-
-/** One run of the host's noise probe. */
-export interface HostNoise {
-  /** When it ran (ISO time). */
-  at: string;
-  /** How long (s). */
-  seconds: number;
-  /** Per CPU. */
-  cpus: CpuGaps[];
 }
 
 /** `bench/results/scenarios.json`: every run, and how they were measured. */
@@ -266,11 +255,6 @@ function usage(message: string): never {
   Deno.exit(2);
 }
 
-async function noise(): Promise<HostNoise> {
-  const at = new Date().toISOString();
-  return { at, seconds: 10, cpus: await benchHostGaps(10) };
-}
-
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
@@ -302,7 +286,7 @@ if (import.meta.main) {
   const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
   if (seconds !== undefined && !(seconds > 0)) usage(`--seconds must be a positive number`);
   const policies = POLICIES.filter((p) => !values.policy || p === values.policy);
-  const hostNoise = [await noise()];
+  const hostNoise = [await probeHostNoise()];
   const results: ScenarioResult[] = [];
   for (const name of ORDER) {
     if (values.only && values.only !== name) continue;
@@ -316,7 +300,7 @@ if (import.meta.main) {
       }
     }
   }
-  hostNoise.push(await noise());
+  hostNoise.push(await probeHostNoise());
   const date = new Date().toISOString().slice(0, 10);
   const flags = [
     values.seconds ? ` --seconds ${values.seconds}` : "",

@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import { dumpLines } from "../trace/dump.ts";
 import { analyzeTrace, renderSummary, summarizeTrace } from "../trace/summary.ts";
-import { formatLateJobs, lateJobs } from "../trace/misses.ts";
+import { formatLateJobs, lateJobs, scenarioPeriods } from "../trace/misses.ts";
 import { loadScenario } from "../scenario/scenario.ts";
 import { timelineSvg } from "../trace/timeline_svg.ts";
 import { readPerfettoFile, readTraceFile } from "../trace/write.ts";
@@ -235,12 +235,9 @@ async function misses(args: string[]): Promise<number> {
     return 0;
   }
   const file = oneFile(positionals, "misses");
-  const periods = new Map<string, number>();
-  if (values.scenario) {
-    for (const vm of (await loadScenario(values.scenario)).vms) {
-      if (vm.workload.kind === "periodic") periods.set(vm.name, vm.workload.periodMs * 1e6);
-    }
-  }
+  const periods = values.scenario
+    ? scenarioPeriods(await loadScenario(values.scenario))
+    : new Map<string, number>();
   for (const p of values.period ?? []) {
     const m = p.match(/^([^=]+)=(\d+(?:\.\d+)?)$/);
     if (!m || !(Number(m[2]) > 0)) {

@@ -25,6 +25,7 @@
  *
  * @module
  */
+import type { Scenario } from "../scenario/scenario.ts";
 import type { SlotRun, TraceAnalysis, VcpuMark, VcpuSpan } from "./summary.ts";
 
 /** Late jobs: a busy stretch longer than its period. */
@@ -96,6 +97,15 @@ function overlap(a0: number, a1: number, b0: number, b1: number): number {
   return Math.max(0, Math.min(a1, b1) - Math.max(a0, b0));
 }
 
+/** The periods of a scenario's periodic VMs (VM name to ns), as {@linkcode lateJobs} takes them. */
+export function scenarioPeriods(scenario: Scenario): Map<string, number> {
+  const periods = new Map<string, number>();
+  for (const vm of scenario.vms) {
+    if (vm.workload.kind === "periodic") periods.set(vm.name, vm.workload.periodMs * 1e6);
+  }
+  return periods;
+}
+
 /**
  * The late jobs of the vCPUs of the VMs in `periods` (VM name to period, ns). A stretch still
  * open at the trace's end counts only if it is already longer than its period.
@@ -103,6 +113,7 @@ function overlap(a0: number, a1: number, b0: number, b1: number): number {
 export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJob[] {
   const out: LateJob[] = [];
   const labels = new Map([...a.vcpus.values()].map((t) => [t.vcpu.id, t.label]));
+  const slotRuns = a.slotRuns.flat();
   for (const tl of a.vcpus.values()) {
     const period = periods.get(tl.vcpu.vm);
     if (period === undefined) continue;
@@ -114,7 +125,7 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
       const s0 = stretch[0].start, s1 = stretch[stretch.length - 1].end;
       stretch = [];
       if (s1 - s0 <= period) return;
-      const runs = a.slotRuns.flat().filter((r) =>
+      const runs = slotRuns.filter((r) =>
         r.vcpu === tl.vcpu.id && overlap(r.start, r.end, s0, s1) > 0
       );
       let waitingNs = 0, heldNs = 0, budgetWaitNs = 0;
@@ -127,7 +138,7 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
         waitingNs += o;
         const w0 = Math.max(sp.start, s0), w1 = Math.min(sp.end, s1);
         for (const [b0, b1] of outOfBudget) budgetWaitNs += overlap(w0, w1, b0, b1);
-        for (const r of a.slotRuns.flat()) {
+        for (const r of slotRuns) {
           const ro = overlap(r.start, r.end, sp.start, sp.end);
           if (ro > 0 && r.vcpu !== tl.vcpu.id) {
             const who = labels.get(r.vcpu) ?? `#${r.vcpu}`;
