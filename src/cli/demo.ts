@@ -13,7 +13,9 @@ import { formatResult, type ScenarioResult } from "../scenario/result.ts";
 import { runScenarioKvm, vmCpuNs } from "../scenario/run_kvm.ts";
 import { parseScenario } from "../scenario/scenario.ts";
 import type { Vmm } from "../vmm.ts";
-import { traceFileText } from "../trace/write.ts";
+import { writeTraceFile } from "../trace/write.ts";
+import { analyzeTrace } from "../trace/summary.ts";
+import { toPerfetto } from "../trace/perfetto.ts";
 import { timelineSvg } from "../trace/timeline_svg.ts";
 import { UsageError } from "./usage.ts";
 import { startTop } from "./top.ts";
@@ -183,14 +185,15 @@ export async function demoCommand(args: string[]): Promise<number> {
       beforeClose: async (vmm) => {
         stopView();
         if (!trace) return;
-        const text = traceFileText(await vmm.scheduler!.trace());
-        await Deno.writeTextFile(traceFile, text);
-        const json = JSON.parse(text);
-        const endMs = Math.max(0, ...json.traceEvents.map((e: { ts?: number }) => e.ts ?? 0)) /
-          1000;
+        const data = await vmm.scheduler!.trace();
+        await writeTraceFile(traceFile, data);
+        // The picture from the same analysis, not by parsing the file back; its times count from
+        // the trace's first record, as the file's do.
+        const a = analyzeTrace(data);
+        const endMs = (a.end - a.start) / 1e6;
         await Deno.writeTextFile(
           svgFile,
-          timelineSvg(json, { fromMs: Math.max(0, endMs - 100), toMs: endMs }),
+          timelineSvg(toPerfetto(a), { fromMs: Math.max(0, endMs - 100), toMs: endMs }),
         );
       },
     });
