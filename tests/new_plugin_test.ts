@@ -1,6 +1,6 @@
 /** `new-plugin`: the skeleton and its test pass as written; bad names and existing files are refused. */
 import { deepStrictEqual as assertEquals, match, ok as assert } from "node:assert/strict";
-import { runCli } from "./helpers/cli.ts";
+import { runCli, runDeno } from "./helpers/cli.ts";
 import { test } from "./helpers/deadline.ts";
 import { importBase } from "../src/cli/new_plugin.ts";
 
@@ -13,16 +13,12 @@ test("new-plugin writes a plugin and a test that pass as generated, outside the 
     const plugin = await Deno.readTextFile(`${dir}/fair_fifo.ts`);
     match(plugin, /^import type \{ .*SchedulerPlugin.* \} from "\.\.?\/.*mod\.ts";$/m);
     // The generated test, run as a user would: type-checked, sandboxed, in the simulator.
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["test", "-A", "--unstable-worker-options", `${dir}/fair_fifo_test.ts`],
-      cwd: dir,
-      env: { NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-    assert(out.success, text);
-    match(text, /ok \| 1 passed \| 0 failed/);
+    const run = await runDeno(
+      ["test", "-A", "--unstable-worker-options", `${dir}/fair_fifo_test.ts`],
+      dir,
+    );
+    assert(run.success, run.text);
+    match(run.text, /ok \| 1 passed \| 0 failed/);
     // Nothing is overwritten; bad names are named.
     r = await runCli(["new-plugin", "fair_fifo", "--dir", dir]);
     assertEquals(r.code, 2);

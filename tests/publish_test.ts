@@ -4,12 +4,13 @@
  * The dry run needs no network (it type-checks locally and uploads nothing).
  */
 import { deepStrictEqual, equal, match, ok } from "node:assert/strict";
+import { runDeno } from "./helpers/cli.ts";
 import { test } from "./helpers/deadline.ts";
 import { VERSION } from "../mod.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
-/** Warnings `deno publish` gives by design: each imports a user's plugin by its given URL. */
+/** Warnings `deno publish` gives by design: imports by computed names (a user's plugin, kernel sources). */
 const EXPECTED_WARNINGS = [
   "unanalyzable-dynamic-import src/sched/sandbox_worker.ts",
   "unanalyzable-dynamic-import src/sim/mod.ts",
@@ -67,19 +68,12 @@ Simulating publish of @x/y@0.1.0 with files:
 test(
   "deno publish --dry-run: no errors, only the explained warnings, the right files",
   async () => {
-    const out = await new Deno.Command(Deno.execPath(), {
-      // --allow-dirty: the check must also hold for uncommitted work (CI checks out clean).
-      args: ["publish", "--dry-run", "--allow-dirty"],
-      cwd: ROOT,
-      env: { NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    // --allow-dirty: the check must also hold for uncommitted work (CI checks out clean).
+    const { code, text } = await runDeno(["publish", "--dry-run", "--allow-dirty"], ROOT);
     const { diagnostics, files } = parsePublishOutput(text);
     const errors = diagnostics.filter((d) => d.level === "error");
     deepStrictEqual(errors, [], text);
-    equal(out.code, 0, text);
+    equal(code, 0, text);
     match(text, /Success Dry run complete/);
     const warnings = diagnostics.filter((d) => d.level === "warning")
       .map((d) => `${d.code} ${d.file}`).sort();

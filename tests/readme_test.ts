@@ -3,6 +3,7 @@
  * root (where its `./mod.ts` and `./testing.ts` imports point), and the plugin test it shows is run.
  */
 import { ok as assert } from "node:assert/strict";
+import { runDeno } from "./helpers/cli.ts";
 import { test } from "./helpers/deadline.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -10,18 +11,6 @@ const ROOT = new URL("../", import.meta.url);
 /** The ```ts blocks of a Markdown text. */
 export function tsBlocks(markdown: string): string[] {
   return [...markdown.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]);
-}
-
-async function deno(args: string[]): Promise<{ ok: boolean; text: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: ROOT.pathname,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { ok: out.success, text: dec.decode(out.stdout) + dec.decode(out.stderr) };
 }
 
 test("README: every TypeScript block type-checks; the plugin test it shows passes", async () => {
@@ -35,13 +24,13 @@ test("README: every TypeScript block type-checks; the plugin test it shows passe
       await Deno.writeTextFile(path, `${code}\nexport {};\n`);
       files.push(path);
     }
-    const check = await deno(["check", ...files]);
-    assert(check.ok, check.text);
+    const check = await runDeno(["check", ...files], ROOT.pathname);
+    assert(check.success, check.text);
     const runnable = files.filter((_, i) => blocks[i].includes('from "./testing.ts"'));
     assert(runnable.length >= 1, "README shows no plugin test");
     for (const f of runnable) {
-      const run = await deno(["run", "-A", "--unstable-worker-options", f]);
-      assert(run.ok, run.text);
+      const run = await runDeno(["run", "-A", "--unstable-worker-options", f], ROOT.pathname);
+      assert(run.success, run.text);
     }
   } finally {
     for (const f of files) await Deno.remove(f).catch(() => {});
