@@ -9,8 +9,12 @@ import { KERNEL, requireKernel, sleep } from "./helpers/vmm.ts";
 import { Vmm } from "../mod.ts";
 import { REALTIME_PRIORITY } from "../src/sched/affinity.ts";
 import {
+  processCpus,
   processThreads,
+  releaseThread,
+  setThreadCpus,
   setThreadNice,
+  setThreadRealtime,
   threadPolicy,
   WaitPolicy,
 } from "../src/sched/host_threads.ts";
@@ -33,6 +37,48 @@ test("WaitPolicy: real-time while waiting, back to the thread's own nice level a
     p.holding();
     assertEquals(attr().policy, 0);
   } finally {
+    setThreadNice(0, started.nice);
+  }
+});
+
+/** The CPUs the calling thread may run on (`Cpus_allowed_list` in /proc/thread-self/status). */
+function allowedCpus(): number[] {
+  const status = Deno.readTextFileSync("/proc/thread-self/status");
+  const list = /^Cpus_allowed_list:\s*(\S+)$/m.exec(status)![1];
+  return list.split(",").flatMap((r) => {
+    const [a, b] = r.split("-").map(Number);
+    return Array.from({ length: (b ?? a) - a + 1 }, (_, i) => a + i);
+  });
+}
+
+test("WaitPolicy.release: a pinned, real-time waiting EMT leaves as it was started, on every CPU", () => {
+  const started = threadPolicy(0)!;
+  assert(setThreadNice(0, 2));
+  try {
+    const p = WaitPolicy.forCallingThread(REALTIME_PRIORITY.waitingEmt)!;
+    assert(setThreadCpus(0, [0]));
+    assertEquals(threadPolicy(0)!.policy, 1);
+    assertEquals(allowedCpus(), [0]);
+    p.release();
+    assertEquals(threadPolicy(0), { policy: 0, nice: 2, priority: 0 });
+    assertEquals(allowedCpus(), processCpus());
+  } finally {
+    setThreadNice(0, started.nice);
+    setThreadCpus(0, processCpus());
+  }
+});
+
+test("releaseThread: a real-time thread pinned to one CPU goes back to the fair class on every CPU", () => {
+  const started = threadPolicy(0)!;
+  try {
+    assert(setThreadRealtime(0, REALTIME_PRIORITY.core));
+    assert(setThreadCpus(0, [processCpus().at(-1)!]));
+    assertEquals(threadPolicy(0)!.policy, 1);
+    assert(releaseThread(0));
+    assertEquals(threadPolicy(0), { policy: 0, nice: 0, priority: 0 });
+    assertEquals(allowedCpus(), processCpus());
+  } finally {
+    releaseThread(0);
     setThreadNice(0, started.nice);
   }
 });
@@ -62,13 +108,16 @@ test("on KVM: the core and the sandbox are SCHED_FIFO 3 and 2, a waiting EMT FIF
     const waiting = threadPolicy(sleeperTid)!;
     assertEquals([waiting.policy, waiting.priority], [1, REALTIME_PRIORITY.waitingEmt]);
     const emts = new Set([spinTid, sleeperTid]);
-    const others = processThreads()
-      .filter((t) => !before.has(t) && !emts.has(t))
-      .map(threadPolicy)
-      .filter((p) => p?.policy === 1)
-      .map((p) => p!.priority)
-      .sort();
+    const raised = processThreads().filter((t) =>
+      !before.has(t) && !emts.has(t) && threadPolicy(t)?.policy === 1
+    );
+    const others = raised.map((t) => threadPolicy(t)!.priority).sort();
     assertEquals(others, [REALTIME_PRIORITY.sandbox, REALTIME_PRIORITY.core]);
+    await vmm.close();
+    // Each thread left deno-vmm's code fair-class (releaseThread): one still ending its Worker
+    // now does so unpinned and below no one.
+    const lingering = [...emts, ...raised].filter((t) => threadPolicy(t)?.policy === 1);
+    assertEquals(lingering, [], "threads still real-time after close");
   } finally {
     await vmm.close();
   }

@@ -157,6 +157,8 @@ export class Emt {
     }
     this.#uart.flush();
     if (this.#sched) this.#giveBack(SCHED_EVENT.gone);
+    // The Worker's end is V8's and Deno's code, not ours: never real-time, never pinned.
+    this.#waitPolicy?.release();
   }
 
   /** Releases the shim binding and the `kvm_run` mapping (the fd is closed by the owner). */

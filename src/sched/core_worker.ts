@@ -30,6 +30,7 @@ import { SandboxPolicy } from "./sandbox.ts";
 import type { CoreInit, CoreReply, CoreRequest, PolicySpec } from "./runtime_protocol.ts";
 import { RUN_END_REASON, TRACE, TraceRecorder } from "../trace/events.ts";
 import { colocate } from "./affinity.ts";
+import { releaseThread } from "./host_threads.ts";
 import rr from "../../plugins/rr.ts";
 
 /** One vCPU as this thread knows it. */
@@ -371,6 +372,8 @@ class CoreThread {
     Atomics.add(this.#bell, 0, 1);
     Atomics.notify(this.#bell, 0);
     this.#core.close();
+    // This thread's end (the Worker's teardown) runs fair-class and unpinned.
+    releaseThread(0);
   }
 }
 

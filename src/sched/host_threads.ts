@@ -114,6 +114,24 @@ export function withSlice(attr: SchedAttr, ns: number): SchedAttr | null {
   return copy;
 }
 
+/** The host CPUs this process may use: 0 to `navigator.hardwareConcurrency` - 1. */
+export function processCpus(): number[] {
+  return Array.from({ length: Math.max(1, navigator.hardwareConcurrency || 1) }, (_, i) => i);
+}
+
+/**
+ * Hands thread `tid` (0: the calling thread) back to Linux: fair class at nice 0 with the
+ * default slice, free to run on every CPU of the process. Every thread deno-vmm raised to
+ * real-time or pinned (the core, the sandbox, the EMTs) goes through this before it leaves
+ * deno-vmm's code: what a thread runs after that (V8 tearing its isolate down, Deno ending the
+ * Worker) is not ours, may wait on fair-class threads, and must not do it at real-time priority
+ * on a CPU it is confined to. Best effort; false when either call was refused.
+ */
+export function releaseThread(tid: number): boolean {
+  const fair = applyThreadAttr(tid, policyAttr(SCHED_OTHER));
+  return setThreadCpus(tid, processCpus()) && fair;
+}
+
 /**
  * Moves thread `tid` to SCHED_IDLE: it runs only on CPU time no other thread of its CPU wants
  * (sched(7)). Leaving a real-time policy this way needs no privilege.
@@ -148,7 +166,7 @@ export class WaitPolicy {
   #holding: SchedAttr;
   #reserved: SchedAttr | null = null;
   /** The attributes last applied (the thread starts waiting). */
-  #current: "waiting" | "holding" | "reserved" = "waiting";
+  #current: "waiting" | "holding" | "reserved" | "released" = "waiting";
   /** "realtime" or "short-slice": what waiting means for this thread. */
   readonly kind: "realtime" | "short-slice";
 
@@ -192,7 +210,17 @@ export class WaitPolicy {
     else this.#apply("holding", this.#holding);
   }
 
-  #apply(kind: "waiting" | "holding" | "reserved", attr: SchedAttr): void {
+  /**
+   * The thread leaves the EMT's loop: back to the attributes it was started with and free to
+   * run on every CPU of the process (the core pinned it to its slots' CPUs). What it runs next
+   * (the Worker's end) is not deno-vmm's and must not run real-time ({@linkcode releaseThread}).
+   */
+  release(): void {
+    this.#apply("released", this.#holding);
+    setThreadCpus(0, processCpus());
+  }
+
+  #apply(kind: "waiting" | "holding" | "reserved" | "released", attr: SchedAttr): void {
     if (this.#current !== kind && applyThreadAttr(0, attr)) this.#current = kind;
   }
 }

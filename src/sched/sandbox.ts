@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { setThreadIdle, threadRunNs } from "./host_threads.ts";
+import { releaseThread, setThreadIdle, threadRunNs } from "./host_threads.ts";
 import { pathToFileURL } from "node:url";
 import {
   type ChannelViews,
@@ -548,6 +548,9 @@ export class SandboxPolicy implements PolicyPort {
     if (!this.#closed && !this.#timedOut) {
       this.#closed = true;
       this.#dead ??= "closed";
+      // It may have been raised to real-time and pinned beside the core (affinity.ts): it
+      // leaves its loop and ends fair-class and unpinned. (A runaway was demoted instead.)
+      if (this.#tid > 0) releaseQuietly(this.#tid);
       const { hdr, ops } = this.#ch;
       ops[0] = OP_QUIT;
       Atomics.store(hdr, H_NOPS, 1);
@@ -564,6 +567,15 @@ export class SandboxPolicy implements PolicyPort {
   /** The last hook sent (for diagnostics). */
   get lastHook(): string {
     return this.#lastHook;
+  }
+}
+
+/** {@linkcode releaseThread}, where FFI is permitted (the simulator may run without it). */
+function releaseQuietly(tid: number): void {
+  try {
+    releaseThread(tid);
+  } catch {
+    // no FFI here: the thread was never raised either
   }
 }
 
