@@ -14,6 +14,7 @@ const ROOT = new URL("../", import.meta.url).pathname;
 const EXPECTED_WARNINGS = [
   "unanalyzable-dynamic-import src/sched/sandbox_worker.ts",
   "unanalyzable-dynamic-import src/sim/mod.ts",
+  "unanalyzable-dynamic-import src/sim/sim_worker.ts",
   "unanalyzable-dynamic-import src/vm/guest_kernel.ts",
 ];
 

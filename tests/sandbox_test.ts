@@ -50,35 +50,48 @@ const DENIED: [string, RegExp, number][] = [
   ["spawn_worker", /pickNext threw NotCapable: Can't escalate parent thread permissions/, 20],
 ];
 
+/**
+ * Both ways a simulation sandboxes a plugin: the whole simulation inside the plugin's Worker
+ * (the default), and the engine here with each batch of calls crossing to it (as the VMM).
+ */
+const MODES = [
+  ["whole simulation in the sandbox", true],
+  ["per-call sandbox", "per-call"],
+] as const;
+
 for (const [name, detail, seconds] of DENIED) {
-  test(`sandbox denies ${name}: ejected with the reason, VMs keep running under rr`, async () => {
-    const server = serve(FIXTURES);
-    try {
-      const r = await simulate({
-        plugin: new URL(`${name}.ts`, FIXTURES).href,
-        params: { port: server.addr.port },
-        slots: 1,
-        seconds,
-        windowNs: 5e9,
-        vms: ["a", "b", "c"].map((vm) => ({ name: vm, vcpus: 1, workload: { kind: "spin" } })),
-      });
-      assertEquals(r.ejections.length, 1, JSON.stringify(r.ejections));
-      const e = r.ejections[0];
-      assertEquals(e.plugin, name);
-      assertEquals(e.reason, "throw");
-      match(e.detail, detail);
-      assertEquals(r.finalPlugin, "rr");
-      // Nothing escaped.
-      await rejects(Deno.stat("/tmp/deno-vmm-sandbox-escape.txt"));
-      // Every VM kept its third of the slot, in the last window too (under rr).
-      for (const vm of r.vms) assert(Math.abs(vm.share - 1 / 3) < 0.01, `${vm.name} ${vm.share}`);
-      const last = r.windows!.at(-1)!;
-      assert(last.startNs > e.at);
-      for (const s of Object.values(last.shares)) assert(s > 0.3, JSON.stringify(last));
-    } finally {
-      await server.shutdown();
-    }
-  });
+  for (const [mode, sandbox] of MODES) {
+    test(`sandbox denies ${name} (${mode}): ejected with the reason, VMs keep running under rr`, async () => {
+      const server = serve(FIXTURES);
+      try {
+        const r = await simulate({
+          plugin: new URL(`${name}.ts`, FIXTURES).href,
+          sandbox,
+          params: { port: server.addr.port },
+          slots: 1,
+          seconds,
+          windowNs: 5e9,
+          vms: ["a", "b", "c"].map((vm) => ({ name: vm, vcpus: 1, workload: { kind: "spin" } })),
+        });
+        assertEquals(r.sandbox, sandbox === true ? "whole" : "per-call");
+        assertEquals(r.ejections.length, 1, JSON.stringify(r.ejections));
+        const e = r.ejections[0];
+        assertEquals(e.plugin, name);
+        assertEquals(e.reason, "throw");
+        match(e.detail, detail);
+        assertEquals(r.finalPlugin, "rr");
+        // Nothing escaped.
+        await rejects(Deno.stat("/tmp/deno-vmm-sandbox-escape.txt"));
+        // Every VM kept its third of the slot, in the last window too (under rr).
+        for (const vm of r.vms) assert(Math.abs(vm.share - 1 / 3) < 0.01, `${vm.name} ${vm.share}`);
+        const last = r.windows!.at(-1)!;
+        assert(last.startNs > e.at);
+        for (const s of Object.values(last.shares)) assert(s > 0.3, JSON.stringify(last));
+      } finally {
+        await server.shutdown();
+      }
+    });
+  }
 }
 
 test("sandbox: a plugin importing only types from mod.ts loads with read access to itself only", async () => {
@@ -152,6 +165,16 @@ test("sandbox: load errors name the plugin file", async () => {
       );
       assert(err instanceof PluginLoadError, `${plugin}: ${err}`);
       match(err.message, re);
+      // The same from a simulation run whole in the sandbox, naming the plugin as given.
+      const sim = await simulate({
+        plugin,
+        slots: 1,
+        seconds: 1,
+        vms: [{ name: "a", vcpus: 1, workload: { kind: "spin" } }],
+      }).then(() => null, (e) => e);
+      assert(sim instanceof PluginLoadError, `${plugin} in a simulation: ${sim}`);
+      match(sim.message, re);
+      assertEquals(sim.plugin, plugin);
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

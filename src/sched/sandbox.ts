@@ -145,7 +145,7 @@ const HARD_LIMIT = 10;
 const STARVED_LIMIT_MS = 2000;
 
 /** Lists this process's threads named like Deno Workers (`worker-N`). */
-function workerThreads(): Set<number> {
+export function workerThreads(): Set<number> {
   const out = new Set<number>();
   try {
     for (const e of Deno.readDirSync("/proc/self/task")) {
@@ -156,6 +156,61 @@ function workerThreads(): Set<number> {
     // No /proc or no permission: the thread stays unknown.
   }
   return out;
+}
+
+/** What a sandbox Worker may do to import a plugin (see {@linkcode pluginAccess}). */
+export interface PluginAccess {
+  /** The plugin's URL. */
+  url: URL;
+  /** Files the Worker may read: the plugin's own file, and `allowRead`. */
+  read: string[];
+  /** Hosts the Worker may import from, or `false` for none. */
+  imports: string[] | false;
+}
+
+/**
+ * The permissions a sandbox Worker needs to import `plugin` and nothing more: read access to
+ * its file (a local plugin must exist), or import access to its host (a remote plugin needs an
+ * explicit grant unless it is built in). Throws a {@linkcode PluginLoadError} naming the plugin
+ * otherwise.
+ */
+export function pluginAccess(
+  options: Pick<SandboxOptions, "plugin" | "allowRead" | "allowImport">,
+): PluginAccess {
+  const spec = String(options.plugin);
+  let url: URL;
+  try {
+    url = resolvePluginUrl(options.plugin);
+  } catch (e) {
+    throw new PluginLoadError(spec, `not a path or URL (${(e as Error).message})`);
+  }
+  const read: string[] = [...(options.allowRead ?? [])];
+  let imports: string[] | false = false;
+  if (url.protocol === "file:") {
+    const path = decodeURIComponent(url.pathname);
+    try {
+      Deno.statSync(path);
+    } catch (e) {
+      throw new PluginLoadError(spec, `module not found (${(e as Error).message})`);
+    }
+    read.push(path);
+  } else if (url.protocol === "http:" || url.protocol === "https:") {
+    const allowed = options.allowImport ?? [];
+    const builtin = isBuiltinPlugin(url);
+    if (!builtin && !allowed.some((h) => h === url.host || h === url.hostname)) {
+      throw new PluginLoadError(
+        spec,
+        `importing a remote plugin needs an explicit grant for ${url.host} ` +
+          `(allowImport: ["${url.host}"], CLI --sched-allow-import ${url.host})`,
+      );
+    }
+    // A built-in plugin may import from its own host only (it needs nothing: its one import
+    // of mod.ts is `import type`, which is erased).
+    imports = builtin ? [url.host] : allowed;
+  } else if (url.protocol !== "data:" && url.protocol !== "blob:") {
+    throw new PluginLoadError(spec, `unsupported URL scheme ${url.protocol}`);
+  }
+  return { url, read, imports };
 }
 
 /** A plugin in a sandboxed Worker; see the module documentation. */
@@ -208,38 +263,7 @@ export class SandboxPolicy implements PolicyPort {
    */
   static async create(options: SandboxOptions): Promise<SandboxPolicy> {
     const spec = String(options.plugin);
-    let url: URL;
-    try {
-      url = resolvePluginUrl(options.plugin);
-    } catch (e) {
-      throw new PluginLoadError(spec, `not a path or URL (${(e as Error).message})`);
-    }
-    const read: string[] = [...(options.allowRead ?? [])];
-    let imports: string[] | false = false;
-    if (url.protocol === "file:") {
-      const path = decodeURIComponent(url.pathname);
-      try {
-        Deno.statSync(path);
-      } catch (e) {
-        throw new PluginLoadError(spec, `module not found (${(e as Error).message})`);
-      }
-      read.push(path);
-    } else if (url.protocol === "http:" || url.protocol === "https:") {
-      const allowed = options.allowImport ?? [];
-      const builtin = isBuiltinPlugin(url);
-      if (!builtin && !allowed.some((h) => h === url.host || h === url.hostname)) {
-        throw new PluginLoadError(
-          spec,
-          `importing a remote plugin needs an explicit grant for ${url.host} ` +
-            `(allowImport: ["${url.host}"], CLI --sched-allow-import ${url.host})`,
-        );
-      }
-      // A built-in plugin may import from its own host only (it needs nothing: its one import
-      // of mod.ts is `import type`, which is erased).
-      imports = builtin ? [url.host] : allowed;
-    } else if (url.protocol !== "data:" && url.protocol !== "blob:") {
-      throw new PluginLoadError(spec, `unsupported URL scheme ${url.protocol}`);
-    }
+    const { url, read, imports } = pluginAccess(options);
     const before = workerThreads();
     const worker = new Worker(WORKER_URL, {
       type: "module",
@@ -584,7 +608,7 @@ function releaseQuietly(tid: number): void {
  * would hold its CPU against every fair-class thread. Best effort: through libc (needs `ffi`
  * permission), else `chrt` (needs `run`).
  */
-function demoteThread(tid: number): void {
+export function demoteThread(tid: number): void {
   try {
     if (setThreadIdle(tid)) return;
   } catch {

@@ -90,6 +90,9 @@ export interface EngineOptions {
   onPolicyEvent?: (event: PolicyEvent, at: number) => void;
 }
 
+/** Events between two readings of the wall clock in a run that yields (a few µs of work). */
+const WALL_CHECK_EVENTS = 256;
+
 /** Runs one simulation; see the module documentation. */
 export class Engine implements SimHost {
   readonly #q = new EventQueue();
@@ -189,6 +192,25 @@ export class Engine implements SimHost {
   /** Runs to the end; returns the results. */
   run(): SimResult {
     const wall0 = performance.now();
+    this.#begin();
+    this.#steps(Infinity);
+    return this.#finish(wall0);
+  }
+
+  /**
+   * Runs to the end like {@linkcode Engine.run}, but awaits `turn()` after about every
+   * `everyMs` of wall time, so that the thread's event loop runs (a sandbox sees the promise
+   * rejections a plugin caused, and a `terminate()` takes effect). The result is the same.
+   */
+  async runYielding(turn: () => Promise<void>, everyMs: number): Promise<SimResult> {
+    const wall0 = performance.now();
+    this.#begin();
+    while (!this.#steps(performance.now() + everyMs)) await turn();
+    return this.#finish(wall0);
+  }
+
+  /** Announces every vCPU, starts the workloads and queues the script and the first timer. */
+  #begin(): void {
     const t0 = 0;
     for (const v of this.#v) {
       const runnable = v.beh.initiallyRunnable(v.index);
@@ -212,9 +234,16 @@ export class Engine implements SimHost {
     });
     if (this.#windowNs > 0) this.#q.push(this.#windowNs, EV_WINDOW, 0, 0);
     this.#timer(t0);
+  }
 
+  /**
+   * Processes events until the end (true) or until the wall clock passes `untilMs` (false:
+   * call again). The clock is read every {@linkcode WALL_CHECK_EVENTS} events.
+   */
+  #steps(untilMs: number): boolean {
     const q = this.#q;
     const end = this.#end;
+    let budget = WALL_CHECK_EVENTS;
     while (q.pop()) {
       const t = q.time;
       if (t >= end) break;
@@ -244,7 +273,17 @@ export class Engine implements SimHost {
       }
       this.#events++;
       this.#timer(t);
+      if (--budget === 0) {
+        if (performance.now() >= untilMs) return false;
+        budget = WALL_CHECK_EVENTS;
+      }
     }
+    return true;
+  }
+
+  /** Brings the clocks to the end and collects the results. */
+  #finish(wall0: number): SimResult {
+    const end = this.#end;
     this.#now = end;
     for (const v of this.#v) if (v.mode === GUEST) this.#sync(v, end);
     if (this.#windowNs > 0 && this.#windows.length * this.#windowNs < end) this.#window(end);
@@ -458,6 +497,7 @@ export class Engine implements SimHost {
       events: this.#events,
       wallMs,
       eventsPerSec: wallMs > 0 ? this.#events / (wallMs / 1000) : 0,
+      sandbox: "none", // the caller says where the plugin ran
       ejections: [...this.#ejections],
       policyEvents: { ...this.#policyEvents },
       vms,

@@ -25,7 +25,8 @@ import type { SchedParams, SchedulerPlugin } from "../sched/contract.ts";
 import { pluginFromModule, PluginLoadError } from "../sched/load.ts";
 import { LocalPolicy, type PolicyPort } from "../sched/policy_port.ts";
 import { resolvePluginUrl, SandboxPolicy } from "../sched/sandbox.ts";
-import { Engine, type EngineStep } from "./engine.ts";
+import { runSimulation } from "./run.ts";
+import { simulateSandboxed } from "./sandboxed.ts";
 import type { SimOptions, SimResult } from "./types.ts";
 
 /** Sandbox spinning in the simulator: none (it only hurts on these machines, see sandbox.ts). */
@@ -127,41 +128,29 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     allowRead: o.allowRead,
     allowImport: o.allowImport,
   };
-  const ports: PolicyPort[] = [];
-  try {
-    const port = await loadPort(o.plugin, o.params ?? {}, ctx);
-    ports.push(port);
-    const script: EngineStep[] = [];
-    for (const s of o.script ?? []) {
-      const at = Math.round(s.atMs * 1e6);
-      if (s.action === "eject") script.push({ at, action: "eject", detail: s.detail ?? "script" });
-      else if (s.action === "setParams") {
-        script.push({ at, action: "setParams", target: s.target, params: s.params });
-      } else if (s.action === "swap") {
-        const p = await loadPort(s.plugin, s.params ?? {}, ctx);
-        ports.push(p);
-        script.push({ at, action: "swap", port: p });
-      } else {
-        throw new RangeError(`simulate: unknown script action ${(s as { action: string }).action}`);
-      }
-    }
-    const engine = new Engine({
-      port,
-      slots: o.slots,
-      endNs: Math.round(o.seconds * 1e9),
-      seed,
-      vms: o.vms,
-      ratelimitNs,
-      maxSliceNs,
-      starvationNs: o.starvationNs,
-      handoffNs: o.handoffNs,
-      pokeNs: o.pokeNs,
-      windowNs: o.windowNs,
-      script,
-      onPolicyEvent: o.onPolicyEvent,
+  const load = (plugin: string | URL | SchedulerPlugin, params: SchedParams) =>
+    loadPort(plugin, params, ctx);
+  const resolved = { ...o, seed, maxSliceNs, ratelimitNs };
+  if (wholeInSandbox(o)) {
+    return await simulateSandboxed(resolved, {
+      budgetNs: ctx.budgetNs!,
+      perCall: () => simulate({ ...o, sandbox: "per-call" }),
     });
-    return engine.run();
-  } finally {
-    for (const p of ports) p.close();
   }
+  const r = await runSimulation(resolved, { load });
+  const local = o.sandbox === false || (typeof o.plugin === "object" && !(o.plugin instanceof URL));
+  return { ...r, sandbox: local ? "none" : "per-call" };
+}
+
+/**
+ * Whether `o` runs as one simulation inside the sandbox Worker: the default for a plugin
+ * given by path or URL, unless `sandbox` says otherwise or a plugin object (which cannot cross
+ * to a Worker) is part of the script.
+ */
+function wholeInSandbox(o: SimOptions): boolean {
+  if (o.sandbox === false || o.sandbox === "per-call") return false;
+  if (typeof o.plugin === "object" && !(o.plugin instanceof URL)) return false;
+  return (o.script ?? []).every((s) =>
+    s.action !== "swap" || typeof s.plugin === "string" || s.plugin instanceof URL
+  );
 }

@@ -146,10 +146,18 @@ export interface SimOptions {
   /** PRNG seed (default 1). Same seed, same options → identical result. */
   seed?: number;
   /**
-   * Run a path/URL plugin in the real sandbox Worker (default `true`); `false` imports it
-   * in-process (faster; no permission sandbox, no wall-clock budget).
+   * Where a plugin given by path or URL runs:
+   * - `true` (default): the whole simulation runs in one sandbox Worker with the plugin (the
+   *   plugin sandbox's permissions: it can read only itself), and only the result crosses back;
+   *   plugin calls cost what they cost in-process. The budget is watched from outside; a call
+   *   that overruns it re-runs the simulation as `"per-call"`, whose ejection is then exact.
+   * - `"per-call"`: the engine runs in this thread and every batch of plugin calls crosses to
+   *   the sandbox Worker, as in the VMM (about 70× slower; each batch is timed).
+   * - `false`: the plugin is imported in this thread (no permission sandbox, no budget).
+   *
+   * A plugin object always runs in this thread, and so does a script that swaps to one.
    */
-  sandbox?: boolean;
+  sandbox?: boolean | "per-call";
   /** Context-switch rate limit (ns); default 1 ms (Xen's sched_ratelimit_us); 0 disables. */
   ratelimitNs?: number;
   /** Largest slice accepted (ns); default 100 ms. */
@@ -313,6 +321,12 @@ export interface SimResult {
   wallMs: number;
   /** Events per wall-clock second; not deterministic. */
   eventsPerSec: number;
+  /**
+   * Where the plugin ran: `"whole"` (the simulation inside its sandbox Worker), `"per-call"`
+   * (each batch of calls crossing to it; also after a call overran its budget in `"whole"`), or
+   * `"none"` (in this thread).
+   */
+  sandbox: "whole" | "per-call" | "none";
   /** Plugin ejections, in order. */
   ejections: EjectInfo[];
   /** Policy events reported by plugins, counted by kind. */
