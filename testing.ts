@@ -25,6 +25,16 @@
  * @module
  */
 export { simulate } from "./src/sim/mod.ts";
+export {
+  combinations,
+  formatSweep,
+  type Spread,
+  spread,
+  sweep,
+  type SweepCell,
+  type SweepOptions,
+  type SweepResult,
+} from "./src/sim/sweep.ts";
 export type * from "./src/sim/types.ts";
 export type { EjectInfo, EjectReason } from "./src/sched/watchdog.ts";
 export {

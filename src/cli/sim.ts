@@ -8,8 +8,9 @@ import { parseArgs } from "node:util";
 import type { SchedParams } from "../sched/contract.ts";
 import { type SimOptions, type SimResult, simulate, type SimVmSpec } from "../sim/mod.ts";
 import { UsageError } from "./usage.ts";
-import { parseSchedParams } from "./vm_spec.ts";
+import { parseParamValue, parseSchedParams } from "./vm_spec.ts";
 import { SIM_HANDOFF_US } from "../scenario/run_sim.ts";
+import { formatSweep, sweep, type SweepResult } from "../sim/sweep.ts";
 
 /** Help text of `sim`. */
 export const SIM_HELP = `Usage: deno run -A mod.ts sim --scenario FILE.json [options]
@@ -23,7 +24,12 @@ Options:
   --sched-param K=V      a plugin parameter (repeatable), e.g. --sched-param tslice_ms=30
   --sched-allow-import H let a remote plugin be imported from host H (repeatable)
   --seconds N            virtual seconds to simulate (default: the scenario's, else 10)
-  --seed N               PRNG seed (default: the scenario's, else 1)
+  --seed N[,N...]        PRNG seed, or several (default: the scenario's, else 1)
+  --seeds N              run N seeds, from --seed on (default 1)
+  --sweep K=V1,V2,...    vary plugin parameter K over the values (repeatable: every
+                         combination runs, for every seed)
+  --jobs N               simulations at once for several seeds or values (default: the
+                         host's CPUs); each runs in its own sandbox Worker
   --slots N              slots (default: the scenario's, else 1)
   --no-sandbox           run the plugin in-process (faster; no permission sandbox)
   --json FILE            also write the full result as JSON
@@ -44,9 +50,14 @@ Scenario file:
     ]
   }
 
-Example:
+With several seeds or values, one table shows each combination and VM, each cell the mean
+± the standard deviation over the seeds.
+
+Examples:
   deno run -A mod.ts sim --sched plugins/credit.ts --sched-param tslice_ms=30 \\
     --scenario scenario.json --seconds 10
+  deno run -A mod.ts sim --sched plugins/credit.ts --scenario scenario.json \\
+    --seeds 8 --sweep tslice_ms=5,30
 `;
 
 /** The scenario file's shape. */
@@ -174,6 +185,9 @@ export async function simCommand(args: string[]): Promise<number> {
       "sched-allow-import": { type: "string", multiple: true },
       seconds: { type: "string" },
       seed: { type: "string" },
+      seeds: { type: "string" },
+      sweep: { type: "string", multiple: true },
+      jobs: { type: "string" },
       slots: { type: "string" },
       "no-sandbox": { type: "boolean" },
       json: { type: "string" },
@@ -192,17 +206,29 @@ export async function simCommand(args: string[]): Promise<number> {
     ...(scenario.params ?? {}),
     ...parseSchedParams(values["sched-param"] ?? []),
   };
-  const seedFlag = values.seed;
-  if (seedFlag !== undefined && !Number.isInteger(Number(seedFlag))) {
-    throw new UsageError(`--seed must be an integer, got '${seedFlag}'`);
+  const seedList = values.seed?.split(",").map((x) => x.trim());
+  for (const x of seedList ?? []) {
+    if (x === "" || !Number.isInteger(Number(x))) {
+      throw new UsageError(`--seed must be an integer or a list of them, got '${values.seed}'`);
+    }
   }
+  const first = seedList !== undefined ? Number(seedList[0]) : scenario.seed ?? 1;
+  const count = positive("--seeds", values.seeds, true);
+  if (count !== undefined && seedList !== undefined && seedList.length > 1) {
+    throw new UsageError("give either a list of seeds (--seed A,B) or a count (--seeds N)");
+  }
+  const seeds = count !== undefined
+    ? Array.from({ length: count }, (_, i) => first + i)
+    : seedList?.map(Number) ?? [first];
+  const varied = parseSweep(values.sweep ?? []);
+  const jobs = positive("--jobs", values.jobs, true);
   const us = (v: number | undefined) => (v === undefined ? undefined : v * 1e3);
   const options: SimOptions = {
     plugin: values.sched ?? scenario.policy ?? new URL("../../plugins/rr.ts", import.meta.url).href,
     params,
     slots: positive("--slots", values.slots, true) ?? scenario.slots ?? 1,
     seconds: positive("--seconds", values.seconds, false) ?? scenario.seconds ?? 10,
-    seed: seedFlag !== undefined ? Number(seedFlag) : scenario.seed ?? 1,
+    seed: first,
     sandbox: !values["no-sandbox"],
     ratelimitNs: us(scenario.ratelimitUs),
     handoffNs: us(scenario.handoffUs ?? SIM_HANDOFF_US),
@@ -213,18 +239,37 @@ export async function simCommand(args: string[]): Promise<number> {
     allowImport: values["sched-allow-import"],
     vms: scenario.vms,
   };
-  let r: SimResult;
+  const several = seeds.length > 1 || Object.keys(varied).length > 0;
+  let out: SimResult | SweepResult;
   try {
-    r = await simulate(options);
+    out = several
+      ? await sweep({ base: options, seeds, params: varied, jobs })
+      : await simulate(options);
   } catch (e) {
     if (e instanceof RangeError) {
       throw new UsageError(`--scenario ${values.scenario}: ${e.message}`);
     }
     throw e;
   }
-  console.log(formatResult(r));
+  console.log("cells" in out ? formatSweep(out) : formatResult(out));
   if (values.json !== undefined) {
-    await Deno.writeTextFile(values.json, JSON.stringify(r, null, 2) + "\n");
+    await Deno.writeTextFile(values.json, JSON.stringify(out, null, 2) + "\n");
   }
   return 0;
+}
+
+/** `--sweep K=V1,V2` flags: each parameter with its values (numbers where they parse). */
+function parseSweep(flags: string[]): Record<string, Array<string | number | boolean>> {
+  const out: Record<string, Array<string | number | boolean>> = {};
+  for (const f of flags) {
+    const eq = f.indexOf("=");
+    const name = f.slice(0, eq).trim();
+    const values = f.slice(eq + 1).split(",").map((v) => v.trim());
+    if (eq <= 0 || values.some((v) => v === "")) {
+      throw new UsageError(`--sweep must be NAME=V1,V2,..., got '${f}'`);
+    }
+    if (name in out) throw new UsageError(`--sweep ${name} is given twice`);
+    out[name] = values.map(parseParamValue);
+  }
+  return out;
 }
