@@ -19,6 +19,8 @@ export interface VmOutcome {
   shareMin: number;
   /** See `shareMin`. */
   shareMax: number;
+  /** Its share of the slots in each measured window (1 s), in order. */
+  windows?: number[];
   /**
    * Mean share of the CPU time all the VMs got (0..1): what weights divide. `share` also counts
    * the slot time nobody got (hand-offs, the scheduler, idle slots); this does not.

@@ -230,6 +230,7 @@ export async function runScenarioKvm(
         share: total,
         shareMin: Math.min(...ws),
         shareMax: Math.max(...ws),
+        windows: shares[i],
         ...ofVms[i],
         p50Us: p50,
         p99Us: p99,

@@ -7,6 +7,7 @@
  * @module
  */
 import { simulate } from "../sim/mod.ts";
+import type { SimResult } from "../sim/types.ts";
 import { ConfigError } from "../vm/config.ts";
 import { jainIndex, type ScenarioResult, sharesOfVms, type VmOutcome } from "./result.ts";
 import type { Scenario } from "./scenario.ts";
@@ -25,6 +26,8 @@ export interface SimRunOptions {
   ratelimitUs?: number;
   /** Grant to guest mode, per grant (µs); default {@linkcode SIM_HANDOFF_US}, 0 for none. */
   handoffUs?: number;
+  /** Called with the simulator's whole result (wake-latency distributions...) before it is summarised. */
+  onSimResult?: (result: SimResult) => void;
 }
 
 /**
@@ -62,6 +65,7 @@ export async function runScenarioSim(
       workload: v.workload,
     })),
   });
+  options.onSimResult?.(r);
   const ofVms = sharesOfVms(
     r.vms.map((vm) => (r.windows ?? []).map((w) => w.shares[vm.name] ?? 0)),
     r.vms.map((vm) => vm.share),
@@ -96,6 +100,7 @@ export async function runScenarioSim(
       share: vm.share,
       shareMin: windows.length ? Math.min(...windows) : vm.share,
       shareMax: windows.length ? Math.max(...windows) : vm.share,
+      windows,
       ...ofVms[i],
       p50Us: p50,
       p99Us: p99,

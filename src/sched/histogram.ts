@@ -112,6 +112,25 @@ export class Histogram {
     return this.#max;
   }
 
+  /**
+   * The distribution as points `[value, fraction of samples <= value]`, one per non-empty
+   * bucket in increasing order, each at its bucket's upper end clamped to the exact min and max
+   * (so the last point is `[max, 1]`). Empty when there are no samples.
+   */
+  cdf(): [number, number][] {
+    const points: [number, number][] = [];
+    if (this.#count === 0) return points;
+    let seen = 0;
+    const c = this.#counts;
+    for (let i = 0; i < c.length; i++) {
+      if (c[i] === 0) continue;
+      seen += c[i];
+      const top = bucketLow(i) + bucketWidth(i);
+      points.push([Math.min(this.#max, Math.max(this.#min, top)), seen / this.#count]);
+    }
+    return points;
+  }
+
   /** p50, p99, max, mean and count. */
   summary(): LatencySummary {
     const n = this.#count;

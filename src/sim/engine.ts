@@ -445,7 +445,7 @@ export class Engine implements SimHost {
       const mine = this.#core.wakeHistogram(x.id);
       if (mine) h.merge(mine);
     }
-    return h.summary();
+    return { ...h.summary(), cdf: h.cdf() };
   }
 
   #results(wallMs: number): SimResult {

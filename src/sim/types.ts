@@ -199,6 +199,12 @@ export interface LatencyStats {
   max: number;
   /** Mean. */
   mean: number;
+  /**
+   * The whole distribution, where the simulator keeps it (a VM's `wakeLatency`): points
+   * `[ns, fraction of samples <= ns]` in increasing order, about 1.6 % apart in value
+   * (`Histogram.cdf` in `src/sched/histogram.ts`).
+   */
+  cdf?: [number, number][];
 }
 
 /** Scheduler accounting of one vCPU or (summed) one VM. */
