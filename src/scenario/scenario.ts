@@ -16,6 +16,7 @@
 import type { Workload } from "../sim/types.ts";
 import { ConfigError, paramObject, schedParams } from "../vm/config.ts";
 import { DEFAULT_RATELIMIT_US } from "../sched/scheduler.ts";
+import { parseGoal, type ScenarioGoal } from "./goal.ts";
 
 /** What a scenario VM runs: a simulator workload, which the guest runs under the same name. */
 export type ScenarioWorkload = Workload;
@@ -50,6 +51,8 @@ export interface Scenario {
   ratelimitUs: number;
   /** The VMs. */
   vms: ScenarioVm[];
+  /** What a policy must achieve on it (`compare`'s verdict); limits default when absent. */
+  goal?: ScenarioGoal;
 }
 
 const KINDS = ["spin", "periodic", "echo", "lock", "ipi", "attacker"];
@@ -144,6 +147,7 @@ export function parseScenario(data: unknown, source: string): Scenario {
     "params",
     "ratelimitUs",
     "vms",
+    "goal",
   ];
   for (const k of Object.keys(data)) {
     if (!known.includes(k)) {
@@ -177,6 +181,7 @@ export function parseScenario(data: unknown, source: string): Scenario {
       sched,
     };
   });
+  const goal = parseGoal(`${source}: goal`, data.goal);
   return {
     name: typeof data.name === "string"
       ? data.name
@@ -188,6 +193,7 @@ export function parseScenario(data: unknown, source: string): Scenario {
     params: paramObject(`${source}: params`, data.params),
     ratelimitUs,
     vms,
+    ...(goal ? { goal } : {}),
   };
 }
 
