@@ -61,6 +61,21 @@ export {
 } from "./src/api/client.ts";
 export type { VcpuSchedView, VcpuView } from "./src/api/views.ts";
 export { startTop, type Top, type TopOptions } from "./src/cli/top.ts";
+// `compare`: plugins beside the built-ins on the standard scenarios, judged and charted.
+export {
+  BUILTIN_POLICIES,
+  compare,
+  type CompareData,
+  type CompareOptions,
+  type ComparePlugin,
+  type CompareRun,
+  DEFAULT_SEEDS,
+  STANDARD_SCENARIOS,
+} from "./src/compare/run.ts";
+export { type CompareReport, compareReport } from "./src/compare/report.ts";
+export type { GoalCheck, PluginVerdict, ScenarioVerdict } from "./src/compare/verdict.ts";
+export type { Cdf } from "./src/compare/cdf.ts";
+export type { ScenarioGoal } from "./src/scenario/goal.ts";
 export type { SchedStats, VcpuSchedStats } from "./src/sched/runtime_protocol.ts";
 export type { EjectInfo, EjectReason } from "./src/sched/watchdog.ts";
 

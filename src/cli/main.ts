@@ -14,6 +14,7 @@ import { ctlCommand } from "./ctl.ts";
 import { ApiSocketError } from "../api/server.ts";
 import { simCommand } from "./sim.ts";
 import { newPluginCommand } from "./new_plugin.ts";
+import { compareCommand } from "./compare.ts";
 import { EXIT_USAGE, UsageError } from "./usage.ts";
 import { VERSION } from "../version.ts";
 
@@ -31,6 +32,7 @@ Commands:
   trace     pictures and reports of a trace file (trace --help)
   ctl       control a running VMM through its API socket (ctl --help)
   new-plugin  write a plugin skeleton and its test, both passing (new-plugin --help)
+  compare   your plugin beside the built-ins on the standard scenarios: verdicts, HTML report
 
 Every command takes --help. deno-vmm --version prints the version.
 `;
@@ -43,6 +45,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   ctl: ctlCommand,
   sim: simCommand,
   "new-plugin": newPluginCommand,
+  compare: compareCommand,
 };
 
 /** Runs the CLI with `args`; returns the exit status (2 for usage and config errors). */
