@@ -73,7 +73,7 @@ export function niceMax(v: number): number {
   return 10 * p;
 }
 
-/** Tick values of an axis: 5 steps, or the powers of ten of a log axis. */
+/** Tick values of an axis: round steps (1, 2, 2.5 or 5 times a power of ten), or powers of ten. */
 export function ticks(axis: Axis): number[] {
   if (axis.log) {
     const out: number[] = [];
@@ -82,7 +82,12 @@ export function ticks(axis: Axis): number[] {
     }
     return out;
   }
-  return Array.from({ length: 6 }, (_, i) => axis.min + ((axis.max - axis.min) * i) / 5);
+  const step = niceMax((axis.max - axis.min) / 5);
+  const out: number[] = [];
+  for (let k = Math.ceil(axis.min / step); k * step <= axis.max + step * 1e-9; k++) {
+    out.push(k * step);
+  }
+  return out;
 }
 
 /** A tick label: short, no trailing zeros. */
