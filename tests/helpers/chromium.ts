@@ -61,13 +61,27 @@ export async function ensureChromium(): Promise<string> {
   return path;
 }
 
-/** Screenshots `url` at `width` × `height` CSS px, device scale 1; returns the PNG bytes. */
-export async function screenshot(
+/** What a page did in Chromium: its screenshot and its console messages. */
+export interface Capture {
+  /** The PNG bytes. */
+  png: Uint8Array;
+  /**
+   * The page's console messages, one per entry, as Chromium logs them (`console.*` calls,
+   * uncaught errors, and loads its Content-Security-Policy blocked).
+   */
+  console: string[];
+}
+
+/**
+ * Loads `url` at `width` × `height` CSS px, device scale 1, and returns the screenshot and the
+ * page's console messages (Chromium's log on stderr, the `CONSOLE` lines).
+ */
+export async function capture(
   url: string,
   width: number,
   height: number,
   timeoutMs = 60_000,
-): Promise<Uint8Array> {
+): Promise<Capture> {
   const chromium = await ensureChromium();
   const dir = await Deno.makeTempDir({ prefix: "deno-vmm-chromium-" });
   const png = `${dir}/shot.png`;
@@ -80,6 +94,8 @@ export async function screenshot(
         "--hide-scrollbars",
         "--force-device-scale-factor=1",
         "--no-first-run",
+        "--enable-logging=stderr",
+        "--v=0",
         `--user-data-dir=${dir}/profile`,
         `--screenshot=${png}`,
         `--window-size=${width},${height}`,
@@ -89,18 +105,28 @@ export async function screenshot(
       stderr: "piped",
       signal: AbortSignal.timeout(timeoutMs),
     }).output();
+    const log = new TextDecoder().decode(out.stderr);
     try {
-      return await Deno.readFile(png);
+      return {
+        png: await Deno.readFile(png),
+        console: log.split("\n").filter((l) => /:CONSOLE[:(]/.test(l)),
+      };
     } catch {
-      throw new Error(
-        `chromium made no screenshot (exit ${out.code}): ${
-          new TextDecoder().decode(out.stderr).slice(-2000)
-        }`,
-      );
+      throw new Error(`chromium made no screenshot (exit ${out.code}): ${log.slice(-2000)}`);
     }
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
+}
+
+/** Screenshots `url` at `width` × `height` CSS px, device scale 1; returns the PNG bytes. */
+export async function screenshot(
+  url: string,
+  width: number,
+  height: number,
+  timeoutMs = 60_000,
+): Promise<Uint8Array> {
+  return (await capture(url, width, height, timeoutMs)).png;
 }
 
 /** A decoded image: 8-bit RGBA, row-major. */
