@@ -5,7 +5,15 @@
  * the data puts them. One comparison is made by hand (known numbers); one is a simulator run.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { capture, decodePng, type Image, pixel, rgbOf } from "./helpers/chromium.ts";
+import {
+  assertColor,
+  capture,
+  decodePng,
+  type Image,
+  near,
+  pixel,
+  rgbOf,
+} from "./helpers/chromium.ts";
 import { test } from "./helpers/deadline.ts";
 import { compare, type CompareData, type CompareRun } from "../mod.ts";
 import { type CompareHtml, compareHtml } from "../src/compare/html.ts";
@@ -28,18 +36,6 @@ async function render(report: CompareHtml): Promise<{ img: Image; console: strin
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-}
-
-function near(got: number[], want: [number, number, number], tol = 3): boolean {
-  return want.every((c, i) => Math.abs(got[i] - c) <= tol);
-}
-
-function assertColor(img: Image, x: number, y: number, hex: string, what: string): void {
-  const got = pixel(img, x, y);
-  assert(
-    near(got, rgbOf(hex)),
-    `${what}: pixel (${x.toFixed(0)}, ${y.toFixed(0)}) is rgb(${got.slice(0, 3)}), want ${hex}`,
-  );
 }
 
 /** Pixels of colour `hex` in a rectangle. */

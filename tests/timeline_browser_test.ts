@@ -6,7 +6,15 @@
  * on KVM.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { decodePng, type Image, pixel, rgbOf, screenshot } from "./helpers/chromium.ts";
+import {
+  assertColor,
+  decodePng,
+  type Image,
+  near,
+  pixel,
+  rgbOf,
+  screenshot,
+} from "./helpers/chromium.ts";
 import { KERNEL, requireKernel, sleep } from "./helpers/vmm.ts";
 import { Vmm } from "../mod.ts";
 import { TRACE, type TraceData, TraceRecorder } from "../src/trace/events.ts";
@@ -41,18 +49,6 @@ async function render(
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-}
-
-function near(got: number[], want: [number, number, number], tol = 3): boolean {
-  return want.every((c, i) => Math.abs(got[i] - c) <= tol);
-}
-
-function assertColor(img: Image, x: number, y: number, hex: string, what: string): void {
-  const got = pixel(img, x, y);
-  assert(
-    near(got, rgbOf(hex)),
-    `${what}: pixel (${x.toFixed(0)}, ${y.toFixed(0)}) is rgb(${got.slice(0, 3)}), want ${hex}`,
-  );
 }
 
 /** Checks what every timeline must show. */

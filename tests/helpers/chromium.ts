@@ -151,6 +151,21 @@ export function rgbOf(hex: string): [number, number, number] {
   return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
 }
 
+/** Whether each channel of `got` is within `tol` of `want`. */
+export function near(got: number[], want: [number, number, number], tol = 3): boolean {
+  return want.every((c, i) => Math.abs(got[i] - c) <= tol);
+}
+
+/** Asserts that pixel (x, y) has colour `hex` (within 3 per channel); `what` names it. */
+export function assertColor(img: Image, x: number, y: number, hex: string, what: string): void {
+  const got = pixel(img, x, y);
+  if (!near(got, rgbOf(hex))) {
+    throw new Error(
+      `${what}: pixel (${x.toFixed(0)}, ${y.toFixed(0)}) is rgb(${got.slice(0, 3)}), want ${hex}`,
+    );
+  }
+}
+
 /**
  * Decodes a non-interlaced 8-bit PNG (grey, grey+alpha, RGB, RGBA or palette), what Chromium
  * writes (PNG spec, W3C REC-png: chunks, zlib IDAT, per-row filters 0-4).
