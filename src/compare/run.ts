@@ -17,6 +17,7 @@ import { ConfigError } from "../vm/config.ts";
 import type { ScenarioResult } from "../scenario/result.ts";
 import { runScenarioKvm } from "../scenario/run_kvm.ts";
 import { runScenarioSim } from "../scenario/run_sim.ts";
+import { defaultJobs, runPool } from "../sim/pool.ts";
 import { loadScenario, parseScenario, type Scenario } from "../scenario/scenario.ts";
 import type { SimResult } from "../sim/types.ts";
 import type { TraceData } from "../trace/events.ts";
@@ -264,19 +265,22 @@ export async function compare(options: CompareOptions): Promise<CompareData> {
     scenarios.push(options.seconds ? { ...s, seconds: options.seconds } : s);
   }
   const kvm = options.kvm ?? false;
-  const runs: CompareRun[] = [];
-  const total = scenarios.length * plugins.length * seeds;
+  const tasks: (() => Promise<CompareRun>)[] = [];
   // Plugins interleaved within each seed, as the scenario bench does on KVM: a slow spell of
   // the host then touches every plugin, not one.
   for (const scenario of scenarios) {
     for (let run = 1; run <= seeds; run++) {
-      for (const plugin of plugins) {
-        const r = await runOne(scenario, plugin, run, kvm);
-        runs.push(r);
-        options.onRun?.(r, runs.length, total);
-      }
+      for (const plugin of plugins) tasks.push(() => runOne(scenario, plugin, run, kvm));
     }
   }
+  // Simulations run side by side, each in its own sandbox Worker; KVM runs one at a time, as
+  // their slots are the host's CPUs.
+  let done = 0;
+  const runs = await runPool(
+    tasks,
+    kvm ? 1 : defaultJobs(),
+    (r) => options.onRun?.(r, ++done, tasks.length),
+  );
   return {
     mode: kvm ? "kvm" : "sim",
     seeds,

@@ -25,6 +25,7 @@
  */
 import type { SchedParams } from "../sched/contract.ts";
 import { simulate } from "./mod.ts";
+import { defaultJobs, runPool } from "./pool.ts";
 import type { SimOptions, SimResult, SimVmResult } from "./types.ts";
 
 /** Options of {@linkcode sweep}. */
@@ -122,20 +123,6 @@ export function spread(xs: number[]): Spread {
 
 const label = (c: SchedParams) => Object.entries(c).map(([k, v]) => `${k}=${v}`).join(" ");
 
-/** Runs `tasks` with at most `jobs` at once; results in task order. */
-async function pool<T>(tasks: (() => Promise<T>)[], jobs: number): Promise<T[]> {
-  const out = new Array<T>(tasks.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < tasks.length) {
-      const i = next++;
-      out[i] = await tasks[i]();
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(jobs, tasks.length) }, worker));
-  return out;
-}
-
 /**
  * Runs `base` for every seed and combination of parameter values, `jobs` at a time, and
  * summarises each VM per combination. Rejects like {@linkcode simulate} (a plugin that cannot
@@ -148,7 +135,7 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
     throw new RangeError(`sweep: seeds must be integers, got ${JSON.stringify(seeds)}`);
   }
   const combos = combinations(options.params);
-  const jobs = options.jobs ?? Math.max(1, navigator.hardwareConcurrency || 1);
+  const jobs = options.jobs ?? defaultJobs();
   if (!Number.isInteger(jobs) || jobs < 1) {
     throw new RangeError(`sweep: jobs must be an integer >= 1, got ${jobs}`);
   }
@@ -157,7 +144,7 @@ export async function sweep(options: SweepOptions): Promise<SweepResult> {
       simulate({ ...options.base, seed, params: { ...(options.base.params ?? {}), ...c } })
     )
   );
-  const flat = await pool(tasks, jobs);
+  const flat = await runPool(tasks, jobs);
   const runs = combos.map((_, i) => flat.slice(i * seeds.length, (i + 1) * seeds.length));
   const cells: SweepCell[] = [];
   const ejections: SweepResult["ejections"] = [];
