@@ -290,7 +290,7 @@ class CoreThread {
         lastGeneration: 0,
         extendedAt: 0,
       });
-      this.#trace.nameVcpu({ id, vm, index: i });
+      this.#trace.nameVcpu({ id, vm, index: i, params: { ...params } });
       this.#trace.record(TRACE.vcpuAdd, now, id, -1, i, 0, this.#trace.intern(vm));
       this.#apply(this.#core.addVcpu({
         id,
@@ -362,7 +362,12 @@ class CoreThread {
   }
 
   trace(clear: boolean) {
-    const t = this.#trace.collect({ slots: this.#init.slots, policy: this.#core.policyName });
+    const t = this.#trace.collect({
+      slots: this.#init.slots,
+      policy: this.#core.policyName,
+      ratelimitNs: this.#init.ratelimitNs,
+      policyParams: this.#init.policy.params,
+    });
     if (clear) this.#trace.clear();
     return t;
   }

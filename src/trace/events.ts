@@ -100,6 +100,11 @@ export interface TraceVcpu {
   vm: string;
   /** Index in its VM. */
   index: number;
+  /**
+   * Its VM's scheduling parameters when it joined (weight, cap, period_ms, ...); absent in
+   * traces written before they were recorded. Later `setParams` changes are not recorded.
+   */
+  params?: Record<string, number | string | boolean>;
 }
 
 /** A collected trace: the records in order plus what they refer to. */
@@ -110,6 +115,10 @@ export interface TraceData {
   slots: number;
   /** Policy in charge when collected. */
   policy: string;
+  /** The core's context-switch rate limit, ns (absent in older traces). */
+  ratelimitNs?: number;
+  /** The policy's parameters at start (absent in older traces). */
+  policyParams?: Record<string, number | string | boolean>;
   /** Every vCPU the trace mentions. */
   vcpus: TraceVcpu[];
   /** Interned strings (policy event kinds, eject reasons, VM names). */
@@ -191,7 +200,12 @@ export class TraceRecorder {
   }
 
   /** A copy of the ring, oldest first, with its tables. */
-  collect(meta: { slots: number; policy: string }): TraceData {
+  collect(meta: {
+    slots: number;
+    policy: string;
+    ratelimitNs?: number;
+    policyParams?: Record<string, number | string | boolean>;
+  }): TraceData {
     const n = this.#count;
     const out = new ArrayBuffer(n * RECORD_BYTES);
     const dst = new Uint8Array(out);
@@ -205,6 +219,8 @@ export class TraceRecorder {
       version: 1,
       slots: meta.slots,
       policy: meta.policy,
+      ...(meta.ratelimitNs !== undefined ? { ratelimitNs: meta.ratelimitNs } : {}),
+      ...(meta.policyParams ? { policyParams: { ...meta.policyParams } } : {}),
       vcpus: [...this.#vcpus.values()],
       strings: [...this.#strings],
       dropped: this.#next - n,
