@@ -14,6 +14,7 @@ import { parseSchedParams } from "./vm_spec.ts";
 import { count } from "./sched_flags.ts";
 import { startTop, type Top } from "./top.ts";
 import type { Vmm } from "../vmm.ts";
+import { writeTraceFile } from "../trace/write.ts";
 
 /** Help text of `scenario`. */
 export const SCENARIO_HELP = `Usage: deno run -A mod.ts scenario FILE [options]
@@ -33,6 +34,8 @@ Options:
                        hand-off measured on KVM here; 0: none, every slot switches in lockstep)
   --json FILE          where to write the result (default: SCENARIO-POLICY-MODE.json)
   --top                a live view of every VM and vCPU while it runs (KVM only)
+  --trace FILE         on KVM: write the scheduler's trace of the whole run (Perfetto JSON,
+                       as 'run --trace'; read it with 'trace summary FILE' or 'trace replay')
   -h, --help           this text
 
 Example:
@@ -89,6 +92,7 @@ export async function scenarioCommand(args: string[]): Promise<number> {
       "handoff-us": { type: "string" },
       json: { type: "string" },
       top: { type: "boolean" },
+      trace: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     allowPositionals: true,
@@ -108,6 +112,9 @@ export async function scenarioCommand(args: string[]): Promise<number> {
     throw new UsageError(`--seed must be an integer, got '${values.seed}'`);
   }
   if (values.top && values.sim) throw new UsageError("--top shows live VMs: not with --sim");
+  if (values.trace !== undefined && (values.sim || values.sched === "host")) {
+    throw new UsageError("--trace records the scheduler on KVM: not with --sim or --sched host");
+  }
   if (values["handoff-us"] !== undefined && !values.sim) {
     throw new UsageError("--handoff-us sets the simulator's hand-off: only with --sim");
   }
@@ -121,7 +128,12 @@ export async function scenarioCommand(args: string[]): Promise<number> {
     ratelimitUs: count("--ratelimit-us", values["ratelimit-us"], 0),
     handoffUs: count("--handoff-us", values["handoff-us"], 0),
     onVmm: values.top ? (vmm) => top = startTop(vmm) : undefined,
-    beforeClose: async () => await top?.stop(),
+    beforeClose: async (vmm) => {
+      await top?.stop();
+      if (values.trace === undefined || !vmm.scheduler) return;
+      await writeTraceFile(values.trace, await vmm.scheduler.trace());
+      console.error(`trace written to ${values.trace}`);
+    },
   });
   console.log(formatResult(result));
   const out = values.json ?? `${result.scenario}-${result.policy}-${result.mode}.json`;
