@@ -18,8 +18,11 @@ import { ConfigError, paramObject, schedParams } from "../vm/config.ts";
 import { DEFAULT_RATELIMIT_US } from "../sched/scheduler.ts";
 import { parseGoal, type ScenarioGoal } from "./goal.ts";
 
-/** What a scenario VM runs: a simulator workload, which the guest runs under the same name. */
-export type ScenarioWorkload = Workload;
+/**
+ * What a scenario VM runs: a simulator workload, which the guest runs under the same name (every
+ * kind but `replay`, which only a recorded trace gives: `trace replay`).
+ */
+export type ScenarioWorkload = Exclude<Workload, { kind: "replay" }>;
 
 /** One VM of a scenario. */
 export interface ScenarioVm {

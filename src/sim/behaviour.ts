@@ -18,6 +18,7 @@
  */
 import { Histogram } from "../sched/histogram.ts";
 import type { Prng } from "./prng.ts";
+import type { WAKE_SOURCE_NAME } from "../trace/events.ts";
 import type {
   AttackerWorkload,
   EchoStats,
@@ -37,11 +38,17 @@ export interface SimHost {
   at(t: number, behaviour: Behaviour, tag: number): void;
   /** Brings a running vCPU's `progress` up to `t` (no-op when it is not in guest mode). */
   touch(id: number, t: number): void;
-  /** The vCPU's work changed: wake it if halted, re-plan it if in guest mode. */
-  notify(id: number, t: number): void;
+  /**
+   * The vCPU's work changed: wake it if halted, re-plan it if in guest mode. `source` says what
+   * woke it (the trace's wake source; default `unknown`).
+   */
+  notify(id: number, t: number, source?: WakeSource): void;
   /** Whether the vCPU is executing guest code now. */
   inGuest(id: number): boolean;
 }
+
+/** What woke a vCPU, as the trace names it. */
+export type WakeSource = typeof WAKE_SOURCE_NAME[number];
 
 /** Workload-specific results a behaviour reports. */
 export interface BehaviourResults {
@@ -156,7 +163,7 @@ export class PeriodicBehaviour extends Behaviour {
     this.#deadlines[i].push(t + this.#period);
     this.#left[i].push(this.#compute);
     this.host.at(t + this.#period, this, i);
-    if (this.#left[i].length === 1) this.host.notify(id, t);
+    if (this.#left[i].length === 1) this.host.notify(id, t, "timer");
   }
 
   /** Works on the oldest job. */
@@ -278,7 +285,7 @@ export class EchoBehaviour extends Behaviour {
     this.#owners[i].push(tag);
     if (q.length === 1) {
       this.#cur[i] = this.#service;
-      this.host.notify(id, t);
+      this.host.notify(id, t, "device");
     }
   }
 
@@ -505,7 +512,7 @@ export class IpiBehaviour extends Behaviour {
     this.#ipis++;
     if (this.host.inGuest(peer)) this.#latency.record(0);
     else this.#sentAt[p] = t;
-    this.host.notify(peer, t);
+    this.host.notify(peer, t, "ipi");
     return false;
   }
 
@@ -559,7 +566,7 @@ export class AttackerBehaviour extends Behaviour {
       this.#stopAt[tag] = -1;
       this.#sleep[tag] = true;
     }
-    this.host.notify(this.base + (tag % this.n), t);
+    this.host.notify(this.base + (tag % this.n), t, "timer");
   }
   /** Nothing to count. */
   progress(): void {}
@@ -576,7 +583,10 @@ export class AttackerBehaviour extends Behaviour {
   }
 }
 
-/** Creates the behaviour for a workload spec; throws RangeError for a bad one. */
+/**
+ * Creates the behaviour for a workload spec; throws RangeError for a bad one. (A `replay`
+ * workload's behaviour lives in `replay_behaviour.ts`, which the engine creates itself.)
+ */
 export function createBehaviour(
   host: SimHost,
   base: number,
@@ -600,7 +610,7 @@ export function createBehaviour(
     default:
       throw new RangeError(
         `unknown workload kind ${JSON.stringify((w as { kind?: unknown })?.kind)} ` +
-          `(spin, periodic, echo, lock, ipi, attacker)`,
+          `(spin, periodic, echo, lock, ipi, attacker, replay)`,
       );
   }
 }

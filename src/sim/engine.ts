@@ -8,6 +8,15 @@
  * poke latency (report `preempted`). Reports carry the guest time since the grant (`ranNs`).
  * The engine carries out the core's actions and calls its `advance` at `nextTimerAt`.
  *
+ * An EMT's reports (wake, halt, slice end, preempted) reach the core `reportDelayNs` after they
+ * happen (default 0: at once), in order: on KVM each one crosses from the EMT's thread to the
+ * core's, which is what a replayed trace (`src/trace/replay.ts`) needs to model. With a
+ * {@linkcode TraceRecorder} the engine records the trace the real core would have written
+ * (`vcpuAdd`, `wake` with its source, `grant`, `runEnd` with its reason, `preempt`, policy
+ * events; EMT-side events at the EMT's time, grants at the core's), so a simulated run reads
+ * with the same `trace summary`; at the end every vCPU leaves (`runEnd` `gone`, `vcpuRemove`),
+ * which dates the trace's end.
+ *
  * @module
  */
 import type { PolicyPort } from "../sched/policy_port.ts";
@@ -16,10 +25,13 @@ import { EXTEND_LEAD_NS } from "../sched/runtime_protocol.ts";
 import type { EjectInfo } from "../sched/watchdog.ts";
 import { Histogram } from "../sched/histogram.ts";
 import type { PolicyEvent, SchedParams } from "../sched/contract.ts";
-import { type Behaviour, createBehaviour, type SimHost } from "./behaviour.ts";
+import { RUN_END_REASON, TRACE, type TraceRecorder, WAKE_SOURCE_NAME } from "../trace/events.ts";
+import { type Behaviour, createBehaviour, type SimHost, type WakeSource } from "./behaviour.ts";
 import { Prng } from "./prng.ts";
+import { ReplayBehaviour } from "./replay_behaviour.ts";
 import { EventQueue } from "./queue.ts";
 import type {
+  CostSeries,
   LatencyStats,
   SimResult,
   SimVcpuResult,
@@ -29,7 +41,81 @@ import type {
 } from "./types.ts";
 
 const HALTED = 0, WAITING = 1, GRANTED = 2, GUEST = 3;
-const EV_VCPU = 0, EV_TIMER = 1, EV_EXT = 2, EV_SCRIPT = 3, EV_WINDOW = 4;
+const EV_VCPU = 0, EV_TIMER = 1, EV_EXT = 2, EV_SCRIPT = 3, EV_WINDOW = 4, EV_REPORT = 5;
+
+/**
+ * A host cost (ns): a constant; samples of a measured distribution, one drawn per use with the
+ * engine's own seeded stream (the workloads' streams do not change with it); or a time series of
+ * samples, where a use at time t takes the first sample measured at or after t (the host's
+ * condition at that moment of a recorded run, so that costs which were high together stay so),
+ * among the using vCPU's own samples when the series names vCPUs.
+ */
+export type CostNs = number | readonly number[] | CostSeries;
+
+class Cost {
+  readonly #fixed: number;
+  readonly #samples: number[];
+  /** Series: times and samples, in time order, overall and per vCPU. */
+  readonly #series: { at: number[]; ns: number[] } | null;
+  readonly #byVcpu = new Map<number, { at: number[]; ns: number[] }>();
+  /**
+   * @param c the cost
+   * @param rng the stream samples are drawn from
+   * @param max the largest value; below it, values are rounded to whole ns unless `fraction`
+   */
+  constructor(c: CostNs | undefined, readonly rng: Prng, max = Infinity, fraction = false) {
+    const clean = (x: number) =>
+      Number.isFinite(x) ? Math.min(max, Math.max(0, fraction ? x : Math.round(x))) : 0;
+    this.#fixed = typeof c === "number" ? clean(c) : 0;
+    this.#samples = Array.isArray(c) ? c.map(clean) : [];
+    this.#series = null;
+    if (c !== undefined && typeof c !== "number" && !Array.isArray(c)) {
+      const series = c as CostSeries;
+      const order = series.ns.map((_, i) => i).sort((a, b) => series.atNs[a] - series.atNs[b]);
+      this.#series = {
+        at: order.map((i) => series.atNs[i]),
+        ns: order.map((i) => clean(series.ns[i])),
+      };
+      this.#samples = this.#series.ns;
+      if (series.vcpu) {
+        for (const i of order) {
+          const id = series.vcpu[i];
+          let mine = this.#byVcpu.get(id);
+          if (!mine) this.#byVcpu.set(id, mine = { at: [], ns: [] });
+          mine.at.push(series.atNs[i]);
+          mine.ns.push(clean(series.ns[i]));
+        }
+      }
+    }
+  }
+  /** Whether it is always 0. */
+  get zero(): boolean {
+    return this.#samples.length === 0 ? this.#fixed === 0 : this.#samples.every((x) => x === 0);
+  }
+  /** The cost of a use at `t` by vCPU `vcpu`. */
+  draw(t: number, vcpu: number): number {
+    const s = this.#samples;
+    if (s.length === 0) return this.#fixed;
+    const series = this.#byVcpu.get(vcpu) ?? this.#series;
+    if (!series) return s[Math.floor(this.rng.next() * s.length)];
+    const at = series.at;
+    let lo = 0, hi = at.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (at[mid] < t) lo = mid + 1;
+      else hi = mid;
+    }
+    return series.ns[lo];
+  }
+}
+
+/** An EMT report on its way to the core. */
+interface Report {
+  type: "wake" | "halt" | "slice" | "preempt";
+  vcpu: number;
+  ranNs: number;
+  stolenNs: number;
+}
 
 class SimVcpu {
   mode = HALTED;
@@ -44,6 +130,14 @@ class SimVcpu {
   windowBase = 0;
   ver = 0;
   nextAt = Infinity;
+  /** The slot of its current grant (for the trace), or -1. */
+  slot = -1;
+  /** `guestNs` at its grant or last extension (the trace's `runEnd` value is the rest). */
+  runMark = 0;
+  /** Guest progress per ns in guest mode this grant: 1 less the share other threads steal. */
+  rate = 1;
+  /** ns stolen from it this grant. */
+  stolenNs = 0;
   constructor(
     readonly id: number,
     readonly vm: number,
@@ -79,15 +173,23 @@ export interface EngineOptions {
   /** Watchdog starvation bound. */
   starvationNs?: number;
   /** Grant → guest latency (ns). */
-  handoffNs?: number;
+  handoffNs?: CostNs;
   /** Preempt → out of guest latency (ns). */
-  pokeNs?: number;
+  pokeNs?: CostNs;
   /** Per-window shares. */
   windowNs?: number;
   /** Operator actions. */
   script?: EngineStep[];
   /** Policy events. */
   onPolicyEvent?: (event: PolicyEvent, at: number) => void;
+  /** EMT report → core latency (ns); default 0. */
+  reportDelayNs?: CostNs;
+  /** EMT wake → core latency (ns); default `reportDelayNs`. */
+  wakeDelayNs?: CostNs;
+  /** Share of a grant's guest-mode time other host threads take (0..0.95; default 0). */
+  stealShare?: CostNs;
+  /** Record the run's trace here. */
+  trace?: TraceRecorder;
 }
 
 /** Events between two readings of the wall clock in a run that yields (a few µs of work). */
@@ -103,8 +205,8 @@ export class Engine implements SimHost {
   readonly #vms: SimVmSpec[];
   readonly #slots: number;
   readonly #end: number;
-  readonly #handoff: number;
-  readonly #poke: number;
+  readonly #handoff: Cost;
+  readonly #poke: Cost;
   readonly #windowNs: number;
   readonly #script: EngineStep[];
   readonly #ejections: EjectInfo[] = [];
@@ -112,6 +214,13 @@ export class Engine implements SimHost {
   readonly #windows: SimWindow[] = [];
   readonly #seed: number;
   readonly #startPolicy: string;
+  readonly #reportDelay: Cost;
+  readonly #wakeDelay: Cost;
+  readonly #steal: Cost;
+  /** Per vCPU: when its last report reaches the core (reports of one EMT stay in order). */
+  readonly #reportAt: number[] = [];
+  readonly #reports: (Report | undefined)[] = [];
+  readonly #trace?: TraceRecorder;
   #timerAt = Infinity;
   #timerVer = 0;
   #now = 0;
@@ -124,11 +233,18 @@ export class Engine implements SimHost {
     this.#vms = o.vms;
     this.#slots = o.slots;
     this.#end = Math.round(o.endNs);
-    this.#handoff = Math.max(0, Math.round(o.handoffNs ?? 0));
-    this.#poke = Math.max(0, Math.round(o.pokeNs ?? 0));
+    const costRng = new Prng((o.seed ^ 0x9e3779b9) >>> 0);
+    this.#handoff = new Cost(o.handoffNs, costRng);
+    this.#poke = new Cost(o.pokeNs, costRng);
     this.#windowNs = o.windowNs && o.windowNs > 0 ? Math.round(o.windowNs) : 0;
     this.#script = [...(o.script ?? [])].sort((a, b) => a.at - b.at);
     this.#seed = o.seed;
+    this.#reportDelay = new Cost(o.reportDelayNs, costRng);
+    this.#steal = new Cost(o.stealShare, costRng, 0.95, true);
+    this.#wakeDelay = o.wakeDelayNs === undefined
+      ? this.#reportDelay
+      : new Cost(o.wakeDelayNs, costRng);
+    this.#trace = o.trace;
     const userEvent = o.onPolicyEvent;
     this.#core = new SchedCore({
       slots: o.slots,
@@ -141,6 +257,8 @@ export class Engine implements SimHost {
       onEject: (info) => this.#ejections.push(info),
       onPolicyEvent: (e, at) => {
         this.#policyEvents[e.kind] = (this.#policyEvents[e.kind] ?? 0) + 1;
+        const tr = this.#trace;
+        tr?.record(TRACE.policy, at, e.vcpu ?? -1, -1, e.value ?? 0, 0, tr.intern(e.kind));
         userEvent?.(e, at);
       },
     });
@@ -148,7 +266,10 @@ export class Engine implements SimHost {
     const rng = new Prng(o.seed);
     let id = 0;
     o.vms.forEach((vm, k) => {
-      const b = createBehaviour(this, id, vm.vcpus, rng.fork(), vm.workload);
+      const w = vm.workload;
+      const b = w?.kind === "replay"
+        ? new ReplayBehaviour(this, id, vm.vcpus, rng.fork(), w)
+        : createBehaviour(this, id, vm.vcpus, rng.fork(), w);
       this.#index.set(b, this.#behaviours.length);
       this.#behaviours.push(b);
       for (let i = 0; i < vm.vcpus; i++) this.#v.push(new SimVcpu(id++, k, i, b));
@@ -170,14 +291,15 @@ export class Engine implements SimHost {
   }
 
   /** @inheritdoc */
-  notify(id: number, t: number): void {
+  notify(id: number, t: number, source: WakeSource = "unknown"): void {
     const v = this.#v[id];
     if (v.mode === HALTED) {
       v.mode = WAITING;
-      this.#apply(this.#core.wake(id, t), t);
+      this.#trace?.record(TRACE.wake, t, id, -1, 0, WAKE_SOURCE_NAME.indexOf(source));
+      this.#report({ type: "wake", vcpu: id, ranNs: 0, stolenNs: 0 }, t);
     } else if (v.mode === GUEST) {
       this.#sync(v, t);
-      v.boundaryAt = t + v.beh.left(v.index);
+      v.boundaryAt = this.#boundary(v, t);
       this.#plan(v);
     }
   }
@@ -216,6 +338,12 @@ export class Engine implements SimHost {
       const runnable = v.beh.initiallyRunnable(v.index);
       if (runnable) v.mode = WAITING;
       const spec = this.#vms[v.vm];
+      const tr = this.#trace;
+      if (tr) {
+        tr.nameVcpu({ id: v.id, vm: spec.name, index: v.index, params: { ...spec.params } });
+        tr.record(TRACE.vcpuAdd, t0, v.id, -1, v.index, 0, tr.intern(spec.name));
+        if (runnable) tr.record(TRACE.wake, t0, v.id, -1, 0, WAKE_SOURCE_NAME.indexOf("start"));
+      }
       this.#apply(
         this.#core.addVcpu({
           id: v.id,
@@ -270,6 +398,9 @@ export class Engine implements SimHost {
         case EV_WINDOW:
           this.#window(t);
           break;
+        case EV_REPORT:
+          this.#deliver(q.target, t);
+          break;
       }
       this.#events++;
       this.#timer(t);
@@ -286,6 +417,7 @@ export class Engine implements SimHost {
     const end = this.#end;
     this.#now = end;
     for (const v of this.#v) if (v.mode === GUEST) this.#sync(v, end);
+    this.#traceEnd(end);
     if (this.#windowNs > 0 && this.#windows.length * this.#windowNs < end) this.#window(end);
     const wallMs = performance.now() - wall0;
     const result = this.#results(wallMs);
@@ -307,11 +439,20 @@ export class Engine implements SimHost {
   #sync(v: SimVcpu, t: number): void {
     const d = t - v.runSince;
     if (d > 0) {
-      v.beh.progress(v.index, d);
-      v.guestNs += d;
-      v.grantGuestNs += d;
+      // Stolen time (other host threads held the EMT's CPU) is no guest progress.
+      const g = v.rate === 1 ? d : Math.floor(d * v.rate);
+      v.beh.progress(v.index, g);
+      v.guestNs += g;
+      v.grantGuestNs += g;
+      v.stolenNs += d - g;
       v.runSince = t;
     }
+  }
+
+  /** When the vCPU's current phase ends, in guest mode from `t` (steal slows it down). */
+  #boundary(v: SimVcpu, t: number): number {
+    const left = v.beh.left(v.index);
+    return t + (v.rate === 1 || left === Infinity ? left : Math.ceil(left / v.rate));
   }
 
   /** Queues the vCPU's next EMT event (if any) and invalidates the previous one. */
@@ -335,7 +476,7 @@ export class Engine implements SimHost {
     v.runSince = t;
     if (++this.#inGuest > this.#maxInGuest) this.#maxInGuest = this.#inGuest;
     v.beh.enter(v.index, t);
-    v.boundaryAt = t + v.beh.left(v.index);
+    v.boundaryAt = this.#boundary(v, t);
   }
 
   #vcpuEvent(v: SimVcpu, t: number): void {
@@ -362,7 +503,7 @@ export class Engine implements SimHost {
         return;
       }
       if (v.mode !== GUEST) return;
-      v.boundaryAt = t + v.beh.left(v.index);
+      v.boundaryAt = this.#boundary(v, t);
       if (++guard > 1_000_000) throw new Error(`vCPU ${v.id}: workload makes no progress`);
     }
     if (v.deadline <= t) this.#leave(v, t, "slice");
@@ -381,13 +522,72 @@ export class Engine implements SimHost {
     v.deadline = Infinity;
     v.boundaryAt = Infinity;
     this.#plan(v);
+    const stolen = v.stolenNs;
+    this.#trace?.record(
+      TRACE.runEnd,
+      t,
+      v.id,
+      v.slot,
+      v.guestNs - v.runMark,
+      RUN_END_REASON.indexOf(why),
+      Math.round(stolen / 1e3),
+    );
+    v.slot = -1;
+    this.#report({ type: why, vcpu: v.id, ranNs: ran, stolenNs: stolen }, t);
+  }
+
+  /** Hands an EMT report to the core, at once or after the report delay. */
+  #report(r: Report, t: number): void {
+    const delay = r.type === "wake" ? this.#wakeDelay : this.#reportDelay;
+    if (delay.zero && this.#reportAt[r.vcpu] === undefined) {
+      this.#deliverReport(r, t);
+      return;
+    }
+    const at = Math.max(t + delay.draw(t, r.vcpu), this.#reportAt[r.vcpu] ?? 0);
+    this.#reportAt[r.vcpu] = at;
+    if (at >= this.#end) return;
+    let k = this.#reports.indexOf(undefined);
+    if (k < 0) k = this.#reports.push(undefined) - 1;
+    this.#reports[k] = r;
+    this.#q.push(at, EV_REPORT, k, 0);
+  }
+
+  #deliver(k: number, t: number): void {
+    const r = this.#reports[k]!;
+    this.#reports[k] = undefined;
+    this.#deliverReport(r, t);
+  }
+
+  #deliverReport(r: Report, t: number): void {
     const core = this.#core;
-    const actions = why === "halt"
-      ? core.halt(v.id, t, ran)
-      : why === "slice"
-      ? core.sliceEnd(v.id, t, ran)
-      : core.preempted(v.id, t, ran);
+    const actions = r.type === "wake"
+      ? core.wake(r.vcpu, t)
+      : r.type === "halt"
+      ? core.halt(r.vcpu, t, r.ranNs, r.stolenNs)
+      : r.type === "slice"
+      ? core.sliceEnd(r.vcpu, t, r.ranNs, r.stolenNs)
+      : core.preempted(r.vcpu, t, r.ranNs, r.stolenNs);
     this.#apply(actions, t);
+  }
+
+  /** The trace's end: every vCPU leaves at `end`. */
+  #traceEnd(end: number): void {
+    const tr = this.#trace;
+    if (!tr) return;
+    for (const v of this.#v) {
+      if (v.slot >= 0) {
+        tr.record(
+          TRACE.runEnd,
+          end,
+          v.id,
+          v.slot,
+          v.guestNs - v.runMark,
+          RUN_END_REASON.indexOf("gone"),
+          Math.round(v.stolenNs / 1e3),
+        );
+      }
+      tr.record(TRACE.vcpuRemove, end, v.id);
+    }
   }
 
   #apply(actions: SchedAction[], t: number): void {
@@ -397,18 +597,33 @@ export class Engine implements SimHost {
       if (a.type === "grant") {
         v.mode = GRANTED;
         v.grantAt = t;
-        v.guestStart = t + this.#handoff;
+        const handoff = this.#handoff.draw(t, a.vcpu);
+        v.guestStart = t + handoff;
         v.deadline = a.deadline;
         v.preemptAt = Infinity;
         v.grantGuestNs = 0;
-        if (this.#handoff === 0) this.#enter(v, t);
+        v.stolenNs = 0;
+        v.rate = 1 - this.#steal.draw(t, a.vcpu);
+        v.slot = a.slot;
+        v.runMark = v.guestNs;
+        this.#trace?.record(TRACE.grant, t, a.vcpu, a.slot, a.sliceNs);
+        if (handoff === 0) this.#enter(v, t);
         this.#plan(v);
       } else if (a.type === "extend") {
         // The slice goes on in guest mode (the core clamps the next report to the new part).
         v.deadline = a.deadline;
+        const tr = this.#trace;
+        if (tr) {
+          if (v.mode === GUEST) this.#sync(v, t);
+          const extend = RUN_END_REASON.indexOf("extend");
+          tr.record(TRACE.runEnd, t, a.vcpu, a.slot, v.guestNs - v.runMark, extend);
+          tr.record(TRACE.grant, t, a.vcpu, a.slot, a.sliceNs);
+          v.runMark = v.guestNs;
+        }
         this.#plan(v);
       } else {
-        const at = t + this.#poke;
+        this.#trace?.record(TRACE.preempt, t, a.vcpu, a.slot);
+        const at = t + this.#poke.draw(t, a.vcpu);
         if (at < v.preemptAt) {
           v.preemptAt = at;
           this.#plan(v);

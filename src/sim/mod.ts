@@ -26,7 +26,7 @@ import { pluginFromModule, PluginLoadError } from "../sched/load.ts";
 import { LocalPolicy, type PolicyPort } from "../sched/policy_port.ts";
 import { resolvePluginUrl, SandboxPolicy } from "../sched/sandbox.ts";
 import { runSimulation } from "./run.ts";
-import { simulateSandboxed } from "./sandboxed.ts";
+import { simulateSandboxed } from "./sandboxed.ts"; (sim: a replay workload (per vCPU, recorded bursts of guest time released by their wakes: device and timer at their time or gap, IPIs when the sender has run as far), the run's trace as the core writes it (SimResult.trace), the EMT-to-core hop (reportDelayNs, wakeDelayNs), steal (stealShare: no guest progress, reported as stolen), and host costs as a constant, samples or a per-vCPU time series; wakes carry their source. Without the new options a run is the same as before)
 import type { SimOptions, SimResult } from "./types.ts";
 
 /** Sandbox spinning in the simulator: none (it only hurts on these machines, see sandbox.ts). */
@@ -128,6 +128,23 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     allowRead: o.allowRead,
     allowImport: o.allowImport,
   };
+  check(
+    o.traceRecords === undefined || (Number.isInteger(o.traceRecords) && o.traceRecords >= 0),
+    `traceRecords must be an integer >= 0, got ${o.traceRecords}`,
+  );
+  for (const k of ["handoffNs", "pokeNs", "reportDelayNs", "wakeDelayNs", "stealShare"] as const) {
+    const c = o[k];
+    const all = (xs: unknown) => Array.isArray(xs) && xs.every((x) => typeof x === "number");
+    const series = c as { atNs?: unknown; ns?: unknown } | undefined;
+    const ok = c === undefined ||
+      (typeof c === "number"
+        ? c >= 0
+        : Array.isArray(c)
+        ? all(c)
+        : typeof c === "object" && c !== null && all(series?.atNs) && all(series?.ns) &&
+          (series!.atNs as number[]).length === (series!.ns as number[]).length);
+    check(ok, `${k} must be a number >= 0, an array of them, or {atNs, ns} of equal length`);
+  }
   const load = (plugin: string | URL | SchedulerPlugin, params: SchedParams) =>
     loadPort(plugin, params, ctx);
   const resolved = { ...o, seed, maxSliceNs, ratelimitNs };

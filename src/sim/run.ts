@@ -7,6 +7,7 @@
  */
 import type { SchedParams, SchedulerPlugin } from "../sched/contract.ts";
 import type { PolicyPort } from "../sched/policy_port.ts";
+import { TraceRecorder } from "../trace/events.ts";
 import { Engine, type EngineStep } from "./engine.ts";
 import type { SimOptions, SimResult } from "./types.ts";
 
@@ -33,6 +34,7 @@ export type ResolvedSimOptions = SimOptions & {
 
 /** Loads the plugins, builds the engine, runs it and releases every port, even on failure. */
 export async function runSimulation(o: ResolvedSimOptions, c: RunContext): Promise<SimResult> {
+  const recorder = o.traceRecords ? new TraceRecorder(o.traceRecords) : undefined;
   const ports: PolicyPort[] = [];
   try {
     const port = await c.load(o.plugin, o.params ?? {});
@@ -65,8 +67,21 @@ export async function runSimulation(o: ResolvedSimOptions, c: RunContext): Promi
       windowNs: o.windowNs,
       script,
       onPolicyEvent: o.onPolicyEvent,
+      reportDelayNs: o.reportDelayNs,
+      wakeDelayNs: o.wakeDelayNs,
+      stealShare: o.stealShare,
+      trace: recorder,
     });
-    return await (c.drive ? c.drive(engine) : engine.run());
+    const result = await (c.drive ? c.drive(engine) : engine.run());
+    if (recorder) {
+      result.trace = recorder.collect({
+        slots: o.slots,
+        policy: result.plugin,
+        ratelimitNs: o.ratelimitNs,
+        policyParams: o.params ?? {},
+      });
+    }
+    return result;
   } finally {
     for (const p of ports) p.close();
   }

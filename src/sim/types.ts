@@ -100,6 +100,57 @@ export interface AttackerWorkload {
   sleepUs?: number;
 }
 
+/**
+ * What releases a replayed burst: the wake that began it in the recorded run
+ * (`src/trace/demand.ts` reads them from a trace).
+ */
+export interface ReplayWake {
+  /** What woke the vCPU in the recorded run. */
+  source: "timer" | "ipi" | "device" | "start" | "unknown";
+  /** When (ns from the recorded run's start): the release time of everything but an IPI. */
+  atNs: number;
+  /**
+   * An IPI's sender: the vCPU (index in the same VM) that sent it and its guest time (ns, from
+   * the start) when it did. The replay releases the burst when the sender has run that much.
+   */
+  sender?: { index: number; guestNs: number };
+  /** A timer wake: how long the vCPU was halted before it in the recorded run (ns). */
+  sleepNs?: number;
+}
+
+/** One busy stretch of a replayed vCPU: from a wake to its next halt. */
+export interface ReplayBurst {
+  /** What releases it; `null` for a vCPU that was already runnable when the trace began. */
+  wake: ReplayWake | null;
+  /** Guest time it needs (ns); `Infinity` when it was still runnable at the trace's end. */
+  guestNs: number;
+}
+
+/**
+ * A recorded run's demand, replayed (`src/sim/replay_behaviour.ts`): per vCPU, its bursts in
+ * order. A burst is released by its wake; released bursts are worked off in the order they were
+ * released, and the vCPU halts when none is left.
+ */
+export interface ReplayWorkload {
+  /** Kind tag. */
+  kind: "replay";
+  /** Per vCPU (index in the VM), its bursts in the recorded order. */
+  vcpus: ReplayBurst[][];
+  /**
+   * Timer wakes: `absolute` (default), at the time they were delivered in the recorded run (a
+   * deadline the guest armed against its clock, as a periodic release is); `relative`, the
+   * recorded sleep after the previous burst ends in the replay (a sleep for an interval).
+   */
+  timers?: "absolute" | "relative";
+  /**
+   * Device wakes: `gap` (default), at the recorded time or, when the replay ended the previous
+   * burst earlier than the recording did, the recorded gap after that end; `absolute`, at the
+   * recorded time; `relative`, always the recorded gap after the previous burst ends. See
+   * `src/sim/replay_behaviour.ts`.
+   */
+  devices?: "gap" | "absolute" | "relative";
+}
+
 /** What the vCPUs of a VM do. */
 export type Workload =
   | SpinWorkload
@@ -107,7 +158,8 @@ export type Workload =
   | EchoWorkload
   | LockWorkload
   | IpiWorkload
-  | AttackerWorkload;
+  | AttackerWorkload
+  | ReplayWorkload;
 
 /** One simulated VM. */
 export interface SimVmSpec {
@@ -132,6 +184,23 @@ export type SimScriptStep =
   | { atMs: number; action: "swap"; plugin: string | SchedulerPlugin; params?: SchedParams }
   /** Change parameters at runtime (`target` = VM name or `"*"`). */
   | { atMs: number; action: "setParams"; target: string; params: SchedParams };
+
+/**
+ * Samples of a host cost (ns) with the virtual time each stands for (ns from the start, e.g. when
+ * it was measured in a recorded run): a use at time t takes the first sample at or after t (of the
+ * using vCPU's own, when `vcpu` names them).
+ */
+export interface CostSeries {
+  /** Times, ns (any order; paired with `ns`). */
+  atNs: readonly number[];
+  /** The samples, ns. */
+  ns: readonly number[];
+  /**
+   * The vCPU (simulator id: VMs in order, their vCPUs by index) each sample was measured on; a
+   * vCPU with samples of its own takes only those.
+   */
+  vcpu?: readonly number[];
+}
 
 /** Options of {@linkcode simulate}. */
 export interface SimOptions {
@@ -169,10 +238,14 @@ export interface SimOptions {
   starvationNs?: number;
   /** Sandbox budget per batch of calls (wall-clock ns); default 200 ms in the simulator. */
   budgetNs?: number;
-  /** Grant → guest mode latency (EMT wake-up), ns; default 0 (20_000 is realistic here). */
-  handoffNs?: number;
-  /** Preempt → EMT out of guest mode latency (poke), ns; default 0. */
-  pokeNs?: number;
+  /**
+   * Grant → guest mode latency (EMT wake-up), ns; default 0 (20_000 is realistic here). Also
+   * samples of a measured distribution: each grant draws one (seeded, deterministic); or a
+   * {@linkcode CostSeries}: each grant takes the sample for its time.
+   */
+  handoffNs?: number | readonly number[] | CostSeries;
+  /** Preempt → EMT out of guest mode latency (poke), ns; default 0. Or samples, as `handoffNs`. */
+  pokeNs?: number | readonly number[] | CostSeries;
   /** The VMs. */
   vms: SimVmSpec[];
   /** If set, also report each VM's share per window of this length (ns). */
@@ -185,6 +258,25 @@ export interface SimOptions {
   allowImport?: string[];
   /** Called for every policy event a plugin reports (`ctx.report`), with its virtual time. */
   onPolicyEvent?: (event: import("../sched/contract.ts").PolicyEvent, at: number) => void;
+  /**
+   * An EMT's report (wake, halt, slice end, preempted) reaches the core this long after it
+   * happens (ns); default 0. On KVM each crosses from the EMT's thread to the core's. Or samples,
+   * as `handoffNs`; one EMT's reports stay in order.
+   */
+  reportDelayNs?: number | readonly number[] | CostSeries;
+  /** An EMT's wake reaches the core this long after it happens (ns); default `reportDelayNs`. */
+  wakeDelayNs?: number | readonly number[] | CostSeries;
+  /**
+   * The share (0..0.95) of a grant's guest-mode time other host threads take from its EMT's CPU
+   * (steal): the guest makes no progress then, and the core is told (`stolenNs`, which policies
+   * do not charge). A constant, samples, or a {@linkcode CostSeries} of shares; default 0.
+   */
+  stealShare?: number | readonly number[] | CostSeries;
+  /**
+   * Record the run's trace (as the VMM's core writes it) into a ring of this many records and
+   * return it in `SimResult.trace`; 0 or absent: no trace.
+   */
+  traceRecords?: number;
 }
 
 /** Percentiles of a latency distribution (ns). `NaN` when there were no samples. */
@@ -347,4 +439,6 @@ export interface SimResult {
   maxRunning: number;
   /** The watchdog's starvation bound in force at the end (ns; `Infinity` when off). */
   starvationBoundNs: number;
+  /** The run's trace, when `traceRecords` was set (times are virtual ns from 0). */
+  trace?: import("../trace/events.ts").TraceData;
 }
