@@ -20,6 +20,17 @@
  * `@deno-vmm/deno-vmm/plugins/rr`, `.../credit`, `.../credit2`, `.../rtds`, `.../gang`, the
  * built-in policies, each a complete plugin to start from.
  *
+ * Replay a recorded run under another policy ({@linkcode replayTrace}, the CLI's
+ * `trace replay`):
+ *
+ * ```ts ignore
+ * import { readTraceFile, renderReplay, replayTrace } from "@deno-vmm/deno-vmm";
+ *
+ * const trace = await readTraceFile("out.json"); // written by run/scenario --trace
+ * const r = await replayTrace({ trace, plugin: "plugins/credit2.ts" });
+ * console.log(renderReplay(r)); // per VM share and wake latency, recorded → replayed
+ * ```
+ *
  * Run as a program it is the CLI (`deno-vmm --help`). Installed as a command:
  * `deno install -g -A --unstable-worker-options -n deno-vmm <url>/mod.ts`; the scheduler's
  * sandbox needs `--unstable-worker-options` (Worker permissions).
@@ -47,6 +58,17 @@ export {
 } from "./src/sched/scheduler.ts";
 export type { EchoLoadOptions, EchoResult } from "./src/devices/echo.ts";
 export type { TraceData, TraceVcpu } from "./src/trace/events.ts";
+export { readTraceFile } from "./src/trace/write.ts";
+export type { Ejection, SlotSummary, TraceSummary, VcpuSummary } from "./src/trace/summary.ts";
+export {
+  renderReplay,
+  type ReplayOptions,
+  type ReplayResult,
+  replayTrace,
+  type ReplayVmComparison,
+} from "./src/trace/replay.ts";
+export type { DemandNotes, HostCosts, TraceDemand, VmDemand } from "./src/trace/demand.ts";
+export type { CostSeries, ReplayBurst, ReplayWake } from "./src/sim/types.ts";
 export { type ApiServer, ApiSocketError, startApiServer } from "./src/api/server.ts";
 export {
   ApiClient,

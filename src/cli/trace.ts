@@ -1,5 +1,5 @@
 /**
- * `deno run -A mod.ts trace <timeline|dump|summary|misses> FILE`: pictures and reports of a trace file
+ * `deno run -A mod.ts trace <timeline|dump|summary|misses|replay> FILE`: pictures and reports of a trace file
  * written by `run --trace FILE` (Perfetto JSON with deno-vmm's records; see `src/trace/write.ts`).
  *
  * @module
@@ -12,6 +12,7 @@ import { loadScenario } from "../scenario/scenario.ts";
 import { timelineSvg } from "../trace/timeline_svg.ts";
 import { readPerfettoFile, readTraceFile } from "../trace/write.ts";
 import { EXIT_USAGE, UsageError } from "./usage.ts";
+import { replayCommand } from "./trace_replay.ts";
 
 /** Help text of `trace`. */
 export const TRACE_HELP = `Usage: deno run -A mod.ts trace <command> FILE [options]
@@ -24,6 +25,7 @@ Commands:
   dump FILE                 one line per event, with a column per slot (xenalyze style)
   summary FILE              per vCPU and per slot totals, latencies, decisions, ejections
   misses FILE               the late jobs of periodic vCPUs, and what made each late
+  replay FILE --sched P     what policy P would have done with the recorded run (simulated)
 
 Each command takes --help.
 `;
@@ -256,9 +258,10 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   dump,
   summary,
   misses,
+  replay: replayCommand,
 };
 
-/** Runs `trace <timeline|dump|summary|misses> ...`; returns the exit status. */
+/** Runs `trace <timeline|dump|summary|misses|replay> ...`; returns the exit status. */
 export async function traceCommand(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   if (command === undefined || command === "-h" || command === "--help" || command === "help") {
@@ -267,7 +270,9 @@ export async function traceCommand(args: string[]): Promise<number> {
   }
   const run = COMMANDS[command];
   if (!run) {
-    throw new UsageError(`unknown trace command '${command}' (timeline, dump, summary or misses)`);
+    throw new UsageError(
+      `unknown trace command '${command}' (timeline, dump, summary, misses or replay)`,
+    );
   }
   return await run(rest);
 }
