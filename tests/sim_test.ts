@@ -14,8 +14,9 @@ import { test } from "./helpers/deadline.ts";
 const RR = new URL("../plugins/rr.ts", import.meta.url).href;
 
 /** The result without its wall-clock fields. */
-function stable(r: SimResult): Omit<SimResult, "wallMs" | "eventsPerSec"> {
-  const { wallMs: _w, eventsPerSec: _e, ...rest } = r;
+/** A result without what differs between identical runs (wall time) or where they ran. */
+function stable(r: SimResult): Omit<SimResult, "wallMs" | "eventsPerSec" | "sandbox"> {
+  const { wallMs: _w, eventsPerSec: _e, sandbox: _s, ...rest } = r;
   return rest;
 }
 
@@ -43,13 +44,15 @@ const MIXED: SimOptions = {
   ],
 };
 
-test("sim: same seed, same result (in-process and sandboxed)", async () => {
+test("sim: same seed, same result (in-process, whole in the sandbox, per call)", async () => {
   const a = await simulate({ ...MIXED, sandbox: false });
   const b = await simulate({ ...MIXED, sandbox: false });
   assertEquals(stable(a), stable(b));
   const c = await simulate({ ...MIXED, sandbox: true });
   assertEquals(c.ejections, []);
   assertEquals(stable(c), stable(a));
+  const p = await simulate({ ...MIXED, sandbox: "per-call" });
+  assertEquals(stable(p), stable(a));
   const d = await simulate({ ...MIXED, sandbox: false, seed: 43 });
   notDeepStrictEqual(stable(d).vms, stable(a).vms);
 });

@@ -26,7 +26,7 @@ import { pluginFromModule, PluginLoadError } from "../sched/load.ts";
 import { LocalPolicy, type PolicyPort } from "../sched/policy_port.ts";
 import { resolvePluginUrl, SandboxPolicy } from "../sched/sandbox.ts";
 import { runSimulation } from "./run.ts";
-import { simulateSandboxed } from "./sandboxed.ts"; (sim: a replay workload (per vCPU, recorded bursts of guest time released by their wakes: device and timer at their time or gap, IPIs when the sender has run as far), the run's trace as the core writes it (SimResult.trace), the EMT-to-core hop (reportDelayNs, wakeDelayNs), steal (stealShare: no guest progress, reported as stolen), and host costs as a constant, samples or a per-vCPU time series; wakes carry their source. Without the new options a run is the same as before)
+import { simulateSandboxed } from "./sandboxed.ts";
 import type { SimOptions, SimResult } from "./types.ts";
 
 /** Sandbox spinning in the simulator: none (it only hurts on these machines, see sandbox.ts). */
