@@ -103,6 +103,12 @@ interface Unit {
   chargedNs: number;
   /** The current grant is reserved time (priority level 0, within the budget). */
   reserved: boolean;
+  /** When it last joined the run queue: the order among otherwise equal vCPUs (first in first). */
+  queuedSeq: number;
+  /** Its place in the run queue's heap (-1 when not on it). */
+  heapIndex: number;
+  /** When it joined the scheduler: the order the replenishment handler visits vCPUs in. */
+  order: number;
 }
 
 /** A slot. */
@@ -132,10 +138,22 @@ export class RtdsScheduler implements SchedulerPlugin {
   #ctx: SchedContext | null = null;
   #pcpus: Pcpu[] = [];
   #units = new Map<VcpuId, Unit>();
-  /** `prv->runq`: runnable vCPUs with budget (or extratime), by priority. */
-  #runq: Unit[] = [];
+  /**
+   * `prv->runq`: runnable vCPUs with budget (or extratime), by priority. rt.c keeps a sorted
+   * list (O(n) insert); a binary heap gives the same head in O(log n), which matters for
+   * thousands of vCPUs.
+   */
+  #runq = new RunQueue();
   /** `prv->depletedq`: runnable vCPUs without budget, unsorted. */
-  #depletedq: Unit[] = [];
+  #depletedq = new Set<Unit>();
+  /**
+   * `prv->replq`: when each non-halted vCPU's deadline comes (rt.c:150, sorted by deadline), so
+   * that a replenishment visits only the vCPUs that are due. Entries are `[deadline, unit]`;
+   * one whose deadline is no longer the vCPU's is stale and skipped.
+   */
+  #replq = new DeadlineHeap();
+  #joined = 0;
+  #queuedSeq = 0;
   #now = 0;
   /** Param `reserve`: budget time is reserved time. */
   #reserve = true;
@@ -145,8 +163,9 @@ export class RtdsScheduler implements SchedulerPlugin {
     this.#ctx = ctx;
     this.#pcpus = Array.from({ length: ctx.slots }, () => ({ curr: null, tickledAt: -1 }));
     this.#units.clear();
-    this.#runq = [];
-    this.#depletedq = [];
+    this.#runq = new RunQueue();
+    this.#depletedq = new Set();
+    this.#replq = new DeadlineHeap();
     this.#now = 0;
     const tick = num(ctx.params.tick_us, DEFAULT_TICK_US);
     this.tickNs = Math.max(1, Math.round((tick > 0 ? tick : DEFAULT_TICK_US) * NS_PER_US));
@@ -172,6 +191,9 @@ export class RtdsScheduler implements SchedulerPlugin {
       lastRan: -1,
       chargedNs: 0,
       reserved: false,
+      queuedSeq: 0,
+      heapIndex: -1,
+      order: this.#joined++,
     };
     this.#applyParams(u, info.params);
     this.#units.set(u.id, u);
@@ -185,6 +207,7 @@ export class RtdsScheduler implements SchedulerPlugin {
       u.state = "runnable";
       this.#runqInsert(u);
     }
+    if (u.state !== "halted") this.#replq.push(u.curDeadline, u);
   }
 
   /** `rt_unit_remove`. */
@@ -227,7 +250,7 @@ export class RtdsScheduler implements SchedulerPlugin {
     if (spc.curr) this.#desync(spc.curr, slot, now);
     this.#replenish(now, new Set()); // a late timer: nothing to tickle, we are picking anyway
 
-    const snext = this.#runq[0]; // runq_pick: every vCPU on the runq is runnable with budget
+    const snext = this.#runq.head(); // runq_pick: every vCPU on the runq is runnable with budget
     if (!snext) return null;
     this.#qRemove(snext);
     snext.state = "running";
@@ -266,6 +289,7 @@ export class RtdsScheduler implements SchedulerPlugin {
     if (!u || u.state !== "halted") return;
     u.state = "runnable";
     if (now >= u.curDeadline) this.#updateDeadline(now, u);
+    this.#replq.push(u.curDeadline, u); // rt.c:1349 replq_insert (halted, it had left replq)
     this.#runqInsert(u);
     if (u.queue !== "runq") return; // depleted: waits for its replenishment
     const t = this.#runqTickle(u, now);
@@ -335,7 +359,7 @@ export class RtdsScheduler implements SchedulerPlugin {
     this.#now = now;
     const resched = new Set<SlotId>();
     this.#replenish(now, resched);
-    if (this.#runq.length > 0) {
+    if (this.#runq.size > 0) {
       this.#pcpus.forEach((p, cpu) => {
         if (!p.curr) resched.add(cpu);
       });
@@ -406,20 +430,28 @@ export class RtdsScheduler implements SchedulerPlugin {
    * the tickle); a replenished depleted vCPU is tickled itself.
    */
   #replenish(now: number, resched: Set<SlotId>): void {
+    // The due vCPUs, from replq: each once, in the order they joined (as a walk over them all).
+    const due = new Set<Unit>();
+    while (this.#replq.size > 0 && this.#replq.minKey() <= now) {
+      const [deadline, u] = this.#replq.pop();
+      if (u.curDeadline === deadline && u.state !== "halted" && this.#units.get(u.id) === u) {
+        due.add(u);
+      }
+    }
+    if (due.size === 0) return;
     const updated: { u: Unit; wasDepleted: boolean }[] = [];
-    for (const u of this.#units.values()) {
-      if (u.state === "halted" || now < u.curDeadline) continue;
+    for (const u of [...due].sort((a, b) => a.order - b.order)) {
       const wasDepleted = u.depleted;
       u.depleted = false;
+      const queued = u.queue !== null;
+      if (queued) this.#qRemove(u); // its place in the run queue depends on the deadline
       this.#updateDeadline(now, u);
-      if (u.queue) {
-        this.#qRemove(u);
-        this.#runqInsert(u);
-      }
+      if (queued) this.#runqInsert(u);
+      this.#replq.push(u.curDeadline, u);
       updated.push({ u, wasDepleted });
     }
     for (const { u, wasDepleted } of updated) {
-      const head = this.#runq[0];
+      const head = this.#runq.head();
       let t: SlotId | null = null;
       if (u.state === "running" && head) {
         if (compareUnitPriority(u, head) < 0) t = this.#runqTickle(head, now);
@@ -449,25 +481,18 @@ export class RtdsScheduler implements SchedulerPlugin {
         u.priorityLevel = Math.min(u.priorityLevel + 1, RTDS_MAX_PRIORITY_LEVEL);
         u.curBudget = u.budget;
       }
-      let i = 0;
-      while (i < this.#runq.length && !this.#before(u, this.#runq[i])) i++;
-      this.#runq.splice(i, 0, u);
+      u.queuedSeq = ++this.#queuedSeq;
+      this.#runq.push(u);
       u.queue = "runq";
     } else {
-      this.#depletedq.push(u);
+      this.#depletedq.add(u);
       u.queue = "depletedq";
     }
   }
 
-  /** Whether `u` goes before `v` in the run queue. */
-  #before(u: Unit, v: Unit): boolean {
-    const c = compareUnitPriority(u, v);
-    return c > 0 || (c === 0 && u.lastRan < v.lastRan);
-  }
-
   #qRemove(u: Unit): void {
-    if (u.queue === "runq") remove(this.#runq, u);
-    else if (u.queue === "depletedq") remove(this.#depletedq, u);
+    if (u.queue === "runq") this.#runq.remove(u);
+    else if (u.queue === "depletedq") this.#depletedq.delete(u);
     u.queue = null;
   }
 
@@ -542,9 +567,124 @@ function bool(v: number | string | boolean): boolean {
   return Boolean(v);
 }
 
-function remove<T>(list: T[], x: T): void {
-  const i = list.indexOf(x);
-  if (i >= 0) list.splice(i, 1);
+/**
+ * Whether `u` goes before `v` in the run queue: higher priority (`compare_unit_priority`), then
+ * the one that ran least recently (DEVIATION, see `#runqInsert`), then the one queued first (as
+ * rt.c's sorted insert puts a newcomer behind its equals).
+ */
+function before(u: Unit, v: Unit): boolean {
+  const c = compareUnitPriority(u, v);
+  if (c !== 0) return c > 0;
+  if (u.lastRan !== v.lastRan) return u.lastRan < v.lastRan;
+  return u.queuedSeq < v.queuedSeq;
+}
+
+/** The run queue: a binary heap by {@linkcode before}, each vCPU knowing its place. */
+class RunQueue {
+  #a: Unit[] = [];
+
+  get size(): number {
+    return this.#a.length;
+  }
+
+  /** The highest-priority vCPU, or undefined. */
+  head(): Unit | undefined {
+    return this.#a[0];
+  }
+
+  push(u: Unit): void {
+    u.heapIndex = this.#a.length;
+    this.#a.push(u);
+    this.#up(u.heapIndex);
+  }
+
+  remove(u: Unit): void {
+    const i = u.heapIndex;
+    if (i < 0 || this.#a[i] !== u) return;
+    const last = this.#a.pop()!;
+    u.heapIndex = -1;
+    if (i === this.#a.length) return;
+    this.#a[i] = last;
+    last.heapIndex = i;
+    this.#up(i);
+    this.#down(last.heapIndex);
+  }
+
+  #up(i: number): void {
+    const a = this.#a;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!before(a[i], a[p])) break;
+      this.#swap(i, p);
+      i = p;
+    }
+  }
+
+  #down(i: number): void {
+    const a = this.#a;
+    for (;;) {
+      const l = 2 * i + 1, r = l + 1;
+      let m = i;
+      if (l < a.length && before(a[l], a[m])) m = l;
+      if (r < a.length && before(a[r], a[m])) m = r;
+      if (m === i) return;
+      this.#swap(i, m);
+      i = m;
+    }
+  }
+
+  #swap(i: number, j: number): void {
+    const a = this.#a;
+    [a[i], a[j]] = [a[j], a[i]];
+    a[i].heapIndex = i;
+    a[j].heapIndex = j;
+  }
+}
+
+/** `replq`: a binary min-heap of `[deadline, unit]` entries. */
+class DeadlineHeap {
+  #a: [number, Unit][] = [];
+
+  get size(): number {
+    return this.#a.length;
+  }
+
+  /** The earliest deadline (call only when not empty). */
+  minKey(): number {
+    return this.#a[0][0];
+  }
+
+  push(deadline: number, u: Unit): void {
+    const a = this.#a;
+    a.push([deadline, u]);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (a[p][0] <= a[i][0]) break;
+      [a[i], a[p]] = [a[p], a[i]];
+      i = p;
+    }
+  }
+
+  pop(): [number, Unit] {
+    const a = this.#a;
+    const top = a[0];
+    const last = a.pop()!;
+    if (a.length > 0) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1, r = l + 1;
+        let m = i;
+        if (l < a.length && a[l][0] < a[m][0]) m = l;
+        if (r < a.length && a[r][0] < a[m][0]) m = r;
+        if (m === i) break;
+        [a[i], a[m]] = [a[m], a[i]];
+        i = m;
+      }
+    }
+    return top;
+  }
 }
 
 /** The plugin: one RTDS scheduler. */
