@@ -4,7 +4,10 @@
  * A plugin is a module whose default export implements {@linkcode SchedulerPlugin}. It runs in
  * a Worker with every Deno permission denied, so it can compute and nothing else, and it can
  * import nothing at run time: import these names with `import type` (types are erased), and
- * write the plugin as one self-contained file. {@linkcode defineScheduler} is a typing aid for
+ * write the plugin as one self-contained file. Its realm is frozen before it is loaded: it
+ * cannot change the built-ins (assigning to `Array.prototype.push`, `Object.defineProperty` on
+ * a built-in prototype and the like throw a `TypeError`); the contract's module documentation
+ * lists what that rules out. {@linkcode defineScheduler} is a typing aid for
  * code that is not loaded as a plugin (tests, in-process policies).
  *
  * The same names are exported by the package's main module; this entry point lets a plugin's

@@ -17,8 +17,26 @@
  * may need an answer. Numbers are plain float64 (vCPU ids, slots, ns), JSON only for rare,
  * structured things.
  *
+ * The same code runs in the sandbox Worker, a realm the plugin shares, so it calls only the
+ * references `intrinsics.ts` took before the plugin was imported. The core reads a reply as
+ * hostile input (`reply_reader.ts`): whoever holds this buffer can write any byte of it at any
+ * time.
+ *
  * @module
  */
+import {
+  Float64ArrayCtor,
+  Int32ArrayCtor,
+  isInteger,
+  jsonParse,
+  jsonStringify,
+  u8Length,
+  u8Set,
+  u8Slice,
+  Uint8ArrayCtor,
+  utf8Decode,
+  utf8Encode,
+} from "./intrinsics.ts";
 
 /** Header index: request sequence number (written by the core). */
 export const H_REQ = 0;
@@ -76,6 +94,8 @@ export const OP_STRIDE = 7;
 export const OPS_CAP = 4096;
 /** Reply numbers (an `onTick` answer lists at most this many slots, minus one). */
 export const REPLY_CAP = 4096;
+/** Events per reply beyond which the sandbox drops reports (it then adds one `dropped` event). */
+export const EVENTS_CAP = 10_000;
 /** Bytes of each JSON side channel. */
 export const BYTES_CAP = 1 << 20;
 
@@ -85,6 +105,17 @@ const REPLY_OFF = OPS_OFF + OPS_CAP * OP_STRIDE * 8;
 const REQ_BYTES_OFF = REPLY_OFF + REPLY_CAP * 8;
 const REP_BYTES_OFF = REQ_BYTES_OFF + BYTES_CAP;
 const TOTAL = REP_BYTES_OFF + BYTES_CAP;
+
+/** Header words (`Int32`). */
+export const HEADER_WORDS = HEADER_BYTES / 4;
+
+/**
+ * Tests only: with `SandboxOptions.debugChannel`, the sandbox hands the plugin its channel's
+ * buffer as `globalThis[Symbol.for(DEBUG_CHANNEL_KEY)]`, before importing it, so that a test can
+ * check what the core does when a plugin writes into the channel, which the frozen realm
+ * otherwise prevents.
+ */
+export const DEBUG_CHANNEL_KEY = "deno-vmm.sandbox.debug-channel";
 
 /** Typed views over one channel buffer. */
 export interface ChannelViews {
@@ -111,31 +142,39 @@ export function createChannel(): ChannelViews {
 export function channelViews(sab: SharedArrayBuffer): ChannelViews {
   return {
     sab,
-    hdr: new Int32Array(sab, 0, HEADER_BYTES / 4),
-    ops: new Float64Array(sab, OPS_OFF, OPS_CAP * OP_STRIDE),
-    reply: new Float64Array(sab, REPLY_OFF, REPLY_CAP),
-    reqBytes: new Uint8Array(sab, REQ_BYTES_OFF, BYTES_CAP),
-    repBytes: new Uint8Array(sab, REP_BYTES_OFF, BYTES_CAP),
+    hdr: new Int32ArrayCtor(sab, 0, HEADER_WORDS),
+    ops: new Float64ArrayCtor(sab, OPS_OFF, OPS_CAP * OP_STRIDE),
+    reply: new Float64ArrayCtor(sab, REPLY_OFF, REPLY_CAP),
+    reqBytes: new Uint8ArrayCtor(sab, REQ_BYTES_OFF, BYTES_CAP),
+    repBytes: new Uint8ArrayCtor(sab, REP_BYTES_OFF, BYTES_CAP),
   };
 }
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /**
  * Writes `value` as JSON into `bytes` at `offset`; returns its length, or `-1` if it does not fit.
  * (TextEncoder cannot write into shared memory, hence the copy; this path is rare.)
  */
 export function writeJson(bytes: Uint8Array, offset: number, value: unknown): number {
-  const data = encoder.encode(JSON.stringify(value));
-  if (offset + data.length > bytes.length) return -1;
-  bytes.set(data, offset);
-  return data.length;
+  const data = utf8Encode(jsonStringify(value) ?? "null");
+  const length = u8Length(data);
+  if (!(offset >= 0) || offset + length > u8Length(bytes)) return -1;
+  u8Set(bytes, data, offset);
+  return length;
 }
 
-/** Reads JSON written by {@linkcode writeJson}. */
+/**
+ * Reads JSON written by {@linkcode writeJson}: copies the bytes out of shared memory first, so
+ * that what is parsed cannot change under the parser. Throws a `RangeError` for a span outside
+ * `bytes` and a `SyntaxError` for what is not JSON.
+ */
 export function readJson(bytes: Uint8Array, offset: number, length: number): unknown {
-  return JSON.parse(decoder.decode(bytes.slice(offset, offset + length)));
+  if (
+    !isInteger(offset) || !isInteger(length) || offset < 0 || length < 0 ||
+    offset + length > u8Length(bytes)
+  ) {
+    throw new RangeError(`JSON span ${offset}+${length} outside 0..${u8Length(bytes)}`);
+  }
+  return jsonParse(utf8Decode(u8Slice(bytes, offset, offset + length)));
 }
 
 /** The reply side channel's content. */

@@ -4,6 +4,27 @@
  * every Deno permission denied, so it may only compute. The core calls it from one thread, in
  * order, and validates every decision it returns.
  *
+ * The plugin's realm is frozen before its module is imported (Hardened JavaScript: SES's
+ * `lockdown()`), so a plugin can no longer:
+ *
+ * - assign, define (`Object.defineProperty`, `Reflect.set`, `Reflect.defineProperty`) or
+ *   delete properties of the built-ins: the prototypes (`Object.prototype`, `Array.prototype`,
+ *   `Function.prototype`, `%TypedArray%.prototype` and each typed array's, `Promise.prototype`,
+ *   the errors', ...), the constructors (`Uint8Array[Symbol.species]`, ...) and `Atomics`,
+ *   `JSON`, `Math`, `Reflect`, `SharedArrayBuffer`. In a module such a write throws a
+ *   `TypeError`: at its top level, the plugin fails to load;
+ * - change a built-in's prototype (`Object.setPrototypeOf`; Deno's `__proto__` setter only
+ *   ever adds an own property);
+ * - assign a property that a frozen prototype also has, on an object that inherits it (the
+ *   "override mistake": `o.constructor = x` throws), except for the names commonly assigned
+ *   (`toString`, `message`, `name`, ... on their usual prototypes). Define the property instead
+ *   (`Object.defineProperty`, a class field, an object literal);
+ * - read an error's `stack`: it is empty (`name` and `message` are kept).
+ *
+ * Globals themselves stay assignable (`globalThis.x = ...`), and `Date.now`, `Math.random`,
+ * `performance.now` and timers work as usual. Replacing a global the sandbox uses does not
+ * reach the sandbox: its own code took its references before the plugin was loaded.
+ *
  * Times are nanoseconds on one monotonic clock (`now`), the same clock the shim's counters use;
  * in the simulator it is the virtual clock.
  *

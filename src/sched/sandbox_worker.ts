@@ -1,20 +1,28 @@
 /// <reference lib="deno.worker" />
 /**
- * The sandbox Worker's entry: imports one plugin module (by a computed specifier, so that Deno
- * loads it with this Worker's permissions, which deny everything but reading the plugin's own
- * file) and serves batches of calls from the core over the shared channel (`channel.ts`).
+ * The sandbox Worker's entry: freezes its realm, then imports one plugin module (by a computed
+ * specifier, so that Deno loads it with this Worker's permissions, which deny everything but
+ * reading the plugin's own file) and serves batches of calls from the core over the shared
+ * channel (`channel.ts`).
  *
- * Start-up: the core posts `{ sab, spec }`; the worker imports `spec`, checks the default export
- * and posts `{ ok: true, name }` or `{ ok: false, error }`. From then on it only talks through
- * the channel: it spins briefly for the next request, then sleeps in `Atomics.wait`. Every 10 ms
- * while busy, and every 50 ms while idle, it yields to its event loop, so that
- * promise rejections the plugin caused (a denied `fetch`, `Deno.connect`, dynamic `import()`)
- * are seen and reported as a fault in the next reply.
+ * Start-up, in this order: this module's static imports are evaluated (`intrinsics.ts` takes
+ * its references to the built-ins the channel code calls), the realm is frozen (`realm.ts`:
+ * SES `lockdown()`; if it fails, the Worker fails and the plugin is not loaded), the core posts
+ * `{ sab, spec }`, the Worker makes its views of the channel, and only then imports `spec`,
+ * checks the default export and posts `{ ok: true, name }` or `{ ok: false, error }`. So the
+ * plugin's code first runs in a frozen realm, and nothing it can reach holds the channel. From
+ * then on the Worker only talks through the channel: it spins briefly for the next request,
+ * then sleeps in `Atomics.wait`. Every 10 ms while busy, and every 50 ms while idle, it yields
+ * to its event loop, so that promise rejections the plugin caused (a denied `fetch`,
+ * `Deno.connect`, dynamic `import()`) are seen and reported as a fault in the next reply.
  *
  * @module
  */
 import {
+  type ChannelViews,
   channelViews,
+  DEBUG_CHANNEL_KEY,
+  EVENTS_CAP,
   H_NOPS,
   H_REP,
   H_REP_BYTES,
@@ -59,11 +67,24 @@ import {
   errorText,
   pluginFromModule,
 } from "./load.ts";
+import {
+  atomicsLoad,
+  atomicsNotify,
+  atomicsStore,
+  atomicsWait,
+  isFiniteNumber,
+  macrotask,
+  now,
+  preventDefault,
+} from "./intrinsics.ts";
+import { freezeRealm } from "./realm.ts";
 
 /** The start message from the core. */
 interface StartMessage {
   sab: SharedArrayBuffer;
   spec: string;
+  /** Tests only: hand the plugin the channel's buffer (`DEBUG_CHANNEL_KEY`). */
+  debugChannel?: boolean;
 }
 
 /** How long the worker sleeps before it yields to its event loop when idle (ms). */
@@ -75,22 +96,40 @@ const IDLE_MS = 50;
  */
 const BUSY_TURN_MS = 10;
 
-/** Events per batch beyond which reports are dropped (a flooding plugin). */
-const MAX_EVENTS = 10_000;
+// The Worker's own functions, taken before the plugin is imported (see intrinsics.ts).
+const postMessage = self.postMessage.bind(self);
+const closeWorker = self.close.bind(self);
 
 let asyncFault: string | null = null;
 self.addEventListener("unhandledrejection", (e) => {
-  e.preventDefault();
+  preventDefault(e);
   asyncFault ??= `a promise the plugin started was rejected: ${errorText(e.reason)}`;
 });
 self.addEventListener("error", (e) => {
-  e.preventDefault();
+  preventDefault(e);
   asyncFault ??= `uncaught error in the plugin: ${errorText(e.error ?? e.message)}`;
 });
 
+// Before any message can arrive, so before the plugin's module exists. A failure is answered to
+// the start message (this Worker's error listener would swallow an uncaught one).
+let realmError: string | null = null;
+try {
+  freezeRealm();
+} catch (err) {
+  realmError = `cannot freeze the sandbox's realm: ${errorText(err)}`;
+}
+
 self.onmessage = async (e: MessageEvent<StartMessage>) => {
   self.onmessage = null;
-  const { sab, spec } = e.data;
+  const { sab, spec, debugChannel } = e.data;
+  if (realmError !== null) {
+    postMessage({ ok: false, error: realmError });
+    return;
+  }
+  const ch = channelViews(sab);
+  if (debugChannel === true) {
+    (globalThis as Record<symbol, unknown>)[Symbol.for(DEBUG_CHANNEL_KEY)] = sab;
+  }
   let plugin: SchedulerPlugin;
   try {
     // A computed specifier: a string literal would be preloaded with the parent's permissions.
@@ -99,53 +138,47 @@ self.onmessage = async (e: MessageEvent<StartMessage>) => {
     const mod = await import(spec);
     const p = pluginFromModule(mod);
     if (typeof p === "string") {
-      self.postMessage({ ok: false, error: p });
+      postMessage({ ok: false, error: p });
       return;
     }
     plugin = p;
   } catch (err) {
-    self.postMessage({ ok: false, error: errorText(err) });
+    postMessage({ ok: false, error: errorText(err) });
     return;
   }
-  self.postMessage({ ok: true, name: typeof plugin.name === "string" ? plugin.name : "" });
-  await serve(sab, plugin);
-  self.close();
+  const name = plugin.name;
+  postMessage({ ok: true, name: typeof name === "string" ? name : "" });
+  await serve(ch, plugin);
+  closeWorker();
 };
 
-/** A macrotask turn: lets Deno dispatch `unhandledrejection` and finish async ops. */
-function turn(): Promise<void> {
-  return new Promise((resolve) => {
-    const ch = new MessageChannel();
-    ch.port2.onmessage = () => {
-      ch.port1.close();
-      ch.port2.close();
-      resolve();
-    };
-    ch.port1.postMessage(0);
-  });
-}
+/** Longest fault message sent (a longer one is cut): it must fit the reply side channel. */
+const MESSAGE_CAP = 4000;
 
 class HookFault {
+  readonly message: string;
   constructor(
     readonly reason: "throw" | "invalid",
     readonly hook: string,
-    readonly message: string,
-  ) {}
+    message: string,
+  ) {
+    this.message = message.length > MESSAGE_CAP ? `${message.slice(0, MESSAGE_CAP)}...` : message;
+  }
 }
 
-async function serve(sab: SharedArrayBuffer, plugin: SchedulerPlugin): Promise<void> {
-  const ch = channelViews(sab);
+async function serve(ch: ChannelViews, plugin: SchedulerPlugin): Promise<void> {
   const { hdr, ops, reply, reqBytes, repBytes } = ch;
   let events: PolicyEvent[] = [];
   let dropped = 0;
   const report = (ev: PolicyEvent) => {
-    if (events.length >= MAX_EVENTS) {
+    if (events.length >= EVENTS_CAP) {
       dropped++;
       return;
     }
     const out: PolicyEvent = { kind: String(ev?.kind ?? "") };
-    if (typeof ev?.vcpu === "number") out.vcpu = ev.vcpu;
-    if (typeof ev?.value === "number") out.value = ev.value;
+    // Finite numbers only: JSON would turn NaN and the infinities into null.
+    if (typeof ev?.vcpu === "number" && isFiniteNumber(ev.vcpu)) out.vcpu = ev.vcpu;
+    if (typeof ev?.value === "number" && isFiniteNumber(ev.value)) out.value = ev.value;
     if (typeof ev?.detail === "string") out.detail = ev.detail;
     events.push(out);
   };
@@ -167,7 +200,7 @@ async function serve(sab: SharedArrayBuffer, plugin: SchedulerPlugin): Promise<v
 
   /** Runs one batch; returns whether the core asked us to quit. */
   const runBatch = (): boolean => {
-    const n = Atomics.load(hdr, H_NOPS);
+    const n = atomicsLoad(hdr, H_NOPS);
     let status = ST_OK;
     let json: ReplyJson | null = null;
     if (n > 0 && ops[(n - 1) * OP_STRIDE] === OP_QUIT) return true;
@@ -283,37 +316,37 @@ async function serve(sab: SharedArrayBuffer, plugin: SchedulerPlugin): Promise<v
       len = writeJson(repBytes, 0, json);
       if (len < 0) len = writeJson(repBytes, 0, { fault: json.fault });
     }
-    Atomics.store(hdr, H_STATUS, status);
-    Atomics.store(hdr, H_REP_BYTES, len);
+    atomicsStore(hdr, H_STATUS, status);
+    atomicsStore(hdr, H_REP_BYTES, len);
     return quit;
   };
 
   let seq = 0; // the core starts at 1 (it may already have sent it)
-  let lastTurn = performance.now();
+  let lastTurn = now();
   for (;;) {
     // Wait for the next request: spin, then sleep in Atomics.wait (a futex: reliable and fast;
     // Atomics.waitAsync here sometimes missed a wake-up for tens of ms). Every IDLE_MS of sleep
     // and every BUSY_TURN_MS of work, yield to the event loop once, so that promise rejections
     // the plugin caused are seen and a terminate() takes effect.
-    const spinMs = Atomics.load(hdr, H_SPIN_NS) / 1e6;
-    const t0 = performance.now();
-    while (Atomics.load(hdr, H_REQ) === seq && performance.now() - t0 < spinMs) {
+    const spinMs = atomicsLoad(hdr, H_SPIN_NS) / 1e6;
+    const t0 = now();
+    while (atomicsLoad(hdr, H_REQ) === seq && now() - t0 < spinMs) {
       // spin
     }
-    while (Atomics.load(hdr, H_REQ) === seq) {
-      if (Atomics.wait(hdr, H_REQ, seq, IDLE_MS) === "timed-out") {
-        await turn();
-        lastTurn = performance.now();
+    while (atomicsLoad(hdr, H_REQ) === seq) {
+      if (atomicsWait(hdr, H_REQ, seq, IDLE_MS) === "timed-out") {
+        await macrotask();
+        lastTurn = now();
       }
     }
-    seq = Atomics.load(hdr, H_REQ);
+    seq = atomicsLoad(hdr, H_REQ);
     const quit = runBatch();
-    Atomics.store(hdr, H_REP, seq);
-    Atomics.notify(hdr, H_REP);
+    atomicsStore(hdr, H_REP, seq);
+    atomicsNotify(hdr, H_REP);
     if (quit) return;
-    if (performance.now() - lastTurn >= BUSY_TURN_MS) {
-      await turn();
-      lastTurn = performance.now();
+    if (now() - lastTurn >= BUSY_TURN_MS) {
+      await macrotask();
+      lastTurn = now();
     }
   }
 }
