@@ -24,11 +24,9 @@ import {
   createChannel,
   H_NOPS,
   H_REP,
-  H_REP_BYTES,
   H_REQ,
   H_REQ_BYTES,
   H_SPIN_NS,
-  H_STATUS,
   OP_ADD,
   OP_DESCHED,
   OP_EXTEND,
@@ -43,9 +41,6 @@ import {
   OP_TICK,
   OP_WAKE,
   OPS_CAP,
-  readJson,
-  type ReplyJson,
-  ST_FAULT,
   writeJson,
 } from "./channel.ts";
 import type {
@@ -59,6 +54,7 @@ import type {
 } from "./contract.ts";
 import { pluginDisplayName, PluginLoadError } from "./load.ts";
 import type { PolicyPort, PortInit } from "./policy_port.ts";
+import { nextSeq, prevSeq, ReplyReader, type SentRequest } from "./reply_reader.ts";
 import { DEFAULT_BUDGET_NS, PolicyFault } from "./watchdog.ts";
 
 const WORKER_URL = new URL("./sandbox_worker.ts", import.meta.url);
@@ -97,6 +93,13 @@ export interface SandboxOptions {
   allowImport?: string[];
   /** Time allowed for the Worker to start and import the plugin (ms); default 10 000. */
   loadTimeoutMs?: number;
+  /**
+   * Tests only: hand the plugin the channel's buffer, as
+   * `globalThis[Symbol.for("deno-vmm.sandbox.debug-channel")]` (`DEBUG_CHANNEL_KEY` in
+   * `channel.ts`), so that a test plugin can write into it as a plugin that escaped the frozen
+   * realm could. Default false.
+   */
+  debugChannel?: boolean;
 }
 
 /**
@@ -127,7 +130,6 @@ export function resolvePluginUrl(plugin: string | URL): URL {
 /** The worker's start-up answer. */
 type Ready = { ok: true; name: string } | { ok: false; error: string };
 
-const NO_EVENTS: PolicyEvent[] = [];
 const REASON_CODE: Record<DescheduleReason, number> = { slice: 0, preempt: 1, yield: 2 };
 
 /**
@@ -225,13 +227,14 @@ export class SandboxPolicy implements PolicyPort {
   #budgetMs: number;
   #spinMs: number;
   #tid: number;
-  #seq = 0;
+  #reader: ReplyReader;
+  /** What the core wrote for the last request (`seq` is its int32 sequence number). */
+  #sent: SentRequest = { seq: 0, nops: 0, bytes: 0, spinNs: 0 };
   #nops = 0;
   #bytes = 0;
   #tickNs = 0;
   #canExtend = false;
   #initKey = "";
-  #events: PolicyEvent[] = NO_EVENTS;
   #dead: string | null = null;
   #closed = false;
   #timedOut = false;
@@ -254,6 +257,7 @@ export class SandboxPolicy implements PolicyPort {
     this.#budgetMs = (options.budgetNs ?? DEFAULT_BUDGET_NS) / 1e6;
     this.#spinMs = (options.spinNs ?? 0) / 1e6;
     this.#tid = tid;
+    this.#reader = new ReplyReader(ch);
   }
 
   /**
@@ -294,7 +298,7 @@ export class SandboxPolicy implements PolicyPort {
         () => resolve({ ok: false, error: `not loaded within ${loadMs} ms` }),
         loadMs,
       );
-      worker.postMessage({ sab: ch.sab, spec: url.href });
+      worker.postMessage({ sab: ch.sab, spec: url.href, debugChannel: options.debugChannel });
     });
     clearTimeout(timer);
     worker.onmessage = null;
@@ -313,7 +317,8 @@ export class SandboxPolicy implements PolicyPort {
       options,
       fresh.length === 1 ? fresh[0] : -1,
     );
-    Atomics.store(ch.hdr, H_SPIN_NS, Math.round(port.#spinMs * 1e6));
+    port.#sent.spinNs = Math.round(port.#spinMs * 1e6) | 0;
+    Atomics.store(ch.hdr, H_SPIN_NS, port.#sent.spinNs);
     if (options.slots !== undefined) {
       try {
         port.init({
@@ -376,56 +381,80 @@ export class SandboxPolicy implements PolicyPort {
 
   /**
    * Sends the queued ops and waits for the reply: spin, then `Atomics.wait` up to the budget.
-   * Throws a PolicyFault for a plugin fault or a timeout.
+   * Throws a PolicyFault for a plugin fault, a timeout, or a channel that holds what the
+   * sandbox could not have written (`reply_reader.ts`: `"corrupted channel"`, thrown when seen).
    */
   #roundTrip(hook: string): void {
     if (this.#dead !== null) throw new PolicyFault("crash", hook, this.#dead);
     const { hdr } = this.#ch;
-    const seq = ++this.#seq;
+    const sent = this.#sent;
     this.#lastHook = hook;
-    Atomics.store(hdr, H_NOPS, this.#nops);
-    Atomics.store(hdr, H_REQ_BYTES, this.#bytes);
-    this.#nops = 0;
-    this.#bytes = 0;
-    this.#roundTrips++;
-    Atomics.store(hdr, H_REQ, seq);
-    Atomics.notify(hdr, H_REQ);
-    if (Atomics.load(hdr, H_REP) !== seq) this.#await(seq, hook);
-    const len = Atomics.load(hdr, H_REP_BYTES);
-    let json: ReplyJson | null = null;
-    if (len > 0) json = readJson(this.#ch.repBytes, 0, len) as ReplyJson;
-    if (json?.events?.length) {
-      if (this.#events === NO_EVENTS) this.#events = [];
-      for (const e of json.events) this.#events.push(e);
-    }
-    if (Atomics.load(hdr, H_STATUS) === ST_FAULT) {
-      const f = json?.fault ?? { reason: "throw" as const, hook, message: "unknown fault" };
-      this.#dead = `ejected after: ${f.message}`;
-      throw new PolicyFault(f.reason, f.hook, f.message);
+    try {
+      this.#reader.checkIdle(sent.seq, hook);
+      const seq = nextSeq(sent.seq);
+      sent.seq = seq;
+      sent.nops = this.#nops;
+      sent.bytes = this.#bytes;
+      Atomics.store(hdr, H_NOPS, sent.nops);
+      Atomics.store(hdr, H_REQ_BYTES, sent.bytes);
+      this.#nops = 0;
+      this.#bytes = 0;
+      this.#roundTrips++;
+      Atomics.store(hdr, H_REQ, seq);
+      Atomics.notify(hdr, H_REQ);
+      if (!this.#reader.answered(sent, hook)) this.#await(hook);
+      const fault = this.#reader.readStatus(sent, hook);
+      if (fault !== null) {
+        this.#dead = `ejected after: ${fault.message}`;
+        throw new PolicyFault(fault.reason, fault.hook, fault.message);
+      }
+      this.#reader.checkUnchanged(sent);
+    } catch (e) {
+      if (e instanceof PolicyFault && e.reason === "corrupted channel") this.#kill(e.message);
+      throw e;
     }
   }
 
   /**
-   * Waits for the reply to `seq`: spin `spinNs`, then sleep. At the budget (wall clock), if the
-   * Worker's thread is known, look at its CPU time (`/proc/self/task/<tid>/schedstat`) over the
-   * next half budget: a plugin that is computing (a quarter budget of CPU in that time) times
-   * out; one that is only starved of CPU by other threads gets more time, up to `HARD_LIMIT`
-   * budgets or `STARVED_LIMIT_MS`, whichever is longer. Without the thread's CPU time, the
-   * budget is wall-clock.
+   * Reads an answer with `read` (a {@linkcode ReplyReader} method), then checks again that the
+   * reply did not change while it was read; a corrupted one ends the Worker.
    */
-  #await(seq: number, hook: string): void {
+  #answer<T>(read: () => T): T {
+    try {
+      const r = read();
+      this.#reader.checkUnchanged(this.#sent);
+      return r;
+    } catch (e) {
+      if (e instanceof PolicyFault) this.#kill(e.message);
+      throw e;
+    }
+  }
+
+  /**
+   * Waits for the reply to the request just sent: spin `spinNs`, then sleep, a quarter budget
+   * at a time, checking the channel at every wake-up (a corrupted one throws at once). At the
+   * budget (wall clock), if the Worker's thread is known, look at its CPU time
+   * (`/proc/self/task/<tid>/schedstat`) over the next half budget: a plugin that is computing
+   * (a quarter budget of CPU in that time) times out; one that is only starved of CPU by other
+   * threads gets more time, up to `HARD_LIMIT` budgets or `STARVED_LIMIT_MS`, whichever is
+   * longer. Without the thread's CPU time, the budget is wall-clock.
+   */
+  #await(hook: string): void {
     const { hdr } = this.#ch;
+    const sent = this.#sent;
+    const seq = sent.seq;
     const t0 = performance.now();
     const spinUntil = t0 + this.#spinMs;
     while (Atomics.load(hdr, H_REP) !== seq && performance.now() < spinUntil) {
       // spin
     }
     const budget = this.#budgetMs;
+    const check = budget / 4;
     let deadline = t0 + budget;
     let cpuAtDeadline = -1;
     for (;;) {
       const t = performance.now();
-      if (Atomics.load(hdr, H_REP) === seq) return;
+      if (this.#reader.answered(sent, hook)) return;
       if (t >= deadline) {
         const cpu = this.#tid > 0 ? threadRunNs(this.#tid) : NaN; // NaN: unreadable
         const busy = cpu >= 0 && cpuAtDeadline >= 0 && (cpu - cpuAtDeadline) / 1e6 >= budget / 4;
@@ -443,7 +472,7 @@ export class SandboxPolicy implements PolicyPort {
         if (cpuAtDeadline < 0) cpuAtDeadline = cpu;
         deadline = t + budget / 2;
       }
-      Atomics.wait(hdr, H_REP, seq - 1, deadline - t);
+      Atomics.wait(hdr, H_REP, prevSeq(seq), Math.min(deadline - t, check));
     }
   }
 
@@ -466,9 +495,9 @@ export class SandboxPolicy implements PolicyPort {
     if (key === this.#initKey) return;
     this.#json(OP_INIT, { ...ctx, params: this.#params }, "init");
     this.#roundTrip("init");
-    const t = this.#ch.reply[0];
-    this.#tickNs = t;
-    this.#canExtend = this.#ch.reply[1] === 1;
+    const { tickNs, canExtend } = this.#answer(() => this.#reader.init());
+    this.#tickNs = tickNs;
+    this.#canExtend = canExtend;
     this.#initKey = key;
   }
 
@@ -509,18 +538,14 @@ export class SandboxPolicy implements PolicyPort {
   pickNext(slot: SlotId, now: number): PickDecision | null {
     this.#op(OP_PICK, slot, now);
     this.#roundTrip("pickNext");
-    const r = this.#ch.reply;
-    if (r[0] === 0) return null;
-    return r[0] === 2
-      ? { vcpu: r[1], sliceNs: r[2], reserved: true }
-      : { vcpu: r[1], sliceNs: r[2] };
+    return this.#answer(() => this.#reader.pick());
   }
 
   /** `onWake`, with the queued hooks before it: one round trip. */
   onWake(vcpu: VcpuId, now: number): SlotId {
     this.#op(OP_WAKE, vcpu, now);
     this.#roundTrip("onWake");
-    return this.#ch.reply[0];
+    return this.#answer(() => this.#reader.wake());
   }
 
   /** Whether the plugin has `extendSlice` (known after `init`). */
@@ -538,19 +563,14 @@ export class SandboxPolicy implements PolicyPort {
   ): number | null {
     this.#op(OP_EXTEND, vcpu, slot, ranNs, now, stolenNs);
     this.#roundTrip("extendSlice");
-    const r = this.#ch.reply;
-    return r[0] === 0 ? null : r[1];
+    return this.#answer(() => this.#reader.extend());
   }
 
   /** `onTick`, with the queued hooks before it: one round trip. */
   onTick(now: number): SlotId[] {
     this.#op(OP_TICK, now);
     this.#roundTrip("onTick");
-    const r = this.#ch.reply;
-    const n = r[0];
-    const out: SlotId[] = [];
-    for (let i = 0; i < n; i++) out.push(r[1 + i]);
-    return out;
+    return this.#answer(() => this.#reader.tick());
   }
 
   /** Sends the queued hooks now (one round trip if any are queued). */
@@ -562,9 +582,7 @@ export class SandboxPolicy implements PolicyPort {
 
   /** Events reported since the last call. */
   takeEvents(): PolicyEvent[] {
-    const e = this.#events;
-    this.#events = NO_EVENTS;
-    return e;
+    return this.#reader.takeEvents();
   }
 
   /** Asks the Worker to leave its loop, then terminates it. Idempotent. */
@@ -578,7 +596,8 @@ export class SandboxPolicy implements PolicyPort {
       const { hdr, ops } = this.#ch;
       ops[0] = OP_QUIT;
       Atomics.store(hdr, H_NOPS, 1);
-      Atomics.store(hdr, H_REQ, ++this.#seq);
+      this.#sent.seq = nextSeq(this.#sent.seq);
+      Atomics.store(hdr, H_REQ, this.#sent.seq);
       Atomics.notify(hdr, H_REQ);
     }
     try {

@@ -57,6 +57,11 @@ export type EjectReason =
   | "starvation"
   /** The sandbox Worker died (uncaught error outside a hook, out of memory). */
   | "crash"
+  /**
+   * The sandbox's channel held a reply its own code could not have written, or the core's words
+   * in it changed: something in the sandbox wrote into the channel (`reply_reader.ts`).
+   */
+  | "corrupted channel"
   /** An operator asked for it (`SchedCore.eject`). */
   | "manual";
 
