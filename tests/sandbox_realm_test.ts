@@ -37,33 +37,44 @@ const ROUTES: [route: string, refused: boolean][] = [
   ["globals", false],
 ];
 
-for (const [route, refused] of ROUTES) {
-  test(`sandbox realm: the prototype route "${route}" ${refused ? "is refused at load" : "never reaches the channel"}`, async () => {
-    const plugin = new URL(`prototype_route.ts?route=${route}`, FIXTURES).href;
-    const opts = {
-      plugin,
-      slots: 1,
-      seconds: 30,
-      vms: ["a", "b", "c"].map((vm) => ({
-        name: vm,
-        vcpus: 1,
-        workload: { kind: "spin" as const },
-      })),
-    };
-    const r = await simulate(opts).catch((e) => e);
-    if (refused) {
-      assert(r instanceof PluginLoadError, `loaded: ${JSON.stringify(r?.ejections ?? r)}`);
-      match(r.message, /prototype_route\.ts\?route=.*TypeError/);
-      return;
-    }
-    if (r instanceof Error) throw r;
-    // It ran, every decision its own, and it never held the channel: no capture reported, no
-    // corruption seen, and it was still in charge at the end.
-    assertEquals(r.ejections, []);
-    assertEquals(r.finalPlugin, `prototype_route_${route}`);
-    assertEquals(r.policyEvents.captured, undefined);
-    for (const vm of r.vms) assert(Math.abs(vm.share - 1 / 3) < 0.01, `${vm.name} ${vm.share}`);
-  });
+/**
+ * Both sandboxes: the per-call one (the VMM's), and the whole simulation in the plugin's Worker,
+ * where the engine shares the plugin's realm and the global names it looks up are locked too
+ * (`lockGlobals`), so that replacing them is refused at load as well.
+ */
+const MODES = [["per call", "per-call"], ["whole simulation", true]] as const;
+
+for (const [route, refusedPerCall] of ROUTES) {
+  for (const [mode, sandbox] of MODES) {
+    const refused = refusedPerCall || (route === "globals" && sandbox === true);
+    test(`sandbox realm (${mode}): the prototype route "${route}" ${refused ? "is refused at load" : "never reaches the channel"}`, async () => {
+      const plugin = new URL(`prototype_route.ts?route=${route}`, FIXTURES).href;
+      const opts = {
+        plugin,
+        sandbox,
+        slots: 1,
+        seconds: 30,
+        vms: ["a", "b", "c"].map((vm) => ({
+          name: vm,
+          vcpus: 1,
+          workload: { kind: "spin" as const },
+        })),
+      };
+      const r = await simulate(opts).catch((e) => e);
+      if (refused) {
+        assert(r instanceof PluginLoadError, `loaded: ${JSON.stringify(r?.ejections ?? r)}`);
+        match(r.message, /prototype_route\.ts\?route=.*TypeError/);
+        return;
+      }
+      if (r instanceof Error) throw r;
+      // It ran, every decision its own, and it never held the channel: no capture reported, no
+      // corruption seen, and it was still in charge at the end.
+      assertEquals(r.ejections, []);
+      assertEquals(r.finalPlugin, `prototype_route_${route}`);
+      assertEquals(r.policyEvents.captured, undefined);
+      for (const vm of r.vms) assert(Math.abs(vm.share - 1 / 3) < 0.01, `${vm.name} ${vm.share}`);
+    });
+  }
 }
 
 /** A mixed scenario: spinners, an echo server, a lock, a periodic task, IPIs. */
@@ -85,8 +96,8 @@ const MIXED: Omit<SimOptions, "plugin"> = {
 };
 
 /** The result without its wall-clock fields. */
-function stable(r: SimResult): Omit<SimResult, "wallMs" | "eventsPerSec"> {
-  const { wallMs: _w, eventsPerSec: _e, ...rest } = r;
+function stable(r: SimResult): Omit<SimResult, "wallMs" | "eventsPerSec" | "sandbox"> {
+  const { wallMs: _w, eventsPerSec: _e, sandbox: _s, ...rest } = r;
   return rest;
 }
 
@@ -94,9 +105,11 @@ test("sandbox realm: every built-in plugin decides in the frozen realm exactly a
   for (const name of ["rr", "credit", "credit2", "rtds", "gang"]) {
     const plugin = new URL(`../plugins/${name}.ts`, import.meta.url).href;
     const local = await simulate({ ...MIXED, plugin, sandbox: false });
-    const frozen = await simulate({ ...MIXED, plugin, sandbox: true });
+    const frozen = await simulate({ ...MIXED, plugin, sandbox: "per-call" });
     assertEquals(frozen.ejections, [], name);
     assertEquals(stable(frozen), stable(local), name);
+    const whole = await simulate({ ...MIXED, plugin, sandbox: true });
+    assertEquals(stable(whole), stable(local), name);
   }
 });
 

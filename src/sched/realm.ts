@@ -84,3 +84,69 @@ export function freezeRealm(): void {
     if (!Object.isFrozen(o)) throw new TypeError(`realm not frozen: ${name} is still writable`);
   }
 }
+
+/**
+ * The global names a whole simulation's engine looks up while it runs (`sim_worker.ts`): the
+ * ECMAScript constructors and namespaces, and the host objects it calls (`performance`,
+ * `MessageChannel`). Lockdown freezes what they name, not the names themselves.
+ */
+const ENGINE_GLOBALS = [
+  "Array",
+  "ArrayBuffer",
+  "Atomics",
+  "BigInt",
+  "Boolean",
+  "DataView",
+  "Date",
+  "Error",
+  "Float32Array",
+  "Float64Array",
+  "Function",
+  "Int8Array",
+  "Int16Array",
+  "Int32Array",
+  "Infinity",
+  "JSON",
+  "Map",
+  "Math",
+  "MessageChannel",
+  "NaN",
+  "Number",
+  "Object",
+  "Promise",
+  "RangeError",
+  "Reflect",
+  "Set",
+  "SharedArrayBuffer",
+  "String",
+  "Symbol",
+  "TypeError",
+  "Uint8Array",
+  "Uint16Array",
+  "Uint32Array",
+  "WeakMap",
+  "isFinite",
+  "isNaN",
+  "parseFloat",
+  "parseInt",
+  "performance",
+  "structuredClone",
+  "undefined",
+] as const;
+
+/**
+ * Where a plugin shares its thread with trusted code that keeps running beside it (a whole
+ * simulation in the sandbox Worker), the global names that code looks up are made read-only and
+ * `performance` frozen, after {@linkcode freezeRealm}: a plugin that assigns one (`Math = ...`)
+ * then fails to load instead of changing what the engine computes. The per-call sandbox does
+ * not need it: its channel code holds its own references (`intrinsics.ts`).
+ */
+export function lockGlobals(): void {
+  const g = globalThis as unknown as Record<string, unknown>;
+  for (const name of ENGINE_GLOBALS) {
+    const d = Object.getOwnPropertyDescriptor(g, name);
+    if (d === undefined || !d.configurable) continue;
+    Object.defineProperty(g, name, { value: g[name], writable: false, configurable: false });
+  }
+  harden(performance);
+}

@@ -6,6 +6,7 @@
  * permissions (read its own file, import from its own host if remote), so a plugin can do here
  * exactly what it can in the per-call sandbox: compute.
  *
+ * The realm is frozen first (SES `lockdown()`, `src/sched/realm.ts`), as in the per-call sandbox.
  * As in `src/sched/sandbox_worker.ts`, the run yields to the event loop every few milliseconds
  * (`Engine.runYielding`), so that a promise the plugin started and that failed is seen and
  * ejects it at its next call, and a call that never returns is seen by the parent through the
@@ -16,9 +17,22 @@
 import type { PolicyEvent, SchedParams, SchedulerPlugin } from "../sched/contract.ts";
 import { errorText, pluginFromModule, PluginLoadError } from "../sched/load.ts";
 import { LocalPolicy, type PortInit } from "../sched/policy_port.ts";
+import { freezeRealm, lockGlobals } from "../sched/realm.ts";
 import { runSimulation } from "./run.ts";
 import type { SimStart, SimWorkerReply } from "./sim_protocol.ts";
 import { WatchedPolicy } from "./watched_policy.ts";
+
+// The realm is frozen before any plugin exists, as in the per-call sandbox (`realm.ts`): the
+// engine shares this realm with the plugin, so a plugin must not be able to change the built-ins
+// the engine's bookkeeping relies on (and through them the result it reports). A failure is
+// answered to the start message.
+let realmError: string | null = null;
+try {
+  freezeRealm();
+  lockGlobals();
+} catch (err) {
+  realmError = `cannot freeze the sandbox's realm: ${errorText(err)}`;
+}
 
 /** How often the run yields to the event loop (ms of wall time), as the per-call sandbox. */
 const TURN_MS = 10;
@@ -33,6 +47,9 @@ self.addEventListener("error", (e) => {
   asyncFault ??= `uncaught error in the plugin: ${errorText(e.error ?? e.message)}`;
 });
 const faults = {
+  get pending(): boolean {
+    return asyncFault !== null;
+  },
   take(): string | null {
     const f = asyncFault;
     asyncFault = null;
@@ -88,6 +105,11 @@ const post = (m: SimWorkerReply) => self.postMessage(m);
 self.onmessage = async (e: MessageEvent<SimStart>) => {
   self.onmessage = null;
   const { options, watch: sab, collectEvents } = e.data;
+  if (realmError !== null) {
+    post({ type: "load-error", plugin: options.plugin, message: realmError });
+    self.close();
+    return;
+  }
   const watch = new Int32Array(sab);
   const events: [PolicyEvent, number][] = [];
   const plugins = 1 + (options.script ?? []).filter((s) => s.action === "swap").length;
