@@ -95,6 +95,11 @@ export class GangScheduler implements SchedulerPlugin {
   #ctx: SchedContext | null = null;
   #slots: (Unit | null)[] = [];
   #units = new Map<VcpuId, Unit>();
+  /**
+   * Runnable vCPUs by least recently run (`[lastSeq, id, unit]`), so that a backfill need not
+   * look at every vCPU. An entry whose vCPU has since run or halted is stale and skipped.
+   */
+  #waiting = new WaitHeap();
   /** VMs in round-robin order. */
   #gangs: Gang[] = [];
   /** The gang whose turn it is (or null when nothing is runnable). */
@@ -114,6 +119,7 @@ export class GangScheduler implements SchedulerPlugin {
     this.#ctx = ctx;
     this.#slots = Array.from({ length: ctx.slots }, () => null);
     this.#units.clear();
+    this.#waiting = new WaitHeap();
     this.#gangs = [];
     this.#current = null;
     this.#turnEnd = 0;
@@ -152,7 +158,7 @@ export class GangScheduler implements SchedulerPlugin {
       u.slot = info.slot;
       this.#slots[info.slot] = u;
     } else if (info.state !== "halted") {
-      u.state = "runnable";
+      this.#runnable(u);
     }
   }
 
@@ -190,7 +196,7 @@ export class GangScheduler implements SchedulerPlugin {
     this.#now = now;
     const stale = this.#slots[slot];
     if (stale) {
-      stale.state = "runnable";
+      this.#runnable(stale);
       this.#slots[slot] = null;
     }
     this.#maybeAdvance(now);
@@ -222,7 +228,7 @@ export class GangScheduler implements SchedulerPlugin {
     this.#now = now;
     const u = this.#units.get(vcpu);
     if (!u || u.state !== "halted") return;
-    u.state = "runnable";
+    this.#runnable(u);
     if (this.#slots.some((s) => s === null)) return; // the core fills idle slots
     if (this.#current === null) {
       this.#maybeAdvance(now); // nothing was runnable: this vCPU's gang gets the turn
@@ -244,7 +250,7 @@ export class GangScheduler implements SchedulerPlugin {
     const u = this.#units.get(vcpu);
     if (!u) return;
     if (this.#slots[slot] === u) this.#slots[slot] = null;
-    u.state = "runnable";
+    this.#runnable(u);
   }
 
   /**
@@ -333,7 +339,36 @@ export class GangScheduler implements SchedulerPlugin {
 
   /** The least recently run runnable vCPU of another VM (work-conserving backfill). */
   #nextBackfill(): Unit | null {
-    return leastRecent(this.#units.values(), this.#current);
+    // The heap's head, skipping the current gang's vCPUs (at most its size), which go back.
+    const skipped: Unit[] = [];
+    let found: Unit | null = null;
+    for (let u = this.#headWaiting(); u !== null; u = this.#headWaiting()) {
+      if (u.gang !== this.#current) {
+        found = u;
+        break;
+      }
+      this.#waiting.pop();
+      skipped.push(u);
+    }
+    for (const u of skipped) this.#waiting.push(u);
+    return found;
+  }
+
+  /** The least recently run runnable vCPU, after dropping stale entries; null if none. */
+  #headWaiting(): Unit | null {
+    const h = this.#waiting;
+    while (h.size > 0) {
+      const [seq, u] = h.peek();
+      if (u.state === "runnable" && u.lastSeq === seq && this.#units.get(u.id) === u) return u;
+      h.pop();
+    }
+    return null;
+  }
+
+  /** `u` becomes runnable (not running): it joins the waiting vCPUs. */
+  #runnable(u: Unit): void {
+    u.state = "runnable";
+    this.#waiting.push(u);
   }
 
   /** How many vCPUs of `gang` are runnable and not running. */
@@ -345,8 +380,7 @@ export class GangScheduler implements SchedulerPlugin {
 
   /** Whether any vCPU is runnable and not running. */
   #anyWaiting(): boolean {
-    for (const u of this.#units.values()) if (u.state === "runnable") return true;
-    return false;
+    return this.#headWaiting() !== null;
   }
 
   /** Slots running a vCPU of another VM than the gang's. */
@@ -366,8 +400,7 @@ function num(v: number | string | boolean | undefined, dflt: number): number {
 
 /**
  * The runnable (not running) vCPU of `units` that ran least recently (ties: lowest id), leaving
- * out the vCPUs of gang `except`; null if there is none. One pass, no sorting: thousands of
- * vCPUs cost microseconds.
+ * out the vCPUs of gang `except`; null if there is none. One pass, no sorting.
  */
 function leastRecent(units: Iterable<Unit>, except: Gang | null): Unit | null {
   let best: Unit | null = null;
@@ -380,6 +413,54 @@ function leastRecent(units: Iterable<Unit>, except: Gang | null): Unit | null {
     }
   }
   return best;
+}
+
+/** Whether `a` ran less recently than `b` (ties: lower id). */
+function earlier(a: [number, Unit], b: [number, Unit]): boolean {
+  return a[0] < b[0] || (a[0] === b[0] && a[1].id < b[1].id);
+}
+
+/** A binary min-heap of `[lastSeq, unit]`, least recently run first. */
+class WaitHeap {
+  #a: [number, Unit][] = [];
+
+  get size(): number {
+    return this.#a.length;
+  }
+
+  /** The head (call only when not empty). */
+  peek(): [number, Unit] {
+    return this.#a[0];
+  }
+
+  push(u: Unit): void {
+    const a = this.#a;
+    a.push([u.lastSeq, u]);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!earlier(a[i], a[p])) break;
+      [a[i], a[p]] = [a[p], a[i]];
+      i = p;
+    }
+  }
+
+  pop(): void {
+    const a = this.#a;
+    const last = a.pop()!;
+    if (a.length === 0) return;
+    a[0] = last;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1, r = l + 1;
+      let m = i;
+      if (l < a.length && earlier(a[l], a[m])) m = l;
+      if (r < a.length && earlier(a[r], a[m])) m = r;
+      if (m === i) return;
+      [a[i], a[m]] = [a[m], a[i]];
+      i = m;
+    }
+  }
 }
 
 function remove<T>(list: T[], x: T): void {
