@@ -110,6 +110,8 @@ interface Unit {
   /** Slot it runs on or last ran on (`sched_unit_master`). */
   slot: SlotId;
   onRunq: boolean;
+  /** Its order among equal credits on the run queue (first queued first). */
+  runqSeq: number;
   yielding: boolean;
   parked: boolean;
   /** Budget grabbed from the VM's pool (capped VMs only). */
@@ -141,6 +143,7 @@ export class Credit2Scheduler implements SchedulerPlugin {
   #doms = new Map<string, Dom>();
   /** `rqd->runq`, ordered by credit (highest first). */
   #runq: Unit[] = [];
+  #runqSeq = 0;
   /** `rqd->max_weight`. */
   #maxWeight = 1;
   #capPeriod = CSCHED2_DEFAULT_CAP_PERIOD_MS * NS_PER_MS;
@@ -189,6 +192,7 @@ export class Credit2Scheduler implements SchedulerPlugin {
       state: "halted",
       slot: info.index % this.#pcpus.length,
       onRunq: false,
+      runqSeq: 0,
       yielding: false,
       parked: false,
       budget: Infinity, // STIME_MAX: no cap
@@ -442,23 +446,44 @@ export class Credit2Scheduler implements SchedulerPlugin {
       svc.credit = Math.min(svc.credit + reset, CSCHED2_CREDIT_INIT + CSCHED2_CARRYOVER_MAX);
     }
     this.#report("reset", undefined, reset);
-    // No need to resort: everyone's order stays the same.
+    // No need to resort: everyone's order stays the same. Credits clipped to the same value
+    // keep their order as queued: renumber them so.
+    for (const u of this.#runq) u.runqSeq = ++this.#runqSeq;
   }
 
   // -------------------------------------------------------------------------------------------
   // Run queue (credit2.c:1437 runq_insert, 3384 runq_candidate, 3281 csched2_runtime)
   // -------------------------------------------------------------------------------------------
 
-  /** `runq_insert`: before the first vCPU with less credit (FIFO among equals). */
+  /**
+   * `runq_insert`: before the first vCPU with less credit (FIFO among equals). The queue is
+   * ordered by credit (highest first), then by when each joined, so both ends of a change are a
+   * binary search (credit2.c walks the list: fine for a few vCPUs per run queue, not thousands).
+   */
   #runqInsert(u: Unit): void {
-    let i = 0;
-    while (i < this.#runq.length && u.credit <= this.#runq[i].credit) i++;
-    this.#runq.splice(i, 0, u);
+    const q = this.#runq;
+    let lo = 0, hi = q.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (q[mid].credit >= u.credit) lo = mid + 1;
+      else hi = mid;
+    }
+    u.runqSeq = ++this.#runqSeq;
+    q.splice(lo, 0, u);
     u.onRunq = true;
   }
 
   #runqRemove(u: Unit): void {
-    remove(this.#runq, u);
+    const q = this.#runq;
+    let lo = 0, hi = q.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const v = q[mid];
+      if (v.credit > u.credit || (v.credit === u.credit && v.runqSeq < u.runqSeq)) lo = mid + 1;
+      else hi = mid;
+    }
+    if (q[lo] === u) q.splice(lo, 1);
+    else remove(q, u); // not where its keys say: cannot happen, but never lose track of it
     u.onRunq = false;
   }
 
@@ -474,7 +499,11 @@ export class Credit2Scheduler implements SchedulerPlugin {
     if (snext && this.#hasCap(snext) && !this.#grabBudget(snext)) snext = null;
     const snextCredit = () => (snext ? snext.credit : CSCHED2_IDLE_CREDIT);
 
-    for (const svc of [...this.#runq]) {
+    // In queue order. Only a vCPU that fails to get budget leaves the queue meanwhile (parked):
+    // then the next one has taken its place.
+    const q = this.#runq;
+    for (let i = 0; i < q.length; i++) {
+      const svc = q[i];
       if (svc === scurr) continue;
       // Nobody further down has more credit than what we have (unless we yielded).
       if (!(yielded && snext === scurr) && svc.credit <= snextCredit()) break;
@@ -484,7 +513,10 @@ export class Credit2Scheduler implements SchedulerPlugin {
         continue;
       }
       // Budget is the very last check: grabbing it has side effects.
-      if (this.#hasCap(svc) && !this.#grabBudget(svc)) continue;
+      if (this.#hasCap(svc) && !this.#grabBudget(svc)) {
+        if (!svc.onRunq) i--; // parked
+        continue;
+      }
       if (snext && snext === scurr && this.#hasCap(snext)) this.#returnBudget(snext);
       snext = svc;
       break;

@@ -28,6 +28,13 @@ export interface LatencySummary {
 
 function bucketOf(v: number): number {
   if (v < EXACT) return v < 0 ? 0 : Math.floor(v);
+  if (v < 2 ** 31) {
+    // The same bucket from the integer part's bits: for v >= 128 the power of two and the
+    // sub-bucket of floor(v) are those of v.
+    const i = v | 0;
+    const e = 31 - Math.clz32(i);
+    return EXACT + (e - EXACT_BITS) * SUB + ((i >>> (e - SUB_BITS)) - SUB);
+  }
   let e = Math.floor(Math.log2(v));
   // Math.log2 may be off by one right at powers of two: correct it.
   if (2 ** e > v) e--;

@@ -668,8 +668,9 @@ export class Engine implements SimHost {
     const stats = this.#core.stats(end);
     const total = this.#slots * end;
     const vcpus: SimVcpuResult[] = [];
+    const statsOf = new Map(stats.vcpus.map((x) => [x.id, x]));
     for (const v of this.#v) {
-      const cs = stats.vcpus.find((x) => x.id === v.id)!;
+      const cs = statsOf.get(v.id)!;
       const r: SimVcpuResult = {
         id: v.id,
         vm: this.#vms[v.vm].name,
@@ -685,8 +686,10 @@ export class Engine implements SimHost {
       };
       vcpus.push(r);
     }
+    const byVm = new Map<string, SimVcpuResult[]>(this.#vms.map((spec) => [spec.name, []]));
+    for (const x of vcpus) byVm.get(x.vm)!.push(x);
     const vms: SimVmResult[] = this.#vms.map((spec, k) => {
-      const mine = vcpus.filter((x) => x.vm === spec.name);
+      const mine = byVm.get(spec.name)!;
       const sum = (f: (x: SimVcpuResult) => number) => mine.reduce((a, x) => a + f(x), 0);
       const runNs = sum((x) => x.runNs);
       return {
