@@ -29,6 +29,7 @@ export const ORDER = [
   "lock",
   "lock-ticket",
   "overcommit",
+  "overcommit-256",
 ];
 
 /** A number of a table cell, read from one run, and the digits it is printed with. */
@@ -100,6 +101,29 @@ const METRIC: Record<string, { label: string; figures: Figure[]; sep?: string[] 
       },
     ],
     sep: ["; "],
+  },
+  "overcommit-256": {
+    label: "Jain's index of the spinners' shares; periodic jobs missed %; worst echo p99 ms",
+    figures: [
+      { value: (r) => jainIndex(r.vms.filter((v) => v.workload === "spin")), digits: 3 },
+      {
+        value: (r) => {
+          const periodic = r.vms.filter((v) => v.workload === "periodic");
+          const jobs = periodic.reduce((s, v) => s + v.jobs, 0);
+          return jobs ? (100 * periodic.reduce((s, v) => s + v.misses, 0)) / jobs : NaN;
+        },
+        digits: 1,
+      },
+      {
+        value: (r) => {
+          const p99s = r.vms.filter((v) => v.workload === "echo").map((v) => v.p99Us)
+            .filter((x) => Number.isFinite(x));
+          return p99s.length ? Math.max(...p99s) / 1000 : NaN;
+        },
+        digits: 0,
+      },
+    ],
+    sep: ["; ", "; "],
   },
 };
 
