@@ -129,7 +129,8 @@ test("deno install <url>/mod.ts --unstable-worker-options: a deno-vmm command", 
     match(sim.out, /^plugin fifo, 1 slot/m);
     match(sim.out, /^a\s+1\s+\d/m);
     match(sim.out, /^b\s+1\s+\d/m);
-    ok(server.requests.some((q) => q.path === "/src/sched/sandbox_worker.ts"), "served");
+    // The plugin ran sandboxed: the simulation's sandbox Worker was fetched from the URL.
+    ok(server.requests.some((q) => q.path === "/src/sim/sim_worker.ts"), "served");
   } finally {
     await server.close();
     await Deno.remove(s.dir, { recursive: true });
