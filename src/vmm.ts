@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { EmtPool } from "./emt/emt_pool.ts";
 import { buildShim, openShim, type ShimLibrary } from "../ffi/shim.ts";
 import { type CpuidEntry, Kvm } from "./kvm/kvm.ts";
 import { GLOBAL_BLOCK_SIZE, GLOBAL_WORD } from "./emt/shim_layout.ts";
@@ -73,6 +74,7 @@ export class Vmm {
   #options: VmmOptions;
   #closed = false;
   #scheduler?: Scheduler;
+  #emts = new EmtPool();
 
   private constructor(kvm: Kvm, shimPath: string, options: VmmOptions) {
     this.#kvm = kvm;
@@ -126,6 +128,7 @@ export class Vmm {
         onConsole: this.#options.onConsole,
         onLog: this.#options.onLog,
         scheduler: this.#scheduler,
+        emts: this.#emts,
       },
       resolved,
       image,
@@ -137,6 +140,14 @@ export class Vmm {
   /** The scheduler enforcing slots, if this VMM has one. */
   get scheduler(): Scheduler | undefined {
     return this.#scheduler;
+  }
+
+  /**
+   * EMT Workers started and reused so far, and idle now: a VM's Workers go back to an idle pool
+   * when it ends and run the next VM's vCPUs (see `src/emt/emt_pool.ts`).
+   */
+  get emtWorkers(): { created: number; reused: number; idle: number } {
+    return this.#emts.stats;
   }
 
   /** The most EMTs that were ever in guest mode at once, across all VMs. */
@@ -158,6 +169,7 @@ export class Vmm {
     this.#closed = true;
     await Promise.all([...this.#vms.values()].map((vm) => vm.close()));
     this.#vms.clear();
+    this.#emts.close();
     await this.#scheduler?.close();
     this.#kvm.close();
   }

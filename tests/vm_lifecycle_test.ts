@@ -123,3 +123,34 @@ test("after close no fd, thread or worker is left", async () => {
   assertEquals(kvmMappings(), 0, "kvm_run mappings left");
   assert(leftTasks <= tasks + 1, `threads left running: ${leftTasks} now, ${tasks} before`);
 });
+
+test("a VM's EMT Workers run the next VM's vCPUs: reused, on their same threads, and close ends them", async () => {
+  await requireKernel();
+  const vmm = await Vmm.create();
+  try {
+    const first = await vmm.createVm({ name: "first", vcpus: 2, kernel: KERNEL });
+    await first.start();
+    const firstTids = first.emtThreadIds();
+    assertEquals(await first.wait(), { kind: "exit", status: 0 });
+    await vmm.closeVm("first");
+    assertEquals(vmm.emtWorkers, { created: 2, reused: 0, idle: 2 });
+    // The next VM, with more vCPUs than are idle: two reused, one new; every vCPU comes up.
+    const next = await vmm.createVm({ name: "next", vcpus: 3, kernel: KERNEL });
+    await next.start();
+    const nextTids = next.emtThreadIds();
+    assertEquals(await next.wait(), { kind: "exit", status: 0 });
+    assert(next.consoleText().includes("hello from vcpu 2 of 3"), next.consoleText());
+    assertEquals(vmm.emtWorkers, { created: 3, reused: 2, idle: 3 });
+    assertEquals(nextTids.filter((t) => firstTids.includes(t)).length, 2, "same threads");
+    // A VM that faults gives its Workers back too, and they run a VM after it.
+    const bad = await vmm.createVm({ name: "bad", kernel: KERNEL, cmdline: "workload=triple" });
+    await bad.start();
+    assertEquals((await bad.wait()).kind, "fault");
+    const after = await vmm.createVm({ name: "after", vcpus: 1, kernel: KERNEL });
+    await after.start();
+    assertEquals(await after.wait(), { kind: "exit", status: 0 });
+  } finally {
+    await vmm.close();
+  }
+  assertEquals(vmm.emtWorkers.idle, 0);
+});

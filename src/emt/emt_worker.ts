@@ -1,7 +1,8 @@
 /// <reference lib="deno.worker" />
 /**
- * Worker entry of an EMT: receives its {@linkcode EmtInit}, opens the shim, runs the vCPU's
- * loop until the VM stops, releases what it mapped and reports "stopped".
+ * Worker entry of an EMT: receives an {@linkcode EmtInit}, opens the shim, runs the vCPU's loop
+ * until the VM stops, releases what it mapped and reports "stopped". Then it waits for the next
+ * init: the VMM reuses its idle EMT Workers (`emt_pool.ts`).
  *
  * @module
  */
@@ -13,9 +14,9 @@ const post = (m: EmtMessage) => self.postMessage(m);
 
 self.onmessage = (ev: MessageEvent<EmtInit>) => {
   const init = ev.data;
-  self.onmessage = null;
   let emt: Emt | undefined;
   try {
+    // Opened once per Worker (openShim keeps it), for every vCPU this Worker runs.
     emt = new Emt(init, openShim(init.shimPath), post);
     post({ type: "ready", vcpu: init.vcpu });
     emt.run();

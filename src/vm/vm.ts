@@ -5,6 +5,7 @@
  * @module
  */
 import { allocateGrantTable } from "../sched/grant_table.ts";
+import type { EmtPool } from "../emt/emt_pool.ts";
 import type { Scheduler } from "../sched/scheduler.ts";
 import {
   allocateEchoChannel,
@@ -73,10 +74,11 @@ export interface VmHost {
   onLog?: (message: string) => void;
   /** The VMM's scheduler, when slots are enforced. */
   scheduler?: Scheduler;
+  /** The VMM's idle EMT Workers. */
+  emts: EmtPool;
 }
 
 const CONSOLE_LOG_LIMIT = 10_000;
-const EMT_WORKER = new URL("../emt/emt_worker.ts", import.meta.url);
 
 /** A virtual machine. Create it through `Vmm.createVm`. */
 export class Vm {
@@ -93,6 +95,8 @@ export class Vm {
   #memory: GuestMemory;
   #vcpus: VcpuFd[] = [];
   #workers: Worker[] = [];
+  /** Per Worker: it failed outside the EMT's loop (an uncaught error), so it is not reused. */
+  #brokenWorkers: boolean[] = [];
   #emtBlocks: SharedArrayBuffer;
   #mailboxSab: SharedArrayBuffer;
   #mail: Mailboxes;
@@ -187,11 +191,9 @@ export class Vm {
     this.timing.startedAt = performance.now();
     const ready: Promise<void>[] = [];
     for (let i = 0; i < this.config.vcpus; i++) {
-      const worker = new Worker(EMT_WORKER, {
-        type: "module",
-        name: `emt ${this.name}/${i}`,
-      });
+      const worker = this.#host.emts.take();
       this.#workers.push(worker);
+      this.#brokenWorkers.push(false);
       ready.push(
         new Promise((resolve) => {
           worker.onmessage = (ev: MessageEvent<EmtMessage>) => {
@@ -200,6 +202,7 @@ export class Vm {
           };
           worker.onerror = (ev) => {
             ev.preventDefault();
+            this.#brokenWorkers[i] = true; // not reused
             this.#onMessage({
               type: "fault",
               vcpu: i,
@@ -272,8 +275,13 @@ export class Vm {
   }
 
   #finish(): void {
-    for (const w of this.#workers) w.terminate();
+    // Each EMT left its loop and said so: its Worker can run the next VM's vCPU.
+    this.#workers.forEach((w, i) => {
+      if (this.#brokenWorkers[i]) w.terminate();
+      else this.#host.emts.give(w);
+    });
     this.#workers = [];
+    this.#brokenWorkers = [];
     for (const v of this.#vcpus) v.close();
     this.#vcpus = [];
     this.#exit ??= { kind: "stopped" };
