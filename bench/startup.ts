@@ -58,38 +58,64 @@ function pssKb(): number {
   return Number(text.match(/^Pss:\s+(\d+) kB/m)?.[1] ?? NaN);
 }
 
-/** MB of PSS per vCPU worker (an 8-vCPU VM), and per bare Worker (the baseline). */
-export async function memoryPerWorker(
-  vcpus = 8,
-): Promise<{ perVcpuMb: number; bareWorkerMb: number }> {
+/**
+ * In this process: the PSS (MB) each of `count` Workers adds, either EMTs (one VM of `count`
+ * spinning vCPUs, 16 MiB of guest RAM) or bare Workers (`self.postMessage(1)`). Each kind must
+ * be the first Workers of its process: memory a terminated Worker gave back to the allocator is
+ * reused by the next ones, so measured after EMTs had run, bare Workers looked 4 MB cheaper
+ * than they are.
+ */
+async function pssPerWorker(kind: "emt" | "bare", count: number): Promise<number> {
+  const settle = () => new Promise((r) => setTimeout(r, 300));
+  if (kind === "bare") {
+    await settle();
+    const b0 = pssKb();
+    const src = `data:application/javascript,self.postMessage(1)`;
+    const workers = Array.from({ length: count }, () => new Worker(src, { type: "module" }));
+    await Promise.all(workers.map((w) => new Promise((r) => w.onmessage = r)));
+    await settle();
+    const b1 = pssKb();
+    workers.forEach((w) => w.terminate());
+    return (b1 - b0) / 1024 / count;
+  }
   const vmm = await Vmm.create();
   try {
-    await new Promise((r) => setTimeout(r, 200));
+    await settle();
     const before = pssKb();
     const vm = await vmm.createVm({
       name: "mem",
-      vcpus,
+      vcpus: count,
       memoryMiB: 16,
       kernel: KERNEL,
       cmdline: "workload=spin seconds=0",
     });
     await vm.start();
-    await new Promise((r) => setTimeout(r, 500));
+    await settle();
     const after = pssKb();
     await vm.stop();
-    // Bare workers, same count, same run.
-    const src = `data:application/javascript,self.postMessage(1)`;
-    const b0 = pssKb();
-    const workers = Array.from({ length: vcpus }, () => new Worker(src, { type: "module" }));
-    await Promise.all(workers.map((w) => new Promise((r) => w.onmessage = r)));
-    await new Promise((r) => setTimeout(r, 200));
-    const b1 = pssKb();
-    workers.forEach((w) => w.terminate());
-    // Guest RAM touched by the guest is counted in `after`; 16 MiB are mostly untouched.
-    return { perVcpuMb: (after - before) / 1024 / vcpus, bareWorkerMb: (b1 - b0) / 1024 / vcpus };
+    // Guest RAM the guest touched is counted in `after`; 16 MiB are mostly untouched.
+    return (after - before) / 1024 / count;
   } finally {
     await vmm.close();
   }
+}
+
+/**
+ * MB of PSS per vCPU worker (an 8-vCPU VM), and per bare Worker (the baseline), each measured in
+ * a fresh process (`deno run bench/startup.ts --memory emt|bare N`).
+ */
+export async function memoryPerWorker(
+  vcpus = 8,
+): Promise<{ perVcpuMb: number; bareWorkerMb: number }> {
+  const child = async (kind: string) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL(import.meta.url).pathname, "--memory", kind, String(vcpus)],
+      stderr: "inherit",
+    }).output();
+    if (!out.success) throw new Error(`memory child ${kind} failed`);
+    return Number(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1));
+  };
+  return { perVcpuMb: await child("emt"), bareWorkerMb: await child("bare") };
 }
 
 /** Medians of both start-up measurements. */
@@ -97,4 +123,9 @@ export async function benchStartup(rounds = 10) {
   const deno = await denoVmmFirstLine(rounds);
   const c = await cLoopFirstLine(rounds);
   return { denoVmmMs: median(deno), cLoopMs: median(c), ratio: median(deno) / median(c) };
+}
+
+if (import.meta.main && Deno.args[0] === "--memory") {
+  const kind = Deno.args[1] === "bare" ? "bare" : "emt";
+  console.log(await pssPerWorker(kind, Number(Deno.args[2] ?? 8)));
 }
