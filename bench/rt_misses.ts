@@ -58,7 +58,7 @@ export function summarizeStudy(s: RtStudy): string {
     `miss, ${misses} misses in ${jobs} jobs (${(misses / Math.max(1, jobs) * 1e4).toFixed(1)} ` +
     `per 10,000)`,
     `late stretches in the traces: ${late.length} (${
-      ["scheduler", "budget", "host", "vmm", "work"].map((v) => `${v} ${by(v)}`).join(", ")
+      ["scheduler", "edf", "budget", "host", "vmm", "work"].map((v) => `${v} ${by(v)}`).join(", ")
     })`,
     `host noise, ${s.hostNoise[0]?.seconds ?? 0} s with no VMM: ${noise.join("; then ")}`,
   ].join("\n");

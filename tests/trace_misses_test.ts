@@ -63,10 +63,48 @@ test("late jobs: one per cause, with who held the slot while it waited", () => {
   assertEquals([jobs[2].guestNs, jobs[2].lateNs], [12 * ms, 2 * ms]);
   match(
     formatLateJobs(jobs),
-    /rt\/0 {2}1 late, busy 17\.00 ms .*waited 15\.00 \[slots: hog\/0 15\.00\].* -> scheduler/,
+    /rt\/0 {2}1 late, busy 17\.00 ms .*waited 15\.00 .*\[slots: hog\/0 15\.00\].* -> scheduler/,
   );
   // A VM with no period given is not looked at.
   assertEquals(lateJobs(analyzeTrace(recorded()), new Map([["other", 10 * ms]])), []);
+});
+
+/**
+ * Two rtds VMs on one slot, deadlines in the trace (`replenish` events): `a` (period 10 ms) waits
+ * behind `b` twice, once while `b`'s deadline is earlier (EDF's order: the load's) and once while
+ * it is later (an inversion: the scheduler's).
+ */
+function edfTrace() {
+  const rec = new TraceRecorder(1024);
+  rec.nameVcpu({ id: 1, vm: "a", index: 0 });
+  rec.nameVcpu({ id: 2, vm: "b", index: 0 });
+  const t = (x: number) => T0 + x * ms;
+  const grant = (at: number, v: number) => rec.record(TRACE.grant, t(at), v, 0, 10 * ms);
+  const end = (at: number, v: number, ran: number, reason: number) =>
+    rec.record(TRACE.runEnd, t(at), v, 0, ran * ms, reason, 0);
+  const wake = (at: number, v: number) => rec.record(TRACE.wake, t(at), v, -1, 0, TIMER);
+  const deadline = (at: number, v: number, d: number) =>
+    rec.record(TRACE.policy, t(at), v, -1, t(d), 0, rec.intern("replenish"));
+  deadline(0, 1, 10), deadline(0, 2, 5);
+  wake(0, 2), wake(0, 1);
+  // b (deadline 5) runs first, 14 ms: a (deadline 10) waits behind an earlier deadline.
+  grant(0, 2), end(14, 2, 14, SLICE), grant(14, 1), end(16, 1, 2, HALT);
+  // Then a's deadline is 30 and b's 40, and b still holds the slot from 20 to 34.
+  deadline(20, 1, 30), deadline(20, 2, 40);
+  wake(20, 1);
+  grant(20, 2), end(34, 2, 14, SLICE), grant(34, 1), end(36, 1, 2, HALT);
+  return rec.collect({ slots: 1, policy: "rtds" });
+}
+
+test("late jobs under rtds: waiting behind earlier deadlines is EDF's order, behind later ones the scheduler's", () => {
+  const jobs = lateJobs(analyzeTrace(edfTrace()), new Map([["a", 10 * ms]]));
+  assertEquals(jobs.map((j) => [j.startNs / ms, j.endNs / ms, j.verdict]), [
+    [0, 16, "edf"],
+    [20, 36, "scheduler"],
+  ]);
+  assertEquals([jobs[0].waitingNs, jobs[0].inversionNs], [14 * ms, 0]);
+  assertEquals([jobs[1].waitingNs, jobs[1].inversionNs], [14 * ms, 14 * ms]);
+  match(formatLateJobs(jobs), /behind later deadlines 14\.00\).* -> scheduler/);
 });
 
 test("trace misses on the command line: periods by flag, usage errors named", async () => {

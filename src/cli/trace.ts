@@ -211,7 +211,9 @@ time other host threads took (steal), how much it held outside guest mode (its E
 exits, V8's work on that thread: the VMM), and its guest time. The verdict names the largest:
 'scheduler' (waiting), 'host' (steal), 'vmm', or 'work' when all three are small (the guest had
 more work than its period); waiting is 'budget' when most of it came after the vCPU's reservation
-was used up (rtds's depleted / extratime events, until its replenish).
+was used up (rtds's depleted / extratime events, until its replenish), and 'edf' when the trace
+has deadlines (rtds's replenish events) and every vCPU that held a slot meanwhile came first in
+global EDF's order (the slots were too few for the load, not out of order).
 
 Options:
   --period VM=MS     the period of VM's jobs (repeatable)

@@ -23,6 +23,13 @@
  * and its next `replenish`. The job then cost more slot time than its budget holds; the policy
  * charges the time a vCPU held its slot less steal, so VMM time spends budget too.
  *
+ * Under a deadline policy (the trace has rtds's `replenish` events, whose value is the vCPU's new
+ * deadline) waiting with budget left is split further by who held the slots: `edf` when every
+ * holder came first in global EDF's order (within its budget while the waiter was too, with a
+ * deadline no later than the waiter's; or the waiter out of budget): the policy ran what it had
+ * to, and the slots were too few for the load; `scheduler` when a holder came later in that
+ * order (a priority inversion: a slot not yet taken back, a hand-off, the core's rate limit).
+ *
  * @module
  */
 import type { Scenario } from "../scenario/scenario.ts";
@@ -48,6 +55,11 @@ export interface LateJob {
   waitingNs: number;
   /** Of the waiting, what came after its budget was used up (until its next replenishment). */
   budgetWaitNs: number;
+  /**
+   * Of the waiting with budget left, what a slot holder later in global EDF's order took (rtds
+   * traces only; 0 otherwise): the part of the wait that was not the policy's order.
+   */
+  inversionNs: number;
   /** Time the vCPU held a slot, ns. */
   heldNs: number;
   /** Of the held time, what other host threads took from its EMT's CPU, ns. */
@@ -59,22 +71,75 @@ export interface LateJob {
   /** Who held the slots while it waited: label to ns. */
   heldBy: Record<string, number>;
   /** What made it late (see the module's documentation). */
-  verdict: "scheduler" | "budget" | "host" | "vmm" | "work";
+  verdict: "scheduler" | "edf" | "budget" | "host" | "vmm" | "work";
 }
 
 /** The largest cause of a stretch's lateness, or `work` if every cause is small. */
 function verdictOf(
   waiting: number,
   budgetWait: number,
+  inversion: number | null,
   stolen: number,
   vmm: number,
   busy: number,
 ): LateJob["verdict"] {
   if (waiting + stolen + vmm < busy / 10) return "work";
   if (waiting >= stolen && waiting >= vmm) {
-    return budgetWait * 2 >= waiting ? "budget" : "scheduler";
+    if (budgetWait * 2 >= waiting) return "budget";
+    // Without deadlines in the trace, any wait with budget left is the scheduler's.
+    if (inversion === null) return "scheduler";
+    return inversion * 2 >= waiting - budgetWait ? "scheduler" : "edf";
   }
   return stolen >= vmm ? "host" : "vmm";
+}
+
+/**
+ * A vCPU's place in global EDF's order over time, from rtds's policy events: its deadline (each
+ * `replenish` sets it) and whether it is out of budget (`depleted`/`extratime` until the next
+ * `replenish`).
+ */
+class EdfOrder {
+  #times: number[] = [];
+  #deadlines: number[] = [];
+  #out: [number, number][];
+
+  constructor(marks: VcpuMark[], end: number) {
+    for (const m of [...marks].sort((x, y) => x.t - y.t)) {
+      if (m.kind === "policy" && m.name === "replenish") {
+        this.#times.push(m.t);
+        this.#deadlines.push(m.value ?? NaN);
+      }
+    }
+    this.#out = budgetOut(marks, end);
+  }
+
+  /** Whether the trace gave this vCPU deadlines at all. */
+  get known(): boolean {
+    return this.#times.length > 0;
+  }
+
+  /** `[level, deadline]` at `t`: level 1 out of budget, else 0; deadline NaN before the first. */
+  at(t: number): [number, number] {
+    let lo = 0, hi = this.#times.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.#times[mid] <= t) lo = mid + 1;
+      else hi = mid;
+    }
+    const deadline = lo > 0 ? this.#deadlines[lo - 1] : NaN;
+    const level = this.#out.some(([b0, b1]) => b0 <= t && t < b1) ? 1 : 0;
+    return [level, deadline];
+  }
+}
+
+/**
+ * Whether `holder` comes before `waiter` in global EDF's order (ties go to the holder); false
+ * when a deadline is not known yet.
+ */
+function edfBefore(holder: [number, number], waiter: [number, number]): boolean {
+  if (holder[0] !== waiter[0]) return holder[0] < waiter[0];
+  if (Number.isNaN(holder[1]) || Number.isNaN(waiter[1])) return false;
+  return holder[1] <= waiter[1];
 }
 
 /** The intervals in which a vCPU's reservation was used up: a depletion to its replenishment. */
@@ -114,6 +179,7 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
   const out: LateJob[] = [];
   const labels = new Map([...a.vcpus.values()].map((t) => [t.vcpu.id, t.label]));
   const slotRuns = a.slotRuns.flat();
+  const edf = new Map([...a.vcpus.values()].map((t) => [t.vcpu.id, new EdfOrder(t.marks, a.end)]));
   for (const tl of a.vcpus.values()) {
     const period = periods.get(tl.vcpu.vm);
     if (period === undefined) continue;
@@ -128,7 +194,8 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
       const runs = slotRuns.filter((r) =>
         r.vcpu === tl.vcpu.id && overlap(r.start, r.end, s0, s1) > 0
       );
-      let waitingNs = 0, heldNs = 0, budgetWaitNs = 0;
+      let waitingNs = 0, heldNs = 0, budgetWaitNs = 0, inversionNs = 0;
+      const mine = edf.get(tl.vcpu.id)!;
       const heldBy: Record<string, number> = {};
       for (const sp of tl.spans) {
         const o = overlap(sp.start, sp.end, s0, s1);
@@ -139,10 +206,17 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
         const w0 = Math.max(sp.start, s0), w1 = Math.min(sp.end, s1);
         for (const [b0, b1] of outOfBudget) budgetWaitNs += overlap(w0, w1, b0, b1);
         for (const r of slotRuns) {
-          const ro = overlap(r.start, r.end, sp.start, sp.end);
+          const ro = overlap(r.start, r.end, w0, w1);
           if (ro > 0 && r.vcpu !== tl.vcpu.id) {
             const who = labels.get(r.vcpu) ?? `#${r.vcpu}`;
             heldBy[who] = (heldBy[who] ?? 0) + ro;
+            // Judged where the overlap begins: who came first in EDF's order then. A holder
+            // the trace gives no deadline for cannot be shown to come first.
+            const t = Math.max(r.start, w0);
+            const holder = edf.get(r.vcpu);
+            if (mine.known && !(holder?.known && edfBefore(holder.at(t), mine.at(t)))) {
+              inversionNs += ro;
+            }
           }
         }
       }
@@ -151,7 +225,16 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
       const guestNs = runs.reduce((s, r) => s + r.ranNs * part(r), 0);
       const lateNs = s1 - s0 - period;
       const vmmNs = Math.max(0, heldNs - guestNs - stolenNs);
-      const verdict = verdictOf(waitingNs, budgetWaitNs, stolenNs, vmmNs, s1 - s0);
+      // A holder later in EDF's order on one slot while the waiter waited: at most the wait.
+      inversionNs = Math.min(inversionNs, waitingNs - budgetWaitNs);
+      const verdict = verdictOf(
+        waitingNs,
+        budgetWaitNs,
+        mine.known ? inversionNs : null,
+        stolenNs,
+        vmmNs,
+        s1 - s0,
+      );
       out.push({
         vcpu: tl.label,
         vm: tl.vcpu.vm,
@@ -162,6 +245,7 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
         lateNs,
         waitingNs,
         budgetWaitNs,
+        inversionNs,
         heldNs,
         stolenNs,
         guestNs,
@@ -189,6 +273,8 @@ export function formatLateJobs(jobs: LateJob[]): string {
     return `${(j.startNs / 1e9).toFixed(3)} s  ${j.vcpu}  ${j.jobs} late, busy ${
       ms(j.endNs - j.startNs)
     } ms (period ${ms(j.periodNs)}): waited ${ms(j.waitingNs)}${
+      j.budgetWaitNs > 0 ? ` (out of budget ${ms(j.budgetWaitNs)})` : ""
+    }${j.inversionNs > 0 ? ` (behind later deadlines ${ms(j.inversionNs)})` : ""}${
       who ? ` [slots: ${who}]` : ""
     }, held ${ms(j.heldNs)} of which ` +
       `stolen ${ms(j.stolenNs)}, vmm ${ms(j.vmmNs)}, guest ${ms(j.guestNs)}  -> ${j.verdict}`;
