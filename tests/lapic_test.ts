@@ -31,14 +31,14 @@ Deno.test("periodic timer with divide by 16 reloads on its grid", () => {
   a.write(REG.TIMER_DIVIDE, 0x3); // divide by 16
   assertEquals(a.divisor, 16);
   a.write(REG.LVT_TIMER, 0x20000 | 0x41);
-  a.write(REG.TIMER_INITIAL, 1000); // 16 us period
+  a.write(REG.TIMER_INITIAL, 16_000); // 256 us period (above the 200 us floor)
   const first = a.timerDeadline;
-  advance(16_000);
+  advance(256_000);
   assertEquals(a.checkTimer(now()), true);
-  assertEquals(a.timerDeadline, first + 16_000);
-  advance(40_000); // 24 us past the second expiry: coalesced, the next stays on the grid
+  assertEquals(a.timerDeadline, first + 256_000);
+  advance(640_000); // 384 us past the second expiry: coalesced, the next stays on the grid
   a.checkTimer(now());
-  assertEquals(a.timerDeadline, first + 48_000);
+  assertEquals(a.timerDeadline, first + 768_000);
 });
 
 Deno.test("masked timer expires without an interrupt", () => {

@@ -9,8 +9,10 @@
  *   the EMT timestamps every request answered up to that count.
  *
  * Host side, a SharedArrayBuffer between the client Worker and the EMT: Int32 word 0 = requests
- * completed; then a ring of arrival times and a ring of completion times (Float64,
- * CLOCK_MONOTONIC ns, {@linkcode ECHO_RING} entries each).
+ * completed, word 1 = requests sent; then a ring of arrival times and a ring of completion times
+ * (Float64, CLOCK_MONOTONIC ns, {@linkcode ECHO_RING} entries each). The guest can write anything
+ * to its page and its doorbell: the host counts from these words, never from guest memory, and
+ * a done count beyond the requests sent answers only those.
  *
  * @module
  */
@@ -33,7 +35,7 @@ export function allocateEchoChannel(): SharedArrayBuffer {
 
 /** Views of the channel. */
 export interface EchoChannel {
-  /** Word 0: requests completed. */
+  /** Word 0: requests completed; word 1: requests sent. */
   words: Int32Array;
   /** Arrival time of request i at i % ECHO_RING. */
   arrivals: Float64Array;
@@ -60,9 +62,14 @@ export class EchoDoorbell {
     this.#ch = echoChannel(sab);
   }
 
-  /** The guest stored `done` (its count of answered requests) at time `now`. */
+  /**
+   * The guest stored `done` (its count of answered requests) at time `now`. A count at or below
+   * the last one (a repeat, a stale or wrapped count) is ignored; one beyond the requests sent
+   * answers those only: the EMT's work per store is bounded by the requests in flight.
+   */
   ring(done: number, now: number): void {
-    if (done <= this.#done) return; // a repeat, or the 32-bit count wrapped: ignore
+    done = Math.min(done >>> 0, Atomics.load(this.#ch.words, 1));
+    if (done <= this.#done) return;
     for (let i = this.#done; i < done; i++) this.#ch.completions[i % ECHO_RING] = now;
     this.#done = done;
     Atomics.store(this.#ch.words, 0, done);

@@ -27,12 +27,14 @@ function run(init: EchoClientInit): EchoResult {
   const ch = echoChannel(init.channel);
   const sleeper = new Int32Array(new SharedArrayBuffer(4));
   const load = init.load;
-  let sent = Number(page.getBigUint64(0, true));
+  // The count of requests sent lives in the channel: the guest can write its page at will.
+  let sent = Atomics.load(ch.words, 1);
   const first = sent;
 
   const send = (t: number) => {
     ch.arrivals[sent % ECHO_RING] = t;
     sent++;
+    Atomics.store(ch.words, 1, sent);
     page.setBigUint64(0, BigInt(sent), true);
     mail.postFixed(0, ECHO_VECTOR, true);
     shim.shim_wake(vcpu0);

@@ -56,6 +56,13 @@ const SVR_ENABLE = 1 << 8;
 const ESR_SEND_ILLEGAL = 1 << 5;
 const ESR_RECV_ILLEGAL = 1 << 6;
 const TIMER_PERIODIC = 1 << 17;
+/**
+ * Shortest period of the periodic timer, ns. A shorter one is stretched to it, as KVM's in-kernel
+ * LAPIC does (arch/x86/kvm/lapic.c, limit_periodic_timer_frequency, with its default
+ * min_timer_period_us of 200): otherwise a guest that programs a period of a few ns keeps its EMT
+ * busy firing the timer instead of running the guest (or, masked, halted in a spin).
+ */
+export const MIN_TIMER_PERIOD_NS = 200_000;
 
 /** ICR delivery modes (SDM 11.6.1). */
 export const DELIVERY = { FIXED: 0, LOWEST: 1, SMI: 2, NMI: 4, INIT: 5, SIPI: 6 } as const;
@@ -175,8 +182,12 @@ export class LocalApic {
     this.#periodNs = 0;
   }
 
-  /** Reads a 32-bit register at `offset` in the APIC page. */
+  /**
+   * Reads a 32-bit register at `offset` in the APIC page. Registers sit on 16-byte boundaries;
+   * a read anywhere else reads reserved bytes: 0.
+   */
   read(offset: number): number {
+    if (offset & 0xf) return 0;
     const reg = offset & 0xff0;
     switch (reg) {
       case REG.ID:
@@ -217,8 +228,14 @@ export class LocalApic {
     return 0;
   }
 
-  /** Writes a 32-bit register at `offset` in the APIC page. */
+  /**
+   * Writes a 32-bit register at `offset` in the APIC page. A write that is not on a register's
+   * 16-byte boundary is ignored, as KVM's in-kernel LAPIC does (apic_mmio_write; SDM 11.4.1:
+   * registers are 128-bit aligned and accessed as 32 bits): it must not reach the register whose
+   * slot it falls in (a store to ICR + 4 would send an IPI).
+   */
   write(offset: number, value: number): void {
+    if (offset & 0xf) return;
     const reg = offset & 0xff0;
     value >>>= 0;
     switch (reg) {
@@ -266,7 +283,7 @@ export class LocalApic {
       if (!this.enabled) v |= LVT_MASKED;
       this.#lvt[(reg - REG.LVT_TIMER) >> 4] = v;
       if (reg === REG.LVT_TIMER && this.#deadline !== 0) {
-        this.#periodNs = (v & TIMER_PERIODIC) ? this.#initialCount * this.divisor : 0;
+        this.#periodNs = (v & TIMER_PERIODIC) ? this.#period(this.#initialCount * this.divisor) : 0;
       }
     }
     // Read-only and reserved registers ignore writes.
@@ -342,8 +359,14 @@ export class LocalApic {
       return;
     }
     const ns = this.#initialCount * this.divisor;
-    this.#deadline = this.#host.now() + ns;
-    this.#periodNs = (this.#lvt[0] & TIMER_PERIODIC) ? ns : 0;
+    const periodic = (this.#lvt[0] & TIMER_PERIODIC) !== 0;
+    this.#deadline = this.#host.now() + (periodic ? this.#period(ns) : ns);
+    this.#periodNs = periodic ? this.#period(ns) : 0;
+  }
+
+  /** A periodic timer's period: at least {@linkcode MIN_TIMER_PERIOD_NS}. */
+  #period(ns: number): number {
+    return Math.max(ns, MIN_TIMER_PERIOD_NS);
   }
 
   #sendFromIcr(): void {

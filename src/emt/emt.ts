@@ -31,7 +31,7 @@ import { COM1_BASE, Uart16550 } from "../devices/uart.ts";
 import { DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE, DebugExit } from "../devices/debug_exit.ts";
 import { LegacyPic } from "../devices/pic.ts";
 import { ECHO_DOORBELL, EchoDoorbell } from "../devices/echo.ts";
-import { setSipiState } from "../vm/cpu_setup.ts";
+import { setInitState, setSipiState } from "../vm/cpu_setup.ts";
 import type { ShimLibrary } from "../../ffi/shim.ts";
 import { Mailboxes } from "./mailbox.ts";
 import { COUNTER, COUNTERS_OFFSET, EMT_BLOCK_SIZE, HALT_KIND, RUN_RESULT } from "./shim_layout.ts";
@@ -52,7 +52,8 @@ export const BENCH_PORT = 0xf0;
 export const BENCH_MMIO = 0xd1000000;
 /** The guest's sys_yield writes here (guests/ABI.md): it gives up its slot. */
 export const YIELD_PORT = 0xf8;
-/** At most this many unhandled-access lines are logged per vCPU. */
+/** At most this many lines about ignored guest actions (unhandled accesses, IPI modes) are logged
+ * per vCPU. */
 const UNHANDLED_LOG_LIMIT = 20;
 
 /** One vCPU's emulation thread state and loop. */
@@ -325,8 +326,11 @@ export class Emt {
   #takeMail(): void {
     const d = this.#mail.drain(this.#init.vcpu);
     if (d.init) {
-      // INIT: the APIC resets and the processor waits for a SIPI (SDM 8.4.1).
+      // INIT: the APIC and the processor reset, and it waits for a SIPI (SDM 8.4.1, 9.1.1).
+      // The processor's state must go too: a SIPI only sets CS:IP, and a vCPU INITed from long
+      // mode would start its trampoline with paging, long mode and its old descriptor tables.
       this.#lapic.reset();
+      setInitState(this.#vcpu);
       if (this.#sched) this.#giveBack(SCHED_EVENT.halt);
       this.#waitingForSipi = true;
       this.#halted = false;
@@ -416,7 +420,7 @@ export class Emt {
     const addr = Number(run.getBigUint64(KVM_RUN.mmio_phys_addr, true));
     const len = run.getUint32(KVM_RUN.mmio_len, true);
     const write = run.getUint8(KVM_RUN.mmio_is_write) !== 0;
-    if (addr === ECHO_DOORBELL && write && this.#echo) {
+    if (addr === ECHO_DOORBELL && write && len === 4 && this.#echo) {
       this.#echo.ring(run.getUint32(KVM_RUN.mmio_data, true), this.#shim.shim_now_f64());
       return;
     }
@@ -424,7 +428,9 @@ export class Emt {
       if (!write) this.#runBytes.fill(0, KVM_RUN.mmio_data, KVM_RUN.mmio_data + 8);
       return;
     }
-    if (addr >= LAPIC_BASE && addr < LAPIC_BASE + LAPIC_SIZE && len === 4) {
+    // A register access is 32 bits on a 16-byte boundary (SDM 11.4.1); anything else in the
+    // page is an access nobody emulates.
+    if (addr >= LAPIC_BASE && addr < LAPIC_BASE + LAPIC_SIZE && len === 4 && (addr & 0xf) === 0) {
       const offset = addr - LAPIC_BASE;
       if (write) {
         this.#lapic.write(offset, run.getUint32(KVM_RUN.mmio_data, true));
@@ -449,12 +455,20 @@ export class Emt {
       this.#fault("unhandled access", `unhandled ${what}`);
       return;
     }
+    this.#logLimited(`unhandled ${what}`);
+  }
+
+  /**
+   * Logs what the guest did that is ignored, with the rip, up to {@linkcode UNHANDLED_LOG_LIMIT}
+   * lines per vCPU: a guest repeating it must not flood the main thread with messages.
+   */
+  #logLimited(what: string): void {
     if (this.#unhandledLogged < UNHANDLED_LOG_LIMIT) {
       this.#unhandledLogged++;
       this.#post({
         type: "log",
         vcpu: this.#init.vcpu,
-        message: `vm ${this.#init.vmName} vcpu ${this.#init.vcpu}: unhandled ${what} at rip ` +
+        message: `vm ${this.#init.vmName} vcpu ${this.#init.vcpu}: ${what} at rip ` +
           `${this.#rip()} (ignored${
             this.#unhandledLogged === UNHANDLED_LOG_LIMIT ? "; further ones not logged" : ""
           })`,
@@ -495,12 +509,7 @@ export class Emt {
           this.#mail.postSipi(t, ipi.vector);
           break;
         default:
-          this.#post({
-            type: "log",
-            vcpu: me,
-            message: `vm ${this.#init.vmName} vcpu ${me}: IPI delivery mode ${ipi.mode} ` +
-              `is not emulated (ignored)`,
-          });
+          this.#logLimited(`IPI delivery mode ${ipi.mode} is not emulated`);
           continue;
       }
       this.#shim.shim_wake(this.#peers[t]);

@@ -75,6 +75,52 @@ export function setPvhEntryState(vcpu: VcpuFd, entry: number, startInfo: number)
   vcpu.setRegs(r);
 }
 
+/**
+ * Puts `vcpu` in the state INIT leaves a processor in (SDM Vol. 3A 9.1.1, table 9-1): real
+ * mode, paging and long mode off, CS:IP F000:FFF0 with CS base 0xFFFF0000, 64 KiB data segments
+ * at 0, GDTR and IDTR base 0 limit 0xFFFF, the general registers 0 (RFLAGS 2). It waits there for
+ * a SIPI ({@linkcode setSipiState}). An interrupt KVM had queued is dropped with the rest
+ * (setSregs writes an empty pending bitmap). The APIC base MSR is kept: INIT does not change it.
+ */
+export function setInitState(vcpu: VcpuFd): void {
+  const s: Sregs = vcpu.getSregs();
+  const real = (type: number, s: number): Segment => ({
+    base: 0n,
+    limit: 0xffff,
+    selector: 0,
+    type,
+    present: 1,
+    dpl: 0,
+    db: 0,
+    s,
+    l: 0,
+    g: 0,
+    avl: 0,
+    unusable: 0,
+  });
+  s.cs = { ...real(0xb, 1), selector: 0xf000, base: 0xffff0000n };
+  s.ds =
+    s.es =
+    s.fs =
+    s.gs =
+    s.ss =
+      real(0x3, 1);
+  s.ldt = real(0x2, 0);
+  s.tr = real(0xb, 0);
+  s.gdt = { base: 0n, limit: 0xffff };
+  s.idt = { base: 0n, limit: 0xffff };
+  s.cr0 = 0x60000010n; // CD | NW | ET
+  s.cr2 = 0n;
+  s.cr3 = 0n;
+  s.cr4 = 0n;
+  s.cr8 = 0n;
+  s.efer = 0n;
+  vcpu.setSregs(s);
+  const r = zeroRegs();
+  r.rip = 0xfff0n;
+  vcpu.setRegs(r);
+}
+
 /** Starts an application processor at real-mode `vector << 12` after a SIPI. */
 export function setSipiState(vcpu: VcpuFd, vector: number): void {
   const s = vcpu.getSregs();

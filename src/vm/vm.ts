@@ -125,7 +125,11 @@ export class Vm {
     this.#mailboxSab = new SharedArrayBuffer(mailboxBytes(config.vcpus));
     this.#mail = new Mailboxes(this.#mailboxSab, config.vcpus);
     if (host.scheduler) this.#grantTable = allocateGrantTable(config.vcpus);
-    if (/(^|\s)workload=echo(\s|$)/.test(config.cmdline)) this.#echo = allocateEchoChannel();
+    // The echo device is wired for the workloads that use it: `echo`, and `fuzz`, which rings the
+    // doorbell with any count it likes.
+    if (/(^|\s)workload=(echo|fuzz)(\s|$)/.test(config.cmdline)) {
+      this.#echo = allocateEchoChannel();
+    }
     this.#vmFd = host.kvm.createVm();
     try {
       this.#vmFd.setTssAddr(0xfffbd000); // three pages below the BIOS area, as QEMU does
