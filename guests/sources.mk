@@ -12,5 +12,5 @@ KSRC := kernel/entry.S kernel/trampoline.S kernel/vectors.S kernel/main.c kernel
 	kernel/trap.c kernel/lapic.c kernel/smp.c kernel/console.c kernel/syscall.c
 USRC := user/main.c user/lib.c user/hello.c user/spin.c user/ipi.c user/sleep.c \
 	user/exits.c user/faults.c \
-	user/periodic.c user/lock.c user/attacker.c user/echo.c
+	user/periodic.c user/lock.c user/attacker.c user/echo.c user/fuzz.c
 HDR := kernel/kernel.h kernel/layout.h kernel/stats.h user/sysno.h user/user.h

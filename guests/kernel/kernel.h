@@ -30,6 +30,7 @@ struct percpu {
 	volatile u32 timer_fired;
 	volatile u32 ipis;      /* IPIs received */
 	u32 ipis_seen;          /* IPIs consumed by sys_wait_ipi */
+	volatile u32 stray;     /* interrupts at vectors the kernel does not use */
 };
 extern struct percpu percpu[MAX_CPUS];
 extern u8 kstacks[MAX_CPUS][KSTACK_SIZE];

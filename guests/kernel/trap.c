@@ -1,6 +1,7 @@
 /*
  * The IDT and the trap dispatcher: exceptions report and stop the VM, the LAPIC timer and IPI
- * vectors set per-CPU flags that syscalls wait on, INT3 from ring 3 is a syscall (layout.h).
+ * vectors set per-CPU flags that syscalls wait on, other interrupt vectors are dropped, INT3
+ * from ring 3 is a syscall (layout.h).
  */
 #include "kernel.h"
 
@@ -118,6 +119,10 @@ void trap(struct trap_frame *f) {
 		exception(f);
 		break;
 	default:
-		exception(f);
+		/* An interrupt nobody asked for (a vector >= 32: every one has a gate, vectors.S) is
+		 * acknowledged and dropped; only the CPU's own exceptions stop the VM. */
+		if (f->vector < 32) exception(f);
+		me->stray++;
+		lapic_eoi();
 	}
 }

@@ -7,8 +7,6 @@
  */
 #include "layout.h"
 
-#define CAT(a, b) a##b
-#define STUB_OF(v) CAT(vec_, v)
 
 	.text
 	.code64
@@ -55,9 +53,17 @@ vec_\vec:
 	STUB 29, 1
 	STUB 30, 1
 	STUB 31, 0
-	STUB VEC_TIMER, 0
-	STUB VEC_IPI, 0
-	STUB VEC_SPURIOUS, 0
+/* Vectors 32..255, external interrupts (no error code): one 16-byte stub each, in order. */
+	.balign 16
+ext_stubs:
+	.set v, 32
+	.rept 224
+	.balign 16
+	pushq $0
+	pushq $v
+	jmp trap_common
+	.set v, v + 1
+	.endr
 
 trap_common:
 	pushq %rax
@@ -104,11 +110,13 @@ trap_stubs:
 	.irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
 	.quad \v, vec_\v
 	.endr
-	.quad VEC_TIMER, STUB_OF(VEC_TIMER)
-	.quad VEC_IPI, STUB_OF(VEC_IPI)
-	.quad VEC_SPURIOUS, STUB_OF(VEC_SPURIOUS)
+	.set v, 32
+	.rept 224
+	.quad v, ext_stubs + (v - 32) * 16
+	.set v, v + 1
+	.endr
 trap_stub_count:
-	.quad 35
+	.quad 256
 
 /*
  * enter_user(entry, user_stack_top, cpu): iretq to ring 3 with IF set and IOPL 3 (the

@@ -11,7 +11,7 @@ static const struct {
 	{"hello", w_hello}, {"spin", w_spin}, {"ipi", w_ipi}, {"sleep", w_sleep},
 	{"portio", w_portio}, {"triple", w_triple}, {"emufail", w_emufail}, {"badmmio", w_badmmio},
 	{"mmio", w_mmio}, {"periodic", w_periodic}, {"lock", w_lock}, {"attacker", w_attacker},
-	{"echo", w_echo},
+	{"echo", w_echo}, {"fuzz", w_fuzz},
 };
 #define NWORKLOADS (sizeof(workloads) / sizeof(workloads[0]))
 

@@ -62,5 +62,6 @@ void w_periodic(const struct env *e);
 void w_lock(const struct env *e);
 void w_attacker(const struct env *e);
 void w_echo(const struct env *e);
+void w_fuzz(const struct env *e);
 
 #endif
