@@ -158,7 +158,8 @@ static u64 lapic(struct rng *r) {
 		if (off >= 0x320 && off <= 0x370) v = (v & ~0xffu) | safe_vector(v);
 		if (off == 0x380 && below(r, 2)) v &= 0xff; /* short timer periods too */
 	}
-	if (below(r, 8) == 0 && size == 4 && !(off & 3)) {
+	/* Not on an LVT: the sum's vector could land in 16..31. */
+	if (below(r, 8) == 0 && size == 4 && !(off & 3) && (off < 0x320 || off > 0x37f)) {
 		mmio_add(a, v);
 		return 2;
 	}
