@@ -55,11 +55,7 @@ export async function readJsonObject(
   if (length > MAX_BODY_BYTES) {
     throw new ApiError(413, `request body too large (${length} bytes, limit ${MAX_BODY_BYTES})`);
   }
-  const bytes = new Uint8Array(await req.arrayBuffer());
-  if (bytes.length > MAX_BODY_BYTES) {
-    throw new ApiError(413, `request body too large (limit ${MAX_BODY_BYTES} bytes)`);
-  }
-  const text = new TextDecoder().decode(bytes).trim();
+  const text = new TextDecoder().decode(await readLimited(req)).trim();
   if (text === "") {
     if (optional) return {};
     throw new ApiError(400, "this request needs a JSON object body");
@@ -74,6 +70,41 @@ export async function readJsonObject(
     throw new ApiError(400, "body must be a JSON object");
   }
   return value as Record<string, unknown>;
+}
+
+/**
+ * The body's bytes, read as they come and given up past {@linkcode MAX_BODY_BYTES}: a body with
+ * no Content-Length (chunked) is never buffered whole, however long the client goes on sending.
+ */
+async function readLimited(req: Request): Promise<Uint8Array> {
+  if (!req.body) return new Uint8Array();
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      length += value.length;
+      if (length > MAX_BODY_BYTES) {
+        throw new ApiError(413, `request body too large (limit ${MAX_BODY_BYTES} bytes)`);
+      }
+      chunks.push(value);
+    }
+  } catch (e) {
+    if (e instanceof ApiError) {
+      reader.cancel().catch(() => {});
+      throw e;
+    }
+    throw new ApiError(400, `cannot read the request body: ${(e as Error).message}`);
+  }
+  const out = new Uint8Array(length);
+  let o = 0;
+  for (const c of chunks) {
+    out.set(c, o);
+    o += c.length;
+  }
+  return out;
 }
 
 /** Throws a 400 naming the first key of `body` not in `known`. */

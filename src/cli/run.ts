@@ -5,7 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { ConfigError, type VmConfig } from "../vm/config.ts";
+import { ConfigError, resolveVmConfig, type VmConfig } from "../vm/config.ts";
 import type { Vm, VmExit } from "../vm/vm.ts";
 import { Vmm } from "../vmm.ts";
 import { parseVmSpec } from "./vm_spec.ts";
@@ -94,6 +94,8 @@ export async function readVmsConfig(path: string): Promise<VmsFile> {
   const scheduler = Array.isArray(data)
     ? undefined
     : schedulerFromConfig((data as { scheduler?: unknown }).scheduler, `${path}: scheduler`);
+  // Every VM is checked before any starts, and an error names the file and the VM's index.
+  for (const [i, vm] of vms.entries()) await resolveVmConfig(vm, `${path}: vms[${i}]`);
   return { vms: vms as VmConfig[], scheduler };
 }
 

@@ -61,7 +61,8 @@ export function parseGoal(field: string, value: unknown): ScenarioGoal | undefin
   }
   const out: ScenarioGoal = {};
   for (const [k, v] of Object.entries(value)) {
-    const range = RANGES[k as keyof ScenarioGoal];
+    // Own keys only: "constructor" or "toString" must not find Object.prototype's.
+    const range = Object.hasOwn(RANGES, k) ? RANGES[k as keyof ScenarioGoal] : undefined;
     if (!range) {
       throw new ConfigError(
         `${field}.${k}`,

@@ -14,7 +14,7 @@
  * @module
  */
 import type { Workload } from "../sim/types.ts";
-import { ConfigError, paramObject, schedParams } from "../vm/config.ts";
+import { ConfigError, MAX_VCPUS, paramObject, schedParams } from "../vm/config.ts";
 import { DEFAULT_RATELIMIT_US } from "../sched/scheduler.ts";
 import { parseGoal, type ScenarioGoal } from "./goal.ts";
 
@@ -60,13 +60,24 @@ export interface Scenario {
 
 const KINDS = ["spin", "periodic", "echo", "lock", "ipi", "attacker"];
 
+/** Most slots a scenario may ask for. */
+export const MAX_SCENARIO_SLOTS = 1024;
+/** Most VMs in a scenario. */
+export const MAX_SCENARIO_VMS = 4096;
+/** Longest scenario, s (a day). */
+export const MAX_SCENARIO_SECONDS = 86_400;
+
 type Obj = Record<string, unknown>;
 
 function isObj(v: unknown): v is Obj {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-function num(where: string, v: unknown, opts: { min?: number; int?: boolean; def?: number }) {
+function num(
+  where: string,
+  v: unknown,
+  opts: { min?: number; max?: number; int?: boolean; def?: number },
+) {
   if (v === undefined && opts.def !== undefined) return opts.def;
   if (typeof v !== "number" || !Number.isFinite(v)) {
     throw new ConfigError(where, `must be a number, got ${JSON.stringify(v)}`);
@@ -74,6 +85,9 @@ function num(where: string, v: unknown, opts: { min?: number; int?: boolean; def
   if (opts.int && !Number.isInteger(v)) throw new ConfigError(where, `must be an integer`);
   if (opts.min !== undefined && v < opts.min) {
     throw new ConfigError(where, `must be >= ${opts.min}, got ${v}`);
+  }
+  if (opts.max !== undefined && v > opts.max) {
+    throw new ConfigError(where, `must be <= ${opts.max}, got ${v}`);
   }
   return v;
 }
@@ -157,14 +171,29 @@ export function parseScenario(data: unknown, source: string): Scenario {
       throw new ConfigError(`${source}: ${k}`, `unknown key (known: ${known.join(", ")})`);
     }
   }
-  const slots = num(`${source}: slots`, data.slots, { min: 1, int: true, def: 1 });
-  const seconds = num(`${source}: seconds`, data.seconds, { min: 0.1, def: 10 });
+  const slots = num(`${source}: slots`, data.slots, {
+    min: 1,
+    max: MAX_SCENARIO_SLOTS,
+    int: true,
+    def: 1,
+  });
+  const seconds = num(`${source}: seconds`, data.seconds, {
+    min: 0.1,
+    max: MAX_SCENARIO_SECONDS,
+    def: 10,
+  });
   const ratelimitUs = num(`${source}: ratelimitUs`, data.ratelimitUs, {
     min: 0,
     def: DEFAULT_RATELIMIT_US,
   });
   if (!Array.isArray(data.vms) || data.vms.length === 0) {
     throw new ConfigError(`${source}: vms`, "must be a non-empty array");
+  }
+  if (data.vms.length > MAX_SCENARIO_VMS) {
+    throw new ConfigError(
+      `${source}: vms`,
+      `at most ${MAX_SCENARIO_VMS} VMs, got ${data.vms.length}`,
+    );
   }
   const names = new Set<string>();
   const vms = data.vms.map((v: unknown, i: number): ScenarioVm => {
@@ -175,7 +204,7 @@ export function parseScenario(data: unknown, source: string): Scenario {
     }
     if (names.has(v.name)) throw new ConfigError(`${where}.name`, `duplicate VM '${v.name}'`);
     names.add(v.name);
-    const vcpus = num(`${where}.vcpus`, v.vcpus, { min: 1, int: true, def: 1 });
+    const vcpus = num(`${where}.vcpus`, v.vcpus, { min: 1, max: MAX_VCPUS, int: true, def: 1 });
     const sched = schedParams(`${where}.sched`, v.sched);
     return {
       name: v.name,

@@ -5,7 +5,7 @@
  * @module
  */
 import type { UnhandledAccessPolicy } from "../emt/protocol.ts";
-import { MIN_MEMORY } from "./pvh.ts";
+import { CMDLINE_MAX, MIN_MEMORY } from "./pvh.ts";
 import { guestKernel } from "./guest_kernel.ts";
 
 /** Most vCPUs one VM may have (APIC ids must fit xAPIC physical mode, 0..254). */
@@ -73,6 +73,12 @@ export class ConfigError extends Error {
     this.field = field;
   }
 }
+
+/**
+ * Longest `cmdline`, bytes: the guest's command line page (CMDLINE_MAX, 4 KiB with its NUL) less
+ * room for what the host appends (` ncpus=64 tsc_khz=4294967295`).
+ */
+export const MAX_CMDLINE_BYTES = CMDLINE_MAX - 1 - 32;
 
 const KNOWN_KEYS = new Set([
   "name",
@@ -206,10 +212,25 @@ function checkVmConfig(
     if (typeof c.kernel !== "string" && !(c.kernel instanceof URL)) {
       throw new ConfigError(`${where}.kernel`, "must be a path or URL");
     }
-    kernel = toUrl(c.kernel);
+    try {
+      kernel = toUrl(c.kernel);
+    } catch (e) {
+      // A lone surrogate (encodeURIComponent) or a malformed URL (new URL).
+      throw new ConfigError(`${where}.kernel`, `not a path or URL: ${(e as Error).message}`);
+    }
   }
   if (c.cmdline !== undefined && typeof c.cmdline !== "string") {
     throw new ConfigError(`${where}.cmdline`, "must be a string");
+  }
+  if (typeof c.cmdline === "string") {
+    const bytes = new TextEncoder().encode(c.cmdline).length;
+    if (bytes > MAX_CMDLINE_BYTES) {
+      throw new ConfigError(
+        `${where}.cmdline`,
+        `is ${bytes} bytes; at most ${MAX_CMDLINE_BYTES} (the guest's command line page, less ` +
+          `what the host appends)`,
+      );
+    }
   }
   const unhandled = c.unhandled ?? "ignore";
   if (unhandled !== "ignore" && unhandled !== "stop") {

@@ -94,7 +94,9 @@ export function parseElf(data: Uint8Array, name = "kernel"): ElfImage {
 function findPvhNote(dv: DataView, start: number, size: number): number | undefined {
   let o = start;
   const end = start + size;
-  const align4 = (n: number) => (n + 3) & ~3;
+  // Not `(n + 3) & ~3`: the sizes are 32-bit unsigned, and JavaScript's bitwise operators would
+  // wrap a size near 2^32 to a small or negative one (a name "ending" before it starts).
+  const align4 = (n: number) => Math.ceil(n / 4) * 4;
   while (o + 12 <= end) {
     const namesz = dv.getUint32(o, true);
     const descsz = dv.getUint32(o + 4, true);

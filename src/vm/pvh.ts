@@ -56,14 +56,32 @@ export function loadPvhKernel(
     );
   }
   let end = 0;
-  for (const seg of elf.segments) {
+  const hex = (n: number) => `0x${n.toString(16)}`;
+  // Every check before the first write: a refused image leaves guest memory as it was.
+  const sorted = [...elf.segments].sort((a, b) => a.paddr - b.paddr);
+  for (const [i, seg] of sorted.entries()) {
     const segEnd = seg.paddr + seg.memSize;
     if (seg.paddr < HIGH_RAM_START || segEnd > memory.size) {
       throw new ElfError(
-        `${name}: segment at 0x${seg.paddr.toString(16)}..0x${segEnd.toString(16)} does not ` +
-          `fit guest RAM 0x100000..0x${memory.size.toString(16)} (give the VM more memory)`,
+        `${name}: segment at ${hex(seg.paddr)}..${hex(segEnd)} does not ` +
+          `fit guest RAM 0x100000..${hex(memory.size)} (give the VM more memory)`,
       );
     }
+    const next = sorted[i + 1];
+    if (next && next.paddr < segEnd) {
+      throw new ElfError(
+        `${name}: segments at ${hex(seg.paddr)}..${hex(segEnd)} and ${hex(next.paddr)}.. overlap`,
+      );
+    }
+  }
+  const entry = elf.pvhEntry;
+  if (!elf.segments.some((s) => entry >= s.paddr && entry < s.paddr + s.memSize)) {
+    throw new ElfError(
+      `${name}: the PVH entry point ${hex(entry)} is outside every loaded segment`,
+    );
+  }
+  for (const seg of elf.segments) {
+    const segEnd = seg.paddr + seg.memSize;
     memory.write(seg.paddr, image.subarray(seg.offset, seg.offset + seg.fileSize));
     memory.bytes.fill(0, seg.paddr + seg.fileSize, segEnd);
     end = Math.max(end, segEnd);
