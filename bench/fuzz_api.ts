@@ -253,8 +253,11 @@ async function readAll(conn: Deno.Conn): Promise<string> {
   }
 }
 
-/** Connections given up halfway: headers cut short, a body cut short, nothing at all. */
-export async function abandonedClients(server: ApiServer, n: number): Promise<void> {
+/**
+ * Connections given up halfway: headers cut short, a body cut short, nothing at all. Returns how
+ * many were opened and dropped.
+ */
+export async function abandonedClients(server: ApiServer, n: number): Promise<number> {
   const parts = [
     "",
     "GET /vms HTT",
@@ -267,6 +270,7 @@ export async function abandonedClients(server: ApiServer, n: number): Promise<vo
   await Promise.all(conns.map((c, i) => c.write(enc.encode(parts[i % parts.length]))));
   await new Promise((r) => setTimeout(r, 50));
   for (const c of conns) c.close();
+  return conns.length;
 }
 
 /**
