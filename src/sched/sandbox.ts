@@ -27,35 +27,13 @@ import {
   H_REQ,
   H_REQ_BYTES,
   H_SPIN_NS,
-  OP_ADD,
-  OP_DESCHED,
-  OP_EXTEND,
-  OP_HALT,
-  OP_INIT,
-  OP_PARAMS,
-  OP_PICK,
   OP_QUIT,
-  OP_REMOVE,
-  OP_STRIDE,
-  OP_SYNC,
-  OP_TICK,
-  OP_WAKE,
-  OPS_CAP,
-  writeJson,
 } from "./channel.ts";
-import type {
-  DescheduleReason,
-  PickDecision,
-  PolicyEvent,
-  SchedParams,
-  SlotId,
-  VcpuId,
-  VcpuInfo,
-} from "./contract.ts";
+import type { SchedParams } from "./contract.ts";
 import { pluginDisplayName, PluginLoadError } from "./load.ts";
-import type { PolicyPort, PortInit } from "./policy_port.ts";
-import { nextSeq, prevSeq, ReplyReader, type SentRequest } from "./reply_reader.ts";
-import { DEFAULT_BUDGET_NS, PolicyFault } from "./watchdog.ts";
+import { nextSeq, prevSeq } from "./reply_reader.ts";
+import { BatchPolicy, timeoutFault, waitWithinBudget } from "./sandbox_port.ts";
+import { DEFAULT_BUDGET_NS } from "./watchdog.ts";
 
 const WORKER_URL = new URL("./sandbox_worker.ts", import.meta.url);
 
@@ -130,22 +108,6 @@ export function resolvePluginUrl(plugin: string | URL): URL {
 /** The worker's start-up answer. */
 type Ready = { ok: true; name: string } | { ok: false; error: string };
 
-const REASON_CODE: Record<DescheduleReason, number> = { slice: 0, preempt: 1, yield: 2 };
-
-/**
- * A starved (not computing) plugin may take this many budgets, and at least
- * {@linkcode STARVED_LIMIT_MS}, before it times out.
- */
-const HARD_LIMIT = 10;
-/**
- * The least wall time a plugin that is not computing gets (ms). Its thread can be held off the
- * CPU through no fault of its own: while 256 EMT Workers started (64 VMs x 4 vCPUs on 2 slots)
- * it waited in the kernel behind their mmap/munmap calls, and once in five runs a sound credit
- * answered a tick after more than 200 ms, ten 20 ms budgets. A plugin that blocks itself (say,
- * in `Atomics.wait`) is still ejected, after this long.
- */
-const STARVED_LIMIT_MS = 2000;
-
 /** Lists this process's threads named like Deno Workers (`worker-N`). */
 export function workerThreads(): Set<number> {
   const out = new Set<number>();
@@ -216,30 +178,13 @@ export function pluginAccess(
 }
 
 /** A plugin in a sandboxed Worker; see the module documentation. */
-export class SandboxPolicy implements PolicyPort {
-  /** The plugin's name (its `name`, else its file name). */
-  readonly name: string;
-  /** The plugin's URL. */
-  readonly url: string;
+export class SandboxPolicy extends BatchPolicy {
   #worker: Worker;
-  #ch: ChannelViews;
-  #params: SchedParams;
   #budgetMs: number;
   #spinMs: number;
   #tid: number;
-  #reader: ReplyReader;
-  /** What the core wrote for the last request (`seq` is its int32 sequence number). */
-  #sent: SentRequest = { seq: 0, nops: 0, bytes: 0, spinNs: 0 };
-  #nops = 0;
-  #bytes = 0;
-  #tickNs = 0;
-  #canExtend = false;
-  #initKey = "";
-  #dead: string | null = null;
   #closed = false;
   #timedOut = false;
-  #lastHook = "";
-  #roundTrips = 0;
 
   private constructor(
     worker: Worker,
@@ -249,15 +194,11 @@ export class SandboxPolicy implements PolicyPort {
     options: SandboxOptions,
     tid: number,
   ) {
+    super(ch, name, url, options.params ?? {});
     this.#worker = worker;
-    this.#ch = ch;
-    this.name = name;
-    this.url = url;
-    this.#params = { ...(options.params ?? {}) };
     this.#budgetMs = (options.budgetNs ?? DEFAULT_BUDGET_NS) / 1e6;
     this.#spinMs = (options.spinNs ?? 0) / 1e6;
     this.#tid = tid;
-    this.#reader = new ReplyReader(ch);
   }
 
   /**
@@ -317,31 +258,10 @@ export class SandboxPolicy implements PolicyPort {
       options,
       fresh.length === 1 ? fresh[0] : -1,
     );
-    port.#sent.spinNs = Math.round(port.#spinMs * 1e6) | 0;
-    Atomics.store(ch.hdr, H_SPIN_NS, port.#sent.spinNs);
-    if (options.slots !== undefined) {
-      try {
-        port.init({
-          slots: options.slots,
-          maxSliceNs: options.maxSliceNs ?? 100_000_000,
-          ratelimitNs: options.ratelimitNs ?? 1_000_000,
-        });
-      } catch (e) {
-        port.close();
-        throw new PluginLoadError(spec, (e as Error).message);
-      }
-    }
+    port.sent.spinNs = Math.round(port.#spinMs * 1e6) | 0;
+    Atomics.store(ch.hdr, H_SPIN_NS, port.sent.spinNs);
+    initOrFail(port, options, spec);
     return port;
-  }
-
-  /** The tick period after `init` (ns). */
-  get tickNs(): number {
-    return this.#tickNs;
-  }
-
-  /** Round trips so far (batches sent). */
-  get roundTrips(): number {
-    return this.#roundTrips;
   }
 
   /** The OS thread id of the Worker, or -1 if it could not be told apart. */
@@ -349,135 +269,42 @@ export class SandboxPolicy implements PolicyPort {
     return this.#tid;
   }
 
-  // ------------------------------------------------------------------ queueing
-
-  #op(op: number, a = 0, b = 0, c = 0, d = 0, e = 0, f = 0): void {
-    if (this.#dead !== null) {
-      throw new PolicyFault("crash", op === OP_INIT ? "init" : "", this.#dead);
-    }
-    if (this.#nops >= OPS_CAP) this.#roundTrip("(queued hooks)");
-    const o = this.#nops++ * OP_STRIDE;
-    const ops = this.#ch.ops;
-    ops[o] = op;
-    ops[o + 1] = a;
-    ops[o + 2] = b;
-    ops[o + 3] = c;
-    ops[o + 4] = d;
-    ops[o + 5] = e;
-    ops[o + 6] = f;
-  }
-
-  #json(op: number, value: unknown, hook: string): void {
-    let len = writeJson(this.#ch.reqBytes, this.#bytes, value);
-    if (len < 0) {
-      this.#roundTrip(hook);
-      len = writeJson(this.#ch.reqBytes, 0, value);
-      if (len < 0) throw new PolicyFault("invalid", hook, `${hook}: argument too large`);
-    }
-    const off = this.#bytes;
-    this.#bytes += len;
-    this.#op(op, off, len);
-  }
-
   /**
-   * Sends the queued ops and waits for the reply: spin, then `Atomics.wait` up to the budget.
-   * Throws a PolicyFault for a plugin fault, a timeout, or a channel that holds what the
-   * sandbox could not have written (`reply_reader.ts`: `"corrupted channel"`, thrown when seen).
+   * Publishes the request (header words, then the sequence number, then a notify) and waits
+   * for the reply: spin `spinNs`, then `Atomics.wait`, within the budget
+   * ({@linkcode waitWithinBudget}; the Worker's CPU time is its thread's
+   * `/proc/self/task/<tid>/schedstat`). An overrun terminates the Worker.
    */
-  #roundTrip(hook: string): void {
-    if (this.#dead !== null) throw new PolicyFault("crash", hook, this.#dead);
-    const { hdr } = this.#ch;
-    const sent = this.#sent;
-    this.#lastHook = hook;
-    try {
-      this.#reader.checkIdle(sent.seq, hook);
-      const seq = nextSeq(sent.seq);
-      sent.seq = seq;
-      sent.nops = this.#nops;
-      sent.bytes = this.#bytes;
-      Atomics.store(hdr, H_NOPS, sent.nops);
-      Atomics.store(hdr, H_REQ_BYTES, sent.bytes);
-      this.#nops = 0;
-      this.#bytes = 0;
-      this.#roundTrips++;
-      Atomics.store(hdr, H_REQ, seq);
-      Atomics.notify(hdr, H_REQ);
-      if (!this.#reader.answered(sent, hook)) this.#await(hook);
-      const fault = this.#reader.readStatus(sent, hook);
-      if (fault !== null) {
-        this.#dead = `ejected after: ${fault.message}`;
-        throw new PolicyFault(fault.reason, fault.hook, fault.message);
-      }
-      this.#reader.checkUnchanged(sent);
-    } catch (e) {
-      if (e instanceof PolicyFault && e.reason === "corrupted channel") this.#kill(e.message);
-      throw e;
-    }
-  }
-
-  /**
-   * Reads an answer with `read` (a {@linkcode ReplyReader} method), then checks again that the
-   * reply did not change while it was read; a corrupted one ends the Worker.
-   */
-  #answer<T>(read: () => T): T {
-    try {
-      const r = read();
-      this.#reader.checkUnchanged(this.#sent);
-      return r;
-    } catch (e) {
-      if (e instanceof PolicyFault) this.#kill(e.message);
-      throw e;
-    }
-  }
-
-  /**
-   * Waits for the reply to the request just sent: spin `spinNs`, then sleep, a quarter budget
-   * at a time, checking the channel at every wake-up (a corrupted one throws at once). At the
-   * budget (wall clock), if the Worker's thread is known, look at its CPU time
-   * (`/proc/self/task/<tid>/schedstat`) over the next half budget: a plugin that is computing
-   * (a quarter budget of CPU in that time) times out; one that is only starved of CPU by other
-   * threads gets more time, up to `HARD_LIMIT` budgets or `STARVED_LIMIT_MS`, whichever is
-   * longer. Without the thread's CPU time, the budget is wall-clock.
-   */
-  #await(hook: string): void {
-    const { hdr } = this.#ch;
-    const sent = this.#sent;
+  protected exchange(hook: string): void {
+    const { hdr } = this.ch;
+    const sent = this.sent;
     const seq = sent.seq;
+    this.reader.checkIdle(prevSeq(seq), hook);
+    Atomics.store(hdr, H_NOPS, sent.nops);
+    Atomics.store(hdr, H_REQ_BYTES, sent.bytes);
+    Atomics.store(hdr, H_REQ, seq);
+    Atomics.notify(hdr, H_REQ);
+    if (this.reader.answered(sent, hook)) return;
     const t0 = performance.now();
     const spinUntil = t0 + this.#spinMs;
     while (Atomics.load(hdr, H_REP) !== seq && performance.now() < spinUntil) {
       // spin
     }
-    const budget = this.#budgetMs;
-    const check = budget / 4;
-    let deadline = t0 + budget;
-    let cpuAtDeadline = -1;
-    for (;;) {
-      const t = performance.now();
-      if (this.#reader.answered(sent, hook)) return;
-      if (t >= deadline) {
-        const cpu = this.#tid > 0 ? threadRunNs(this.#tid) : NaN; // NaN: unreadable
-        const busy = cpu >= 0 && cpuAtDeadline >= 0 && (cpu - cpuAtDeadline) / 1e6 >= budget / 4;
-        if (!(cpu >= 0) || busy || t - t0 >= Math.max(HARD_LIMIT * budget, STARVED_LIMIT_MS)) {
-          const waited = (t - t0).toFixed(1);
-          this.#kill(`no answer within ${waited} ms`);
-          throw new PolicyFault(
-            "timeout",
-            hook,
-            `${hook} did not answer within its budget of ${budget} ms (waited ${waited} ms` +
-              `${busy ? ", the plugin computing all along" : ""}; an endless loop?); ` +
-              `its Worker was terminated`,
-          );
-        }
-        if (cpuAtDeadline < 0) cpuAtDeadline = cpu;
-        deadline = t + budget / 2;
-      }
-      Atomics.wait(hdr, H_REP, prevSeq(seq), Math.min(deadline - t, check));
-    }
+    const tid = this.#tid;
+    const overrun = waitWithinBudget({
+      budgetMs: this.#budgetMs,
+      answered: () => this.reader.answered(sent, hook),
+      sleep: (ms) => Atomics.wait(hdr, H_REP, prevSeq(seq), ms),
+      cpuNs: () => tid > 0 ? threadRunNs(tid) : NaN,
+    }, t0);
+    if (overrun === null) return;
+    this.kill(`no answer within ${overrun.waitedMs.toFixed(1)} ms`);
+    throw timeoutFault(hook, this.#budgetMs, overrun, "its Worker was terminated");
   }
 
-  #kill(why: string): void {
-    this.#dead = why;
+  /** Terminates the Worker and demotes its thread to SCHED_IDLE (see the module docs). */
+  protected kill(why: string): void {
+    this.dead = why;
     this.#timedOut = true;
     try {
       this.#worker.terminate();
@@ -487,117 +314,19 @@ export class SandboxPolicy implements PolicyPort {
     if (this.#tid > 0) demoteThread(this.#tid);
   }
 
-  // ------------------------------------------------------------------ PolicyPort
-
-  /** `init(ctx)`; a repeat with the same values is a no-op. */
-  init(ctx: PortInit): void {
-    const key = `${ctx.slots}/${ctx.maxSliceNs}/${ctx.ratelimitNs}`;
-    if (key === this.#initKey) return;
-    this.#json(OP_INIT, { ...ctx, params: this.#params }, "init");
-    this.#roundTrip("init");
-    const { tickNs, canExtend } = this.#answer(() => this.#reader.init());
-    this.#tickNs = tickNs;
-    this.#canExtend = canExtend;
-    this.#initKey = key;
-  }
-
-  /** Queues `addVcpu`. */
-  addVcpu(info: VcpuInfo): void {
-    this.#json(OP_ADD, info, "addVcpu");
-  }
-
-  /** Queues `removeVcpu`. */
-  removeVcpu(id: VcpuId): void {
-    this.#op(OP_REMOVE, id);
-  }
-
-  /** Queues `onHalt`. */
-  onHalt(vcpu: VcpuId, now: number, ranNs: number, stolenNs = 0): void {
-    this.#op(OP_HALT, vcpu, now, ranNs, stolenNs);
-  }
-
-  /** Queues `onDeschedule`. */
-  onDeschedule(
-    vcpu: VcpuId,
-    slot: SlotId,
-    ranNs: number,
-    reason: DescheduleReason,
-    now: number,
-    stolenNs = 0,
-  ): void {
-    this.#op(OP_DESCHED, vcpu, slot, ranNs, REASON_CODE[reason], now, stolenNs);
-  }
-
-  /** Queues `setParams`. */
-  setParams(target: string, params: SchedParams): void {
-    if (target === "*") Object.assign(this.#params, params);
-    this.#json(OP_PARAMS, { target, params }, "setParams");
-  }
-
-  /** `pickNext`, with the queued hooks before it: one round trip. */
-  pickNext(slot: SlotId, now: number): PickDecision | null {
-    this.#op(OP_PICK, slot, now);
-    this.#roundTrip("pickNext");
-    return this.#answer(() => this.#reader.pick());
-  }
-
-  /** `onWake`, with the queued hooks before it: one round trip. */
-  onWake(vcpu: VcpuId, now: number): SlotId {
-    this.#op(OP_WAKE, vcpu, now);
-    this.#roundTrip("onWake");
-    return this.#answer(() => this.#reader.wake());
-  }
-
-  /** Whether the plugin has `extendSlice` (known after `init`). */
-  get canExtend(): boolean {
-    return this.#canExtend;
-  }
-
-  /** `extendSlice`, with the queued hooks before it: one round trip. */
-  extendSlice(
-    vcpu: VcpuId,
-    slot: SlotId,
-    ranNs: number,
-    now: number,
-    stolenNs = 0,
-  ): number | null {
-    this.#op(OP_EXTEND, vcpu, slot, ranNs, now, stolenNs);
-    this.#roundTrip("extendSlice");
-    return this.#answer(() => this.#reader.extend());
-  }
-
-  /** `onTick`, with the queued hooks before it: one round trip. */
-  onTick(now: number): SlotId[] {
-    this.#op(OP_TICK, now);
-    this.#roundTrip("onTick");
-    return this.#answer(() => this.#reader.tick());
-  }
-
-  /** Sends the queued hooks now (one round trip if any are queued). */
-  flush(): void {
-    if (this.#nops === 0) return;
-    this.#op(OP_SYNC);
-    this.#roundTrip("(queued hooks)");
-  }
-
-  /** Events reported since the last call. */
-  takeEvents(): PolicyEvent[] {
-    return this.#reader.takeEvents();
-  }
-
   /** Asks the Worker to leave its loop, then terminates it. Idempotent. */
   close(): void {
     if (!this.#closed && !this.#timedOut) {
       this.#closed = true;
-      this.#dead ??= "closed";
+      this.dead ??= "closed";
       // It may have been raised to real-time and pinned beside the core (affinity.ts): it
       // leaves its loop and ends fair-class and unpinned. (A runaway was demoted instead.)
       if (this.#tid > 0) releaseQuietly(this.#tid);
-      const { hdr, ops } = this.#ch;
+      const { hdr, ops } = this.ch;
       ops[0] = OP_QUIT;
       Atomics.store(hdr, H_NOPS, 1);
-      this.#sent.seq = nextSeq(this.#sent.seq);
-      Atomics.store(hdr, H_REQ, this.#sent.seq);
+      this.sent.seq = nextSeq(this.sent.seq);
+      Atomics.store(hdr, H_REQ, this.sent.seq);
       Atomics.notify(hdr, H_REQ);
     }
     try {
@@ -606,10 +335,27 @@ export class SandboxPolicy implements PolicyPort {
       // already gone
     }
   }
+}
 
-  /** The last hook sent (for diagnostics). */
-  get lastHook(): string {
-    return this.#lastHook;
+/**
+ * Runs `init` during `create` when `options.slots` is given, so that a plugin whose `init`
+ * fails is a load error; closes the port then.
+ */
+export function initOrFail(
+  port: BatchPolicy,
+  options: Pick<SandboxOptions, "slots" | "maxSliceNs" | "ratelimitNs">,
+  spec: string,
+): void {
+  if (options.slots === undefined) return;
+  try {
+    port.init({
+      slots: options.slots,
+      maxSliceNs: options.maxSliceNs ?? 100_000_000,
+      ratelimitNs: options.ratelimitNs ?? 1_000_000,
+    });
+  } catch (e) {
+    port.close();
+    throw new PluginLoadError(spec, (e as Error).message);
   }
 }
 

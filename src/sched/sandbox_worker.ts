@@ -22,61 +22,22 @@ import {
   type ChannelViews,
   channelViews,
   DEBUG_CHANNEL_KEY,
-  EVENTS_CAP,
-  H_NOPS,
   H_REP,
-  H_REP_BYTES,
   H_REQ,
   H_SPIN_NS,
-  H_STATUS,
-  OP_ADD,
-  OP_DESCHED,
-  OP_EXTEND,
-  OP_HALT,
-  OP_INIT,
-  OP_PARAMS,
-  OP_PICK,
-  OP_QUIT,
-  OP_REMOVE,
-  OP_STRIDE,
-  OP_SYNC,
-  OP_TICK,
-  OP_WAKE,
-  readJson,
-  REASONS,
-  REPLY_CAP,
-  type ReplyJson,
-  ST_FAULT,
-  ST_OK,
-  writeJson,
 } from "./channel.ts";
-import type {
-  PolicyEvent,
-  SchedContext,
-  SchedParams,
-  SchedulerPlugin,
-  VcpuInfo,
-} from "./contract.ts";
-import {
-  checkExtend,
-  checkPick,
-  checkTick,
-  checkTickNs,
-  checkVoid,
-  checkWake,
-  errorText,
-  pluginFromModule,
-} from "./load.ts";
+import type { SchedulerPlugin } from "./contract.ts";
+import { errorText, pluginFromModule } from "./load.ts";
 import {
   atomicsLoad,
   atomicsNotify,
   atomicsStore,
   atomicsWait,
-  isFiniteNumber,
   macrotask,
   now,
   preventDefault,
 } from "./intrinsics.ts";
+import { type AsyncFaults, createBatchRunner } from "./sandbox_batch.ts";
 import { freezeRealm } from "./realm.ts";
 
 /** The start message from the core. */
@@ -100,14 +61,14 @@ const BUSY_TURN_MS = 10;
 const postMessage = self.postMessage.bind(self);
 const closeWorker = self.close.bind(self);
 
-let asyncFault: string | null = null;
+const faults: AsyncFaults = { message: null };
 self.addEventListener("unhandledrejection", (e) => {
   preventDefault(e);
-  asyncFault ??= `a promise the plugin started was rejected: ${errorText(e.reason)}`;
+  faults.message ??= `a promise the plugin started was rejected: ${errorText(e.reason)}`;
 });
 self.addEventListener("error", (e) => {
   preventDefault(e);
-  asyncFault ??= `uncaught error in the plugin: ${errorText(e.error ?? e.message)}`;
+  faults.message ??= `uncaught error in the plugin: ${errorText(e.error ?? e.message)}`;
 });
 
 // Before any message can arrive, so before the plugin's module exists. A failure is answered to
@@ -152,175 +113,10 @@ self.onmessage = async (e: MessageEvent<StartMessage>) => {
   closeWorker();
 };
 
-/** Longest fault message sent (a longer one is cut): it must fit the reply side channel. */
-const MESSAGE_CAP = 4000;
-
-class HookFault {
-  readonly message: string;
-  constructor(
-    readonly reason: "throw" | "invalid",
-    readonly hook: string,
-    message: string,
-  ) {
-    this.message = message.length > MESSAGE_CAP ? `${message.slice(0, MESSAGE_CAP)}...` : message;
-  }
-}
-
+/** Serves batches until the core asks to quit. */
 async function serve(ch: ChannelViews, plugin: SchedulerPlugin): Promise<void> {
-  const { hdr, ops, reply, reqBytes, repBytes } = ch;
-  let events: PolicyEvent[] = [];
-  let dropped = 0;
-  const report = (ev: PolicyEvent) => {
-    if (events.length >= EVENTS_CAP) {
-      dropped++;
-      return;
-    }
-    const out: PolicyEvent = { kind: String(ev?.kind ?? "") };
-    // Finite numbers only: JSON would turn NaN and the infinities into null.
-    if (typeof ev?.vcpu === "number" && isFiniteNumber(ev.vcpu)) out.vcpu = ev.vcpu;
-    if (typeof ev?.value === "number" && isFiniteNumber(ev.value)) out.value = ev.value;
-    if (typeof ev?.detail === "string") out.detail = ev.detail;
-    events.push(out);
-  };
-  let params: SchedParams = {};
-
-  const call = (hook: string, f: () => unknown): unknown => {
-    let r: unknown;
-    try {
-      r = f();
-    } catch (err) {
-      throw new HookFault("throw", hook, `${hook} threw ${errorText(err)}`);
-    }
-    return r;
-  };
-  const callVoid = (hook: string, f: () => unknown): void => {
-    const bad = checkVoid(hook, call(hook, f));
-    if (bad !== null) throw new HookFault("invalid", hook, bad);
-  };
-
-  /** Runs one batch; returns whether the core asked us to quit. */
-  const runBatch = (): boolean => {
-    const n = atomicsLoad(hdr, H_NOPS);
-    let status = ST_OK;
-    let json: ReplyJson | null = null;
-    if (n > 0 && ops[(n - 1) * OP_STRIDE] === OP_QUIT) return true;
-    let quit = false;
-    try {
-      if (asyncFault !== null) throw new HookFault("throw", "(async)", asyncFault);
-      for (let i = 0; i < n; i++) {
-        const o = i * OP_STRIDE;
-        const op = ops[o];
-        const a = ops[o + 1], b = ops[o + 2], c = ops[o + 3], d = ops[o + 4], e = ops[o + 5];
-        const f = ops[o + 6];
-        switch (op) {
-          case OP_ADD: {
-            const info = readJson(reqBytes, a, b) as VcpuInfo;
-            if (plugin.addVcpu) callVoid("addVcpu", () => plugin.addVcpu!(info));
-            break;
-          }
-          case OP_REMOVE:
-            if (plugin.removeVcpu) callVoid("removeVcpu", () => plugin.removeVcpu!(a));
-            break;
-          case OP_HALT:
-            callVoid("onHalt", () => plugin.onHalt(a, b, c, d));
-            break;
-          case OP_DESCHED:
-            if (plugin.onDeschedule) {
-              callVoid("onDeschedule", () => plugin.onDeschedule!(a, b, c, REASONS[d], e, f));
-            }
-            break;
-          case OP_PARAMS: {
-            const { target, params: p } = readJson(reqBytes, a, b) as {
-              target: string;
-              params: SchedParams;
-            };
-            if (target === "*") params = { ...params, ...p };
-            if (plugin.setParams) callVoid("setParams", () => plugin.setParams!(target, p));
-            break;
-          }
-          case OP_INIT: {
-            const ctx = readJson(reqBytes, a, b) as Omit<SchedContext, "report">;
-            params = { ...ctx.params };
-            const context: SchedContext = { ...ctx, params: { ...params }, report };
-            if (plugin.init) callVoid("init", () => plugin.init!(context));
-            const t = checkTickNs(plugin);
-            if (typeof t === "string") throw new HookFault("invalid", "tickNs", t);
-            reply[0] = t;
-            reply[1] = typeof plugin.extendSlice === "function" ? 1 : 0;
-            break;
-          }
-          case OP_PICK: {
-            const r = checkPick(call("pickNext", () => plugin.pickNext(a, b)));
-            if (typeof r === "string") throw new HookFault("invalid", "pickNext", r);
-            if (r === null) reply[0] = 0;
-            else {
-              reply[0] = r.reserved ? 2 : 1;
-              reply[1] = r.vcpu;
-              reply[2] = r.sliceNs;
-            }
-            break;
-          }
-          case OP_WAKE: {
-            const r = checkWake(call("onWake", () => plugin.onWake(a, b)));
-            if (typeof r === "string") throw new HookFault("invalid", "onWake", r);
-            reply[0] = r;
-            break;
-          }
-          case OP_TICK: {
-            const r = plugin.onTick ? checkTick(call("onTick", () => plugin.onTick!(a))) : [];
-            if (typeof r === "string") throw new HookFault("invalid", "onTick", r);
-            if (r.length >= REPLY_CAP) {
-              throw new HookFault("invalid", "onTick", `onTick returned ${r.length} slots`);
-            }
-            reply[0] = r.length;
-            for (let k = 0; k < r.length; k++) reply[1 + k] = r[k];
-            break;
-          }
-          case OP_EXTEND: {
-            const r = plugin.extendSlice
-              ? checkExtend(call("extendSlice", () => plugin.extendSlice!(a, b, c, d, e)))
-              : null;
-            if (typeof r === "string") throw new HookFault("invalid", "extendSlice", r);
-            if (r === null) reply[0] = 0;
-            else {
-              reply[0] = 1;
-              reply[1] = r;
-            }
-            break;
-          }
-          case OP_SYNC:
-            break;
-          case OP_QUIT:
-            quit = true;
-            break;
-          default:
-            throw new HookFault("invalid", "(channel)", `unknown opcode ${op}`);
-        }
-      }
-    } catch (err) {
-      status = ST_FAULT;
-      const f = err instanceof HookFault
-        ? err
-        : new HookFault("throw", "(sandbox)", errorText(err));
-      json = { fault: { reason: f.reason, hook: f.hook, message: f.message } };
-      asyncFault = null;
-    }
-    if (events.length > 0 || dropped > 0) {
-      if (dropped > 0) events.push({ kind: "dropped", value: dropped });
-      json = { ...(json ?? {}), events };
-      events = [];
-      dropped = 0;
-    }
-    let len = 0;
-    if (json !== null) {
-      len = writeJson(repBytes, 0, json);
-      if (len < 0) len = writeJson(repBytes, 0, { fault: json.fault });
-    }
-    atomicsStore(hdr, H_STATUS, status);
-    atomicsStore(hdr, H_REP_BYTES, len);
-    return quit;
-  };
-
+  const { hdr } = ch;
+  const runner = createBatchRunner(ch, plugin, faults);
   let seq = 0; // the core starts at 1 (it may already have sent it)
   let lastTurn = now();
   for (;;) {
@@ -340,7 +136,7 @@ async function serve(ch: ChannelViews, plugin: SchedulerPlugin): Promise<void> {
       }
     }
     seq = atomicsLoad(hdr, H_REQ);
-    const quit = runBatch();
+    const quit = runner.run();
     atomicsStore(hdr, H_REP, seq);
     atomicsNotify(hdr, H_REP);
     if (quit) return;
