@@ -6,6 +6,7 @@
  * @module
  */
 import type { SchedulerOptions } from "../sched/scheduler.ts";
+import { SANDBOX_KINDS, type SandboxKind } from "../sched/runtime_protocol.ts";
 import { ConfigError } from "../vm/config.ts";
 import { UsageError } from "./usage.ts";
 import { parseSchedParams } from "./vm_spec.ts";
@@ -19,6 +20,7 @@ export const SCHED_FLAGS = {
   "no-pin-slots": { type: "boolean" },
   "ratelimit-us": { type: "string" },
   "sched-allow-import": { type: "string", multiple: true },
+  "sched-sandbox": { type: "string" },
 } as const;
 
 /** Help lines of the scheduler flags. */
@@ -33,7 +35,10 @@ export const SCHED_FLAGS_HELP =
   --ratelimit-us US   context-switch rate limit (Xen's sched_ratelimit_us, default 1000)
   --sched-allow-import HOST
                       let a remote plugin (--sched https://HOST/...) be imported from HOST;
-                      without it only local plugin files load (repeatable)`;
+                      without it only local plugin files load (repeatable)
+  --sched-sandbox worker|process
+                      run the plugin in a Worker (default) or in a child deno process
+                      with no permissions, which SIGKILL ends even in an endless loop`;
 
 /** The values `parseArgs` gives for {@linkcode SCHED_FLAGS}. */
 export interface SchedFlagValues {
@@ -51,6 +56,8 @@ export interface SchedFlagValues {
   "ratelimit-us"?: string;
   /** `--sched-allow-import`. */
   "sched-allow-import"?: string[];
+  /** `--sched-sandbox`. */
+  "sched-sandbox"?: string;
 }
 
 /** An integer flag value >= `min` (undefined when absent); a UsageError naming the flag else. */
@@ -73,10 +80,18 @@ export function schedulerFromFlags(
 ): SchedulerOptions | undefined {
   const plugin = v.sched ?? fromFile?.plugin;
   const extra = v["sched-param"]?.length || v.slots || v["pin-slots"] || v["no-pin-slots"] ||
-    v["ratelimit-us"];
+    v["ratelimit-us"] || v["sched-sandbox"];
   if (!plugin) {
-    if (extra) throw new UsageError("--sched-param, --slots, --pin-slots need --sched PLUGIN");
+    if (extra) {
+      throw new UsageError(
+        "--sched-param, --slots, --pin-slots, --sched-sandbox need --sched PLUGIN",
+      );
+    }
     return undefined;
+  }
+  const sandbox = v["sched-sandbox"];
+  if (sandbox !== undefined && !(SANDBOX_KINDS as readonly string[]).includes(sandbox)) {
+    throw new UsageError(`--sched-sandbox must be worker or process, got '${sandbox}'`);
   }
   return {
     ...fromFile,
@@ -86,6 +101,7 @@ export function schedulerFromFlags(
     pin: v["pin-slots"] ? true : v["no-pin-slots"] ? false : fromFile?.pin,
     ratelimitUs: count("--ratelimit-us", v["ratelimit-us"], 0) ?? fromFile?.ratelimitUs,
     allowImport: v["sched-allow-import"] ?? fromFile?.allowImport,
+    sandbox: (sandbox as SandboxKind | undefined) ?? fromFile?.sandbox,
   };
 }
 
@@ -105,6 +121,7 @@ export function schedulerFromConfig(value: unknown, where: string): SchedulerOpt
     "budgetMs",
     "starvationMs",
     "allowImport",
+    "sandbox",
   ];
   for (const k of Object.keys(o)) {
     if (!known.includes(k)) {
@@ -112,6 +129,9 @@ export function schedulerFromConfig(value: unknown, where: string): SchedulerOpt
     }
   }
   if (typeof o.plugin !== "string") throw new ConfigError(`${where}.plugin`, "must be a string");
+  if (o.sandbox !== undefined && !(SANDBOX_KINDS as readonly unknown[]).includes(o.sandbox)) {
+    throw new ConfigError(`${where}.sandbox`, `must be "worker" or "process"`);
+  }
   if (o.params !== undefined && (typeof o.params !== "object" || o.params === null)) {
     throw new ConfigError(`${where}.params`, "must be an object");
   }

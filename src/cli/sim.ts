@@ -32,6 +32,10 @@ Options:
                          host's CPUs); each runs in its own sandbox Worker
   --slots N              slots (default: the scenario's, else 1)
   --no-sandbox           run the plugin in-process (faster; no permission sandbox)
+  --sched-sandbox process
+                         run the engine here and each batch of plugin calls in a child
+                         deno process with no permissions (default: the whole
+                         simulation in the plugin's sandbox Worker)
   --json FILE            also write the full result as JSON
   -h, --help             this text
 
@@ -190,6 +194,7 @@ export async function simCommand(args: string[]): Promise<number> {
       jobs: { type: "string" },
       slots: { type: "string" },
       "no-sandbox": { type: "boolean" },
+      "sched-sandbox": { type: "string" },
       json: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -229,7 +234,7 @@ export async function simCommand(args: string[]): Promise<number> {
     slots: positive("--slots", values.slots, true) ?? scenario.slots ?? 1,
     seconds: positive("--seconds", values.seconds, false) ?? scenario.seconds ?? 10,
     seed: first,
-    sandbox: !values["no-sandbox"],
+    sandbox: simSandbox(values["no-sandbox"], values["sched-sandbox"]),
     ratelimitNs: us(scenario.ratelimitUs),
     handoffNs: us(scenario.handoffUs ?? SIM_HANDOFF_US),
     pokeNs: us(scenario.pokeUs),
@@ -272,4 +277,13 @@ function parseSweep(flags: string[]): Record<string, Array<string | number | boo
     out[name] = values.map(parseParamValue);
   }
   return out;
+}
+
+/** Where the plugin runs, from `--no-sandbox` and `--sched-sandbox`. */
+function simSandbox(none: boolean | undefined, kind: string | undefined): SimOptions["sandbox"] {
+  if (kind !== undefined && kind !== "worker" && kind !== "process") {
+    throw new UsageError(`--sched-sandbox must be worker or process, got '${kind}'`);
+  }
+  if (none && kind !== undefined) throw new UsageError("give --no-sandbox or --sched-sandbox");
+  return none ? false : kind === "process" ? "process" : true;
 }

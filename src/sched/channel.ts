@@ -119,8 +119,11 @@ export const DEBUG_CHANNEL_KEY = "deno-vmm.sandbox.debug-channel";
 
 /** Typed views over one channel buffer. */
 export interface ChannelViews {
-  /** The buffer (transfer it to the worker with `postMessage`). */
-  sab: SharedArrayBuffer;
+  /**
+   * The buffer: shared for a Worker (send it with `postMessage`), private to each side for a
+   * child process, where the batch and its reply travel as frames (`pipe_frame.ts`).
+   */
+  sab: SharedArrayBuffer | ArrayBuffer;
   /** Header words. */
   hdr: Int32Array;
   /** Request ops. */
@@ -138,8 +141,13 @@ export function createChannel(): ChannelViews {
   return channelViews(new SharedArrayBuffer(TOTAL));
 }
 
+/** Allocates a channel in this thread's own memory (each side of a pipe keeps one). */
+export function createLocalChannel(): ChannelViews {
+  return channelViews(new ArrayBuffer(TOTAL));
+}
+
 /** Views over an existing channel buffer (in the worker). */
-export function channelViews(sab: SharedArrayBuffer): ChannelViews {
+export function channelViews(sab: SharedArrayBuffer | ArrayBuffer): ChannelViews {
   return {
     sab,
     hdr: new Int32ArrayCtor(sab, 0, HEADER_WORDS),

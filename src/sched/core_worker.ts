@@ -27,6 +27,7 @@ import { type SchedAction, SchedCore } from "./core.ts";
 import { DOORBELL, GrantTableCore, SCHED_EVENT } from "./grant_table.ts";
 import { LocalPolicy, type PolicyPort } from "./policy_port.ts";
 import { SandboxPolicy } from "./sandbox.ts";
+import { ProcessSandboxPolicy } from "./sandbox_process.ts";
 import type { CoreInit, CoreReply, CoreRequest, PolicySpec } from "./runtime_protocol.ts";
 import { RUN_END_REASON, TRACE, TraceRecorder } from "../trace/events.ts";
 import { colocate } from "./affinity.ts";
@@ -384,7 +385,8 @@ class CoreThread {
 
 async function loadPolicy(spec: PolicySpec, init: CoreInit): Promise<PolicyPort> {
   if (spec.plugin === "builtin:rr") return new LocalPolicy(rr, { name: "rr", params: spec.params });
-  const port = await SandboxPolicy.create({
+  const create = spec.sandbox === "process" ? ProcessSandboxPolicy.create : SandboxPolicy.create;
+  const port = await create({
     plugin: spec.plugin,
     params: spec.params,
     slots: init.slots,

@@ -19,7 +19,8 @@
  *   to the core's own checks, which eject with `"invalid"`.
  *
  * Kept apart from the transport so that any sandbox whose reply has this layout (a Worker on a
- * `SharedArrayBuffer`, a child process on shared memory) uses the same reader.
+ * `SharedArrayBuffer`, a child process whose reply frames are copied into the core's own copy of the
+ * channel, `sandbox_process.ts`) uses the same reader.
  *
  * @module
  */

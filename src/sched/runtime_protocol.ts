@@ -25,7 +25,15 @@ export interface PolicySpec {
   params: SchedParams;
   /** Hosts a remote plugin may import from (`--allow-plugin-import`); default none. */
   allowImport?: string[];
+  /** Where the plugin runs: a Worker (default) or a child process (`sandbox_process.ts`). */
+  sandbox?: SandboxKind;
 }
+
+/** The kinds of sandbox a plugin runs in (`SchedulerOptions.sandbox`). */
+export type SandboxKind = "worker" | "process";
+
+/** Every {@linkcode SandboxKind}, for checking input. */
+export const SANDBOX_KINDS: readonly SandboxKind[] = ["worker", "process"];
 
 /** The core's start message. */
 export interface CoreInit {

@@ -16,6 +16,7 @@ import {
   type CoreRequest,
   EXTEND_LEAD_NS,
   type PolicySpec,
+  SANDBOX_KINDS,
   type SchedStats,
 } from "./runtime_protocol.ts";
 
@@ -54,6 +55,13 @@ export interface SchedulerOptions {
   starvationMs?: number;
   /** Hosts a remote plugin may import from (scoped grant); default none. */
   allowImport?: string[];
+  /**
+   * Where the plugin runs (`--sched-sandbox`): `"worker"` (default), a Worker of this process
+   * with every permission denied; or `"process"`, a child `deno` process with none, which
+   * SIGKILL ends even in an endless loop (`src/sched/sandbox_process.ts`; docs/scheduler.md
+   * compares them).
+   */
+  sandbox?: "worker" | "process";
   /** Trace ring size in records (32 bytes each; default 262,144; 0 turns tracing off). */
   traceRecords?: number;
   /** Called when the watchdog (or `eject`) removes a plugin. */
@@ -115,6 +123,11 @@ export function validateSchedulerOptions(o: SchedulerOptions): void {
   };
   if (typeof o.plugin !== "string" || o.plugin === "") {
     throw new SchedulerError("plugin must be a path or URL of a scheduler module");
+  }
+  if (o.sandbox !== undefined && !SANDBOX_KINDS.includes(o.sandbox)) {
+    throw new SchedulerError(
+      `sandbox must be ${SANDBOX_KINDS.join(" or ")}, got ${JSON.stringify(o.sandbox)}`,
+    );
   }
   positive("slots", o.slots, true);
   positive("maxSliceMs", o.maxSliceMs);
@@ -231,7 +244,12 @@ export class Scheduler {
   }
 
   #spec(plugin: string, params: SchedParams): PolicySpec {
-    return { plugin: resolvePlugin(plugin), params, allowImport: this.#options.allowImport };
+    return {
+      plugin: resolvePlugin(plugin),
+      params,
+      allowImport: this.#options.allowImport,
+      sandbox: this.#options.sandbox,
+    };
   }
 
   #onReply(m: CoreReply): void {

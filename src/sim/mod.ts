@@ -25,6 +25,7 @@ import type { SchedParams, SchedulerPlugin } from "../sched/contract.ts";
 import { pluginFromModule, PluginLoadError } from "../sched/load.ts";
 import { LocalPolicy, type PolicyPort } from "../sched/policy_port.ts";
 import { resolvePluginUrl, SandboxPolicy } from "../sched/sandbox.ts";
+import { ProcessSandboxPolicy } from "../sched/sandbox_process.ts";
 import { runSimulation } from "./run.ts";
 import { simulateSandboxed } from "./sandboxed.ts";
 import type { SimOptions, SimResult } from "./types.ts";
@@ -47,7 +48,7 @@ interface LoadContext {
   maxSliceNs: number;
   ratelimitNs: number;
   budgetNs?: number;
-  sandbox: boolean;
+  sandbox: "worker" | "process" | false;
   allowRead?: string[];
   allowImport?: string[];
 }
@@ -65,7 +66,8 @@ async function loadPort(
     return new LocalPolicy(plugin, { params, name: "plugin" });
   }
   if (c.sandbox) {
-    return await SandboxPolicy.create({
+    const create = c.sandbox === "process" ? ProcessSandboxPolicy.create : SandboxPolicy.create;
+    return await create({
       plugin,
       params,
       slots: c.slots,
@@ -124,7 +126,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     maxSliceNs,
     ratelimitNs,
     budgetNs: o.budgetNs ?? SIM_BUDGET_NS,
-    sandbox: o.sandbox !== false,
+    sandbox: o.sandbox === false ? false : o.sandbox === "process" ? "process" : "worker",
     allowRead: o.allowRead,
     allowImport: o.allowImport,
   };
@@ -156,7 +158,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
   }
   const r = await runSimulation(resolved, { load });
   const local = o.sandbox === false || (typeof o.plugin === "object" && !(o.plugin instanceof URL));
-  return { ...r, sandbox: local ? "none" : "per-call" };
+  return { ...r, sandbox: local ? "none" : o.sandbox === "process" ? "process" : "per-call" };
 }
 
 /**
@@ -165,7 +167,7 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
  * to a Worker) is part of the script.
  */
 function wholeInSandbox(o: SimOptions): boolean {
-  if (o.sandbox === false || o.sandbox === "per-call") return false;
+  if (o.sandbox === false || o.sandbox === "per-call" || o.sandbox === "process") return false;
   if (typeof o.plugin === "object" && !(o.plugin instanceof URL)) return false;
   return (o.script ?? []).every((s) =>
     s.action !== "swap" || typeof s.plugin === "string" || s.plugin instanceof URL

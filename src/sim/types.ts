@@ -222,11 +222,13 @@ export interface SimOptions {
    *   that overruns it re-runs the simulation as `"per-call"`, whose ejection is then exact.
    * - `"per-call"`: the engine runs in this thread and every batch of plugin calls crosses to
    *   the sandbox Worker, as in the VMM (about 70× slower; each batch is timed).
+   * - `"process"`: as `"per-call"`, with the plugin in a child `deno` process instead of a
+   *   Worker (`src/sched/sandbox_process.ts`; needs the `run` and `ffi` permissions).
    * - `false`: the plugin is imported in this thread (no permission sandbox, no budget).
    *
    * A plugin object always runs in this thread, and so does a script that swaps to one.
    */
-  sandbox?: boolean | "per-call";
+  sandbox?: boolean | "per-call" | "process";
   /** Context-switch rate limit (ns); default 1 ms (Xen's sched_ratelimit_us); 0 disables. */
   ratelimitNs?: number;
   /** Largest slice accepted (ns); default 100 ms. */
@@ -421,10 +423,10 @@ export interface SimResult {
   eventsPerSec: number;
   /**
    * Where the plugin ran: `"whole"` (the simulation inside its sandbox Worker), `"per-call"`
-   * (each batch of calls crossing to it; also after a call overran its budget in `"whole"`), or
-   * `"none"` (in this thread).
+   * (each batch of calls crossing to it; also after a call overran its budget in `"whole"`),
+   * `"process"` (each batch crossing to a child process), or `"none"` (in this thread).
    */
-  sandbox: "whole" | "per-call" | "none";
+  sandbox: "whole" | "per-call" | "process" | "none";
   /** Plugin ejections, in order. */
   ejections: EjectInfo[];
   /** Policy events reported by plugins, counted by kind. */
