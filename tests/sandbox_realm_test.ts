@@ -11,6 +11,7 @@
  */
 import { deepStrictEqual as assertEquals, match, ok as assert } from "node:assert/strict";
 import { SandboxPolicy } from "../src/sched/sandbox.ts";
+import { ProcessSandboxPolicy } from "../src/sched/sandbox_process.ts";
 import { PluginLoadError } from "../src/sched/load.ts";
 import { type NewVcpu, type SchedAction, SchedCore } from "../src/sched/core.ts";
 import { simulate } from "../src/sim/mod.ts";
@@ -38,11 +39,16 @@ const ROUTES: [route: string, refused: boolean][] = [
 ];
 
 /**
- * Both sandboxes: the per-call one (the VMM's), and the whole simulation in the plugin's Worker,
- * where the engine shares the plugin's realm and the global names it looks up are locked too
- * (`lockGlobals`), so that replacing them is refused at load as well.
+ * Every sandbox: the per-call one (the VMM's Worker), the child process, and the whole
+ * simulation in the plugin's Worker, where the engine shares the plugin's realm and the global
+ * names it looks up are locked too (`lockGlobals`), so that replacing them is refused at load
+ * as well.
  */
-const MODES = [["per call", "per-call"], ["whole simulation", true]] as const;
+const MODES = [
+  ["per call", "per-call"],
+  ["process", "process"],
+  ["whole simulation", true],
+] as const;
 
 for (const [route, refusedPerCall] of ROUTES) {
   for (const [mode, sandbox] of MODES) {
@@ -108,6 +114,9 @@ test("sandbox realm: every built-in plugin decides in the frozen realm exactly a
     const frozen = await simulate({ ...MIXED, plugin, sandbox: "per-call" });
     assertEquals(frozen.ejections, [], name);
     assertEquals(stable(frozen), stable(local), name);
+    const child = await simulate({ ...MIXED, plugin, sandbox: "process" });
+    assertEquals(child.ejections, [], name);
+    assertEquals(stable(child), stable(local), name);
     const whole = await simulate({ ...MIXED, plugin, sandbox: true });
     assertEquals(stable(whole), stable(local), name);
   }
@@ -119,13 +128,26 @@ function vcpu(id: number): NewVcpu {
   return { id, vm: "a", index: id, vmVcpus: 3, params: {}, state: "runnable" };
 }
 
+/** Both sandboxes the VMM can run a plugin in, by how a test creates one. */
+const PORTS = [
+  ["worker", SandboxPolicy.create],
+  ["process", ProcessSandboxPolicy.create],
+] as const;
+
 /**
- * Runs the scribble fixture (mode `mode`, handed the channel if `debugChannel`) under a core on
- * one slot with three spinning vCPUs, a slice ending every virtual millisecond, for `maxSteps`
- * slices or until 100 grants followed an ejection. Returns the core and those grants.
+ * Runs the scribble fixture (mode `mode`, handed the channel if `debugChannel`) in the sandbox
+ * `create` makes, under a core on one slot with three spinning vCPUs, a slice ending every
+ * virtual millisecond, for `maxSteps` slices or until 100 grants followed an ejection. Returns
+ * the core and those grants.
  */
-async function scribbleRun(mode: string, seed: number, maxSteps = 50_000, debugChannel = true) {
-  const port = await SandboxPolicy.create({
+async function scribbleRun(
+  create: (typeof PORTS)[number][1],
+  mode: string,
+  seed: number,
+  maxSteps = 50_000,
+  debugChannel = true,
+) {
+  const port = await create({
     plugin: new URL("scribble.ts", FIXTURES),
     params: { mode, seed, after: 20 },
     debugChannel,
@@ -150,26 +172,28 @@ async function scribbleRun(mode: string, seed: number, maxSteps = 50_000, debugC
   return { core, afterEject };
 }
 
-for (const mode of ["fill", "timer", "sequence"]) {
-  test(`sandbox realm: a plugin writing into the channel (${mode}) is ejected as "corrupted channel"`, async () => {
-    for (const seed of [1, 2, 3]) {
-      const { core, afterEject } = await scribbleRun(mode, seed);
-      const e = core.ejections;
-      assertEquals(e.length, 1, JSON.stringify(e));
-      assertEquals(e[0].plugin, "scribble");
-      // Seen as what it is, when it is seen: not a timeout at the end of the budget.
-      assertEquals(e[0].reason, "corrupted channel", e[0].detail);
-      match(e[0].detail, /^corrupted channel: /);
-      // The fallback took over and goes on granting.
-      assertEquals(core.policyName, "rr");
-      assertEquals(afterEject, 100);
-    }
+for (const [kind, create] of PORTS) {
+  for (const mode of ["fill", "timer", "sequence"]) {
+    test(`sandbox realm (${kind}): a plugin writing into the channel (${mode}) is ejected as "corrupted channel"`, async () => {
+      for (const seed of [1, 2, 3]) {
+        const { core, afterEject } = await scribbleRun(create, mode, seed);
+        const e = core.ejections;
+        assertEquals(e.length, 1, JSON.stringify(e));
+        assertEquals(e[0].plugin, "scribble");
+        // Seen as what it is, when it is seen: not a timeout at the end of the budget.
+        assertEquals(e[0].reason, "corrupted channel", e[0].detail);
+        match(e[0].detail, /^corrupted channel: /);
+        // The fallback took over and goes on granting.
+        assertEquals(core.policyName, "rr");
+        assertEquals(afterEject, 100);
+      }
+    });
+  }
+
+  test(`sandbox realm (${kind}): without the debug hook the scribble fixture is a sound plugin`, async () => {
+    const { core, afterEject } = await scribbleRun(create, "fill", 1, 2000, false);
+    assertEquals(core.ejections, []);
+    assertEquals(core.policyName, "scribble");
+    assertEquals(afterEject, 0);
   });
 }
-
-test("sandbox realm: without the debug hook the scribble fixture is a sound plugin", async () => {
-  const { core, afterEject } = await scribbleRun("fill", 1, 2000, false);
-  assertEquals(core.ejections, []);
-  assertEquals(core.policyName, "scribble");
-  assertEquals(afterEject, 0);
-});
