@@ -9,6 +9,7 @@ import { type SchedulerOptions, type Vm, Vmm } from "../mod.ts";
 import { threadPolicy, threadRunNs, threadWaitNs } from "../src/sched/host_threads.ts";
 import { REALTIME_PRIORITY } from "../src/sched/affinity.ts";
 import { test } from "./helpers/deadline.ts";
+import { childPids, processExists } from "./helpers/processes.ts";
 
 const PLUGINS = new URL("../plugins/", import.meta.url);
 const plugin = (name: string) => new URL(name, PLUGINS).href;
@@ -175,57 +176,83 @@ test("credit: a 25 % cap holds beside an uncapped spinner", async () => {
   });
 });
 
-test("hot-swap rr to credit mid-run: no VM stops, every vCPU keeps running", async () => {
-  await withVmm({ plugin: plugin("rr.ts"), slots: 1 }, async (vmm) => {
-    const vms = [];
-    for (const name of ["p", "q"]) {
-      vms.push(
-        await vmm.createVm({
-          name,
-          vcpus: 2,
-          kernel: KERNEL,
-          cmdline: "workload=spin seconds=0",
-        }),
-      );
-    }
-    for (const vm of vms) await vm.start();
-    for (const vm of vms) await untilAdvanced(vm);
-    await vmm.scheduler!.swap(plugin("credit.ts"));
-    assert(vmm.scheduler!.policy.includes("credit"), vmm.scheduler!.policy);
-    // Every vCPU of every VM moves on after the swap (a stall fails the wait, naming the VM).
-    for (const vm of vms) {
-      await untilAdvanced(vm, iterations(vm));
-      assertEquals(vm.state, "running");
-    }
-    assertEquals(vmm.scheduler!.ejections, []);
-  });
-});
+/** Every kind of sandbox the scheduler runs a plugin in. */
+const SANDBOXES = ["worker", "process"] as const;
 
-test("a plugin that throws is ejected; rr takes over and the VMs keep running", async () => {
-  const ejected: string[] = [];
-  await withVmm({
-    plugin: new URL("./fixtures/kvm_plugins/throws_on_tick.ts", import.meta.url).href,
-    slots: 1,
-    onEject: (info) => ejected.push(`${info.reason}: ${info.detail}`),
-  }, async (vmm) => {
-    const vms = [];
-    for (const name of ["x", "y"]) {
-      vms.push(
-        await vmm.createVm({ name, kernel: KERNEL, cmdline: "workload=spin seconds=0" }),
-      );
-    }
-    for (const vm of vms) await vm.start();
-    for (const vm of vms) await untilAdvanced(vm);
-    await until("the throwing plugin ejected", () => ejected.length > 0);
-    assertEquals(ejected.length, 1, `ejections: ${ejected}`);
-    assert(/throw/.test(ejected[0]) && /onTick/.test(ejected[0]), ejected[0]);
-    // Every VM moves on under the fallback (a stall fails the wait, naming the VM).
-    for (const vm of vms) {
-      await untilAdvanced(vm, iterations(vm));
-      assertEquals(vm.state, "running");
+/** This process's children whose command line names `what` (a sandbox's plugin file). */
+function sandboxPids(what: string): number[] {
+  return childPids().filter((p) => {
+    try {
+      return Deno.readTextFileSync(`/proc/${p}/cmdline`).includes(what);
+    } catch {
+      return false;
     }
   });
-});
+}
+
+for (const sandbox of SANDBOXES) {
+  test(`hot-swap rr to credit mid-run (${sandbox} sandbox): no VM stops, every vCPU keeps running`, async () => {
+    await withVmm({ plugin: plugin("rr.ts"), slots: 1, sandbox }, async (vmm) => {
+      const vms = [];
+      for (const name of ["p", "q"]) {
+        vms.push(
+          await vmm.createVm({
+            name,
+            vcpus: 2,
+            kernel: KERNEL,
+            cmdline: "workload=spin seconds=0",
+          }),
+        );
+      }
+      for (const vm of vms) await vm.start();
+      for (const vm of vms) await untilAdvanced(vm);
+      const rrPids = sandboxPids("/plugins/rr.ts");
+      assertEquals(rrPids.length, sandbox === "process" ? 1 : 0, "rr's sandbox processes");
+      await vmm.scheduler!.swap(plugin("credit.ts"));
+      assert(vmm.scheduler!.policy.includes("credit"), vmm.scheduler!.policy);
+      // The plugin swapped away is gone, process and all; its successor has its own.
+      for (const pid of rrPids) assert(!processExists(pid), `rr's sandbox ${pid} still exists`);
+      assertEquals(sandboxPids("/plugins/credit.ts").length, sandbox === "process" ? 1 : 0);
+      // Every vCPU of every VM moves on after the swap (a stall fails the wait, naming the VM).
+      for (const vm of vms) {
+        await untilAdvanced(vm, iterations(vm));
+        assertEquals(vm.state, "running");
+      }
+      assertEquals(vmm.scheduler!.ejections, []);
+    });
+    // Closing the scheduler ends the last sandbox too.
+    assertEquals(sandboxPids("/plugins/credit.ts"), []);
+  });
+
+  test(`a plugin that throws is ejected (${sandbox} sandbox); rr takes over and the VMs keep running`, async () => {
+    const ejected: string[] = [];
+    await withVmm({
+      plugin: new URL("./fixtures/kvm_plugins/throws_on_tick.ts", import.meta.url).href,
+      slots: 1,
+      sandbox,
+      onEject: (info) => ejected.push(`${info.reason}: ${info.detail}`),
+    }, async (vmm) => {
+      const vms = [];
+      for (const name of ["x", "y"]) {
+        vms.push(
+          await vmm.createVm({ name, kernel: KERNEL, cmdline: "workload=spin seconds=0" }),
+        );
+      }
+      for (const vm of vms) await vm.start();
+      for (const vm of vms) await untilAdvanced(vm);
+      await until("the throwing plugin ejected", () => ejected.length > 0);
+      assertEquals(ejected.length, 1, `ejections: ${ejected}`);
+      assert(/throw/.test(ejected[0]) && /onTick/.test(ejected[0]), ejected[0]);
+      // Every VM moves on under the fallback (a stall fails the wait, naming the VM).
+      for (const vm of vms) {
+        await untilAdvanced(vm, iterations(vm));
+        assertEquals(vm.state, "running");
+      }
+      // The ejected plugin's process is gone.
+      assertEquals(sandboxPids("throws_on_tick"), []);
+    });
+  });
+}
 
 test("pause gives the slot away and stops guest time; resume takes it back", async () => {
   await withVmm({ plugin: plugin("rr.ts"), slots: 1 }, async (vmm) => {
