@@ -51,6 +51,11 @@ console.log(
     fmt(dec.sandboxP99Ns / 1e3, 1)
   } us; in-process p50 ${fmt(dec.localP50Ns / 1e3, 2)} us`,
 );
+console.log(
+  `  process sandbox (interleaved) p50 ${fmt(dec.processP50Ns / 1e3, 2)} us, p99 ${
+    fmt(dec.processP99Ns / 1e3, 1)
+  } us, ${fmt(dec.processRatio, 2)}x the Worker's`,
+);
 
 console.log("== scheduler: slot hand-off, 2 spinning VMs on 1 slot, 1 ms slices");
 const hand = await benchHandoff();

@@ -1,8 +1,9 @@
 /**
  * The scheduler's costs, each against a baseline from the same run:
  *
- * - decision latency through the sandbox (a `pickNext` round trip to the plugin's Worker),
- *   against the same call to the same plugin in-process;
+ * - decision latency through the sandbox (a `pickNext` round trip to the plugin's Worker, and
+ *   to the plugin's child process, interleaved), against the same call to the same plugin
+ *   in-process;
  * - slot hand-off: two spinning 1-vCPU VMs on one slot with 1 ms slices; the time the slot
  *   spends between one vCPU leaving guest mode and the next entering it, per grant, and the
  *   scheduler's part of it (give-back to grant, from the trace), against a C futex ping-pong's
@@ -16,6 +17,7 @@
 import { type Vm, Vmm } from "../mod.ts";
 import { LocalPolicy } from "../src/sched/policy_port.ts";
 import { SandboxPolicy } from "../src/sched/sandbox.ts";
+import { ProcessSandboxPolicy } from "../src/sched/sandbox_process.ts";
 import rr from "../plugins/rr.ts";
 import type { PolicyPort } from "../src/sched/policy_port.ts";
 import { KERNEL } from "./exits.ts";
@@ -37,20 +39,31 @@ const FUTEX = new URL("bench/baseline/build/futex_pingpong", ROOT).pathname;
 const RR = new URL("plugins/rr.ts", ROOT).href;
 const SPIN = "workload=spin seconds=0";
 
-/** p50/p99 of `calls` pickNext round trips on `port` (ns). */
-function pickLatency(port: PolicyPort, calls: number): { p50: number; p99: number } {
+/** Makes `port` ready for {@linkcode pickSamples}: one slot, four runnable vCPUs. */
+function pickSetup(port: PolicyPort): void {
   port.init({ slots: 1, maxSliceNs: 100e6, ratelimitNs: 1e6 });
   for (let id = 1; id <= 4; id++) {
     port.addVcpu({ id, vm: "v", index: id - 1, vmVcpus: 4, params: {}, state: "runnable" });
   }
+}
+
+/** `calls` pickNext round trips on `port` (set up by {@linkcode pickSetup}), ns each. */
+function pickSamples(port: PolicyPort, calls: number, from = 0): number[] {
   const lat: number[] = [];
-  let now = 0;
+  let now = from;
   for (let i = 0; i < calls; i++) {
     const t0 = performance.now();
     const d = port.pickNext(0, now);
     lat.push((performance.now() - t0) * 1e6);
     if (d) port.onDeschedule(d.vcpu, 0, d.sliceNs, "slice", now += d.sliceNs);
   }
+  return lat;
+}
+
+/** p50/p99 of `calls` pickNext round trips on `port` (ns). */
+function pickLatency(port: PolicyPort, calls: number): { p50: number; p99: number } {
+  pickSetup(port);
+  const lat = pickSamples(port, calls);
   lat.splice(0, Math.floor(calls / 10)); // warm-up
   return { p50: median(lat), p99: percentile(lat, 99) };
 }
@@ -63,22 +76,61 @@ export interface DecisionResult {
   sandboxP99Ns: number;
   /** In-process pickNext, ns. */
   localP50Ns: number;
+  /** pickNext round trip to the process sandbox (interleaved with the Worker's), ns. */
+  processP50Ns: number;
+  /** See `processP50Ns`. */
+  processP99Ns: number;
+  /** processP50Ns / sandboxP50Ns. */
+  processRatio: number;
+  /** Start-up of each sandbox with rr (create to ready), ms. */
+  workerLoadMs: number;
+  /** See `workerLoadMs`. */
+  processLoadMs: number;
+  /** Resident memory of the process sandbox's child (VmRSS), MB. */
+  processRssMb: number;
 }
 
 /**
- * Decision latency through the sandbox against in-process, with the caller and the sandbox on
- * one CPU as the scheduler core runs them (`src/sched/affinity.ts`).
+ * Decision latency through the sandbox, the Worker and the process sandbox in interleaved
+ * rounds (`rounds` each, the first one a warm-up), against in-process, with the caller and each
+ * sandbox on one CPU as the scheduler core runs them (`src/sched/affinity.ts`).
  */
-export async function benchDecisions(calls = 20_000): Promise<DecisionResult> {
-  const sandbox = await SandboxPolicy.create({ plugin: RR });
+export async function benchDecisions(calls = 20_000, rounds = 10): Promise<DecisionResult> {
+  let t = performance.now();
+  const worker = await SandboxPolicy.create({ plugin: RR });
+  const workerLoadMs = performance.now() - t;
+  t = performance.now();
+  const child = await ProcessSandboxPolicy.create({ plugin: RR });
+  const processLoadMs = performance.now() - t;
   const mine = threadAttr(0); // colocate makes this thread the core: real-time, on one CPU
-  colocate(sandbox.threadId);
+  colocate(worker.threadId);
+  colocate(child.threadId);
   try {
-    const s = pickLatency(sandbox, calls);
+    pickSetup(worker);
+    pickSetup(child);
+    const w: number[] = [], p: number[] = [];
+    const per = Math.ceil(calls / rounds);
+    for (let r = 0; r <= rounds; r++) {
+      const ws = pickSamples(worker, per, r * per * 1e7);
+      const ps = pickSamples(child, per, r * per * 1e7);
+      if (r > 0) w.push(...ws), p.push(...ps);
+    }
     const l = pickLatency(new LocalPolicy(rr, { name: "rr" }), calls);
-    return { sandboxP50Ns: s.p50, sandboxP99Ns: s.p99, localP50Ns: l.p50 };
+    const rss = Deno.readTextFileSync(`/proc/${child.pid}/status`).match(/VmRSS:\s+(\d+) kB/);
+    return {
+      sandboxP50Ns: median(w),
+      sandboxP99Ns: percentile(w, 99),
+      localP50Ns: l.p50,
+      processP50Ns: median(p),
+      processP99Ns: percentile(p, 99),
+      processRatio: median(p) / median(w),
+      workerLoadMs,
+      processLoadMs,
+      processRssMb: rss ? Number(rss[1]) / 1024 : NaN,
+    };
   } finally {
-    sandbox.close();
+    worker.close();
+    child.close();
     setThreadCpus(0, Array.from({ length: navigator.hardwareConcurrency }, (_, i) => i));
     if (mine) applyThreadAttr(0, mine);
   }
@@ -120,12 +172,16 @@ async function futexOneWay(cpus: [number, number]): Promise<number> {
  * Slot hand-off between two spinning VMs on one slot, 1 ms slices. The futex baselines run
  * first, with no VMM threads about (measured after one, they read 5-20x slower).
  */
-export async function benchHandoff(seconds = 2, pin?: number[]): Promise<HandoffResult> {
+export async function benchHandoff(
+  seconds = 2,
+  pin?: number[],
+  sandbox: "worker" | "process" = "worker",
+): Promise<HandoffResult> {
   const cpu = pin?.[0] ?? schedulerCpu();
   const futexNs = await futexOneWay([cpu, cpu]);
   const futexCrossNs = await futexOneWay([cpu === 0 ? 1 : 0, cpu]);
   const vmm = await Vmm.create({
-    scheduler: { plugin: RR, params: { slice_ms: 1 }, slots: 1, ratelimitUs: 0, pin },
+    scheduler: { plugin: RR, params: { slice_ms: 1 }, slots: 1, ratelimitUs: 0, pin, sandbox },
   });
   let handoffNs = NaN, grants = 0, decisionNs = NaN;
   try {

@@ -104,6 +104,15 @@ function readExact(bytes: Uint8Array, off: number, len: number): boolean {
   return true;
 }
 
+/** Reads what stdin has into `bytes` (at least a byte, blocking); 0 at its end. */
+function readSome(bytes: Uint8Array): number {
+  try {
+    return readSync(bytes) ?? 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** Sends the first frame: sequence 0, the plugin's name or why it did not load. */
 function hello(json: { name: string } | { error: string }): void {
   const text = utf8Encode(jsonStringify(json) ?? "{}");
@@ -143,9 +152,12 @@ async function main(): Promise<void> {
   const runner = createBatchRunner(ch, plugin, faults);
   let lastTurn = now();
   for (;;) {
-    if (!readExact(request.bytes, 0, REQ_HEADER)) return;
+    // One read takes the whole frame when it is all there (the core sends one, then waits).
+    const got = readSome(request.bytes);
+    if (got < REQ_HEADER && !readExact(request.bytes, got, REQ_HEADER - got)) return;
     const len = requestLength(request);
-    if (len === null || !readExact(request.bytes, REQ_HEADER, len - REQ_HEADER)) return;
+    if (len === null || len < got) return;
+    if (!readExact(request.bytes, got, len - got)) return;
     const seq = request.words[1];
     decodeRequest(request, ch);
     const quit = runner.run();

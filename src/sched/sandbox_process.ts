@@ -330,6 +330,9 @@ export class ProcessSandboxPolicy extends BatchPolicy {
         }
       }
     };
+    // The reply takes a wake-up of the child at least: sleep until it comes (a quarter budget
+    // at most) rather than try a read first.
+    proc.waitReadable(this.#budgetMs / 4);
     const overrun = answered() ? null : waitWithinBudget({
       budgetMs: this.#budgetMs,
       answered,
