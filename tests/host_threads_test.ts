@@ -19,6 +19,7 @@ import {
   WaitPolicy,
 } from "../src/sched/host_threads.ts";
 import { test } from "./helpers/deadline.ts";
+import { childPids } from "./helpers/processes.ts";
 
 test("WaitPolicy: real-time while waiting, back to the thread's own nice level and default slice while holding", () => {
   const started = threadPolicy(0)!;
@@ -83,45 +84,57 @@ test("releaseThread: a real-time thread pinned to one CPU goes back to the fair 
   }
 });
 
-test("on KVM: the core and the sandbox are SCHED_FIFO 3 and 2, a waiting EMT FIFO 1, the EMT holding the slot fair-class", async () => {
-  requireKernel();
-  const before = new Set(processThreads().filter((t) => threadPolicy(t)?.policy === 1));
-  const vmm = await Vmm.create({ scheduler: { plugin: "plugins/rr.ts", slots: 1 } });
-  try {
-    const spin = await vmm.createVm({
-      name: "spin",
-      kernel: KERNEL,
-      cmdline: "workload=spin seconds=0",
-    });
-    const sleeper = await vmm.createVm({
-      name: "sleeper",
-      kernel: KERNEL,
-      cmdline: "workload=sleep count=1000 ms=200",
-    });
-    await spin.start();
-    await sleeper.start();
-    await sleep(500);
-    const [spinTid] = spin.emtThreadIds();
-    const [sleeperTid] = sleeper.emtThreadIds();
-    // The spinner is alone on the slot (its slice is extended); the sleeper waits for its timer.
-    assertEquals(threadPolicy(spinTid)!.policy, 0);
-    const waiting = threadPolicy(sleeperTid)!;
-    assertEquals([waiting.policy, waiting.priority], [1, REALTIME_PRIORITY.waitingEmt]);
-    const emts = new Set([spinTid, sleeperTid]);
-    const raised = processThreads().filter((t) =>
-      !before.has(t) && !emts.has(t) && threadPolicy(t)?.policy === 1
-    );
-    const others = raised.map((t) => threadPolicy(t)!.priority).sort();
-    assertEquals(others, [REALTIME_PRIORITY.sandbox, REALTIME_PRIORITY.core]);
-    await vmm.close();
-    // Each thread left deno-vmm's code fair-class (releaseThread): one still ending its Worker
-    // now does so unpinned and below no one.
-    const lingering = [...emts, ...raised].filter((t) => threadPolicy(t)?.policy === 1);
-    assertEquals(lingering, [], "threads still real-time after close");
-  } finally {
-    await vmm.close();
-  }
-});
+for (const sandbox of ["process", "worker"] as const) {
+  test(`on KVM (${sandbox} sandbox): the core and the sandbox are SCHED_FIFO 3 and 2, a waiting EMT FIFO 1, the EMT holding the slot fair-class`, async () => {
+    requireKernel();
+    const before = new Set(processThreads().filter((t) => threadPolicy(t)?.policy === 1));
+    const children = new Set(childPids());
+    const vmm = await Vmm.create({ scheduler: { plugin: "plugins/rr.ts", slots: 1, sandbox } });
+    try {
+      const spin = await vmm.createVm({
+        name: "spin",
+        kernel: KERNEL,
+        cmdline: "workload=spin seconds=0",
+      });
+      const sleeper = await vmm.createVm({
+        name: "sleeper",
+        kernel: KERNEL,
+        cmdline: "workload=sleep count=1000 ms=200",
+      });
+      await spin.start();
+      await sleeper.start();
+      await sleep(500);
+      const [spinTid] = spin.emtThreadIds();
+      const [sleeperTid] = sleeper.emtThreadIds();
+      // The spinner is alone on the slot (its slice is extended); the sleeper waits for its timer.
+      assertEquals(threadPolicy(spinTid)!.policy, 0);
+      const waiting = threadPolicy(sleeperTid)!;
+      assertEquals([waiting.policy, waiting.priority], [1, REALTIME_PRIORITY.waitingEmt]);
+      const emts = new Set([spinTid, sleeperTid]);
+      const raised = processThreads().filter((t) =>
+        !before.has(t) && !emts.has(t) && threadPolicy(t)?.policy === 1
+      );
+      // The process sandbox's plugin thread is its child's main thread (tid = pid).
+      const sandboxes = childPids().filter((p) => !children.has(p));
+      assertEquals(sandboxes.length, sandbox === "process" ? 1 : 0, "sandbox processes");
+      raised.push(...sandboxes);
+      const others = raised.map((t) => threadPolicy(t)!.priority).sort();
+      assertEquals(others, [REALTIME_PRIORITY.sandbox, REALTIME_PRIORITY.core]);
+      await vmm.close();
+      // Each thread left deno-vmm's code fair-class (releaseThread): one still ending its Worker
+      // now does so unpinned and below no one.
+      const lingering = [...emts, ...raised].filter((t) => threadPolicy(t)?.policy === 1);
+      assertEquals(lingering, [], "threads still real-time after close");
+      assertEquals(
+        childPids().filter((p) => !children.has(p)),
+        [],
+        "sandbox processes after close",
+      );
+    } finally {
+      await vmm.close();
+    }
+  });
+}
 
 test("without CAP_SYS_NICE: waiting EMTs take the short slice, nothing is real-time, the VMs run", async () => {
   requireKernel();

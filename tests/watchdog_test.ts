@@ -293,7 +293,7 @@ test("watchdog: an endless loop is ejected (timeout) and the VMs run on", async 
 });
 
 // After the simulator's loop above, for the same reason (the stuck thread stays, demoted).
-test("watchdog on KVM: a real-time plugin stuck in a loop is ejected and demoted; the slot's CPU goes back to the vCPUs", async () => {
+test("watchdog on KVM (Worker sandbox): a real-time plugin stuck in a loop is ejected and demoted; the slot's CPU goes back to the vCPUs", async () => {
   await requireKernel();
   const before = new Set(processThreads());
   const ejected: string[] = [];
@@ -301,6 +301,7 @@ test("watchdog on KVM: a real-time plugin stuck in a loop is ejected and demoted
     scheduler: {
       plugin: new URL("./fixtures/kvm_plugins/loops_on_tick.ts", import.meta.url).href,
       slots: 1,
+      sandbox: "worker",
       onEject: (info) => ejected.push(`${info.reason}: ${info.detail}`),
     },
   });

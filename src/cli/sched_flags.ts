@@ -36,9 +36,10 @@ export const SCHED_FLAGS_HELP =
   --sched-allow-import HOST
                       let a remote plugin (--sched https://HOST/...) be imported from HOST;
                       without it only local plugin files load (repeatable)
-  --sched-sandbox worker|process
-                      run the plugin in a Worker (default) or in a child deno process
-                      with no permissions, which SIGKILL ends even in an endless loop`;
+  --sched-sandbox process|worker
+                      run the plugin in a child deno process (default), which SIGKILL
+                      ends even in an endless loop, or in a Worker of this process (a few
+                      microseconds faster a decision; a Worker that loops cannot be stopped)`;
 
 /** The values `parseArgs` gives for {@linkcode SCHED_FLAGS}. */
 export interface SchedFlagValues {

@@ -385,7 +385,8 @@ class CoreThread {
 
 async function loadPolicy(spec: PolicySpec, init: CoreInit): Promise<PolicyPort> {
   if (spec.plugin === "builtin:rr") return new LocalPolicy(rr, { name: "rr", params: spec.params });
-  const create = spec.sandbox === "process" ? ProcessSandboxPolicy.create : SandboxPolicy.create;
+  // The process sandbox unless a Worker is asked for (docs/scheduler.md says why).
+  const create = spec.sandbox === "worker" ? SandboxPolicy.create : ProcessSandboxPolicy.create;
   const port = await create({
     plugin: spec.plugin,
     params: spec.params,

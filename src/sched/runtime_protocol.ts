@@ -25,7 +25,7 @@ export interface PolicySpec {
   params: SchedParams;
   /** Hosts a remote plugin may import from (`--allow-plugin-import`); default none. */
   allowImport?: string[];
-  /** Where the plugin runs: a Worker (default) or a child process (`sandbox_process.ts`). */
+  /** Where the plugin runs: a child process (default, `sandbox_process.ts`) or a Worker. */
   sandbox?: SandboxKind;
 }
 

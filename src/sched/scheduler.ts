@@ -56,10 +56,11 @@ export interface SchedulerOptions {
   /** Hosts a remote plugin may import from (scoped grant); default none. */
   allowImport?: string[];
   /**
-   * Where the plugin runs (`--sched-sandbox`): `"worker"` (default), a Worker of this process
-   * with every permission denied; or `"process"`, a child `deno` process with none, which
-   * SIGKILL ends even in an endless loop (`src/sched/sandbox_process.ts`; docs/scheduler.md
-   * compares them).
+   * Where the plugin runs (`--sched-sandbox`): `"process"` (default), a child `deno` process
+   * with no permission but reading the plugin's file, which SIGKILL ends even in an endless
+   * loop (`src/sched/sandbox_process.ts`); or `"worker"`, a Worker of this process with the same
+   * permissions, a few µs faster a decision, which cannot be stopped once it loops
+   * (docs/scheduler.md compares them).
    */
   sandbox?: "worker" | "process";
   /** Trace ring size in records (32 bytes each; default 262,144; 0 turns tracing off). */
