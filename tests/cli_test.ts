@@ -97,6 +97,16 @@ const badInputs: Array<[string, string[], RegExp]> = [
     /\/nonexistent\/policy.ts/,
   ],
   ["bad weight", ["--sched", "plugins/rr.ts", "--vm", "name=a,weight=0"], /weight: must be/],
+  [
+    "--sched-sandbox thread",
+    ["--sched", "plugins/rr.ts", "--sched-sandbox", "thread", "--vm", "name=a"],
+    /--sched-sandbox must be worker or process, got 'thread'/,
+  ],
+  [
+    "--sched-sandbox without --sched",
+    ["--sched-sandbox", "worker", "--vm", "name=a"],
+    /need --sched PLUGIN/,
+  ],
 ];
 
 for (const [what, args, message] of badInputs) {
