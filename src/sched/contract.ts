@@ -1,8 +1,10 @@
 /**
  * The scheduler plugin contract: what a policy module implements and what the trusted core
- * tells it. A plugin's default export is a {@linkcode SchedulerPlugin}; it runs in a Worker with
- * every Deno permission denied, so it may only compute. The core calls it from one thread, in
- * order, and validates every decision it returns.
+ * tells it. A plugin's default export is a {@linkcode SchedulerPlugin}; it runs in a sandbox (a
+ * child `deno` process by default, or a Worker) with every Deno permission denied, so it may only
+ * compute. The core calls it from one thread, in order, and validates every decision it returns.
+ * In the process sandbox npm packages cannot be imported either (`--no-npm`), and `console.log`
+ * prints to stderr (its stdout carries the channel to the core).
  *
  * The plugin's realm is frozen before its module is imported (Hardened JavaScript: SES's
  * `lockdown()`), so a plugin can no longer:
@@ -110,7 +112,7 @@ export interface SchedContext {
 }
 
 /**
- * A scheduling policy. Every hook runs in the sandbox Worker and must return within the
+ * A scheduling policy. Every hook runs in the sandbox and must return within the
  * core's budget (default 20 ms per batch of calls, the watchdog's limit); throwing, answering
  * late or returning an invalid decision ejects the plugin and the built-in round-robin takes
  * over.

@@ -13,7 +13,8 @@
  * `Deno.exit` still works). So on a timeout we terminate, and, best effort, move the Worker's
  * thread to `SCHED_IDLE` (sched_setattr through libc, else `chrt --idle -p 0 <tid>`; the thread
  * found in `/proc/self/task` by its name `worker-N`), so that a runaway plugin only gets CPU time
- * nobody else wants: it ran real-time until then.
+ * nobody else wants: it ran real-time until then. The VMM's default sandbox is a child process
+ * instead (`sandbox_process.ts`), which SIGKILL ends.
  *
  * @module
  */
