@@ -18,6 +18,16 @@ import type { TraceData } from "../trace/events.ts";
  */
 export const EXTEND_LEAD_NS = 500_000;
 
+/**
+ * The same lead with the process sandbox. A call that comes after the sandbox slept (as an
+ * extension does, about every 100 ms) wakes another process, whose first round trip is slower
+ * than the Worker's on these hosts: `pickNext` to rr every 100 ms took p50 250 µs and up to
+ * 0.8 ms, against 145 µs and 0.76 ms for the Worker (and a bare pipe echo to `cat`, 76 µs against
+ * 7.7 µs back to back). With the Worker's lead a lone spinning vCPU took 4-10 deadline exits a
+ * second instead of none.
+ */
+export const PROCESS_EXTEND_LEAD_NS = 1_500_000;
+
 export interface PolicySpec {
   /** Path or URL of the plugin module, or `"builtin:rr"` for the in-process fallback. */
   plugin: string;

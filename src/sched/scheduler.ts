@@ -16,6 +16,7 @@ import {
   type CoreRequest,
   EXTEND_LEAD_NS,
   type PolicySpec,
+  PROCESS_EXTEND_LEAD_NS,
   SANDBOX_KINDS,
   type SchedStats,
 } from "./runtime_protocol.ts";
@@ -214,7 +215,11 @@ export class Scheduler {
       slots,
       pinCpus: pin,
       ratelimitNs: (options.ratelimitUs ?? DEFAULT_RATELIMIT_US) * 1e3,
-      extendLeadNs: options.extendSlices === false ? 0 : EXTEND_LEAD_NS,
+      extendLeadNs: options.extendSlices === false
+        ? 0
+        : options.sandbox === "worker"
+        ? EXTEND_LEAD_NS
+        : PROCESS_EXTEND_LEAD_NS,
       maxSliceNs: (options.maxSliceMs ?? 100) * 1e6,
       budgetNs: (options.budgetMs ?? 20) * 1e6,
       starvationNs: options.starvationMs !== undefined ? options.starvationMs * 1e6 : undefined,
