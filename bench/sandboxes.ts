@@ -7,13 +7,18 @@
  *   one CPU as the scheduler core runs them; start-up; the child's resident memory;
  * - slot hand-off on KVM: two spinning VMs on one slot, 1 ms slices, under each sandbox in
  *   turn (`--rounds N` each, default 2), the time per grant outside guest mode and its
- *   give-back-to-grant part.
+ *   give-back-to-grant part;
+ * - wake-up latency on KVM: an echo VM beside a spinning one on one slot under credit, 1,000
+ *   requests/s for `--seconds`, under each sandbox in turn: the echo's p50 and p99 (each request
+ *   wakes the echo vCPU: `onWake`, then `pickNext`, after the sandbox slept).
  *
  * Writes `bench/results/sandboxes.json`.
  *
  * @module
  */
 import { parseArgs } from "node:util";
+import { Vmm } from "../mod.ts";
+import { KERNEL } from "./exits.ts";
 import { benchDecisions, benchHandoff } from "./sched.ts";
 import { median } from "./stats.ts";
 
@@ -73,8 +78,52 @@ console.log(
   }); process / Worker ${(med("process", "handoffNs") / med("worker", "handoffNs")).toFixed(2)}`,
 );
 
+console.log(
+  `== echo beside a hog, 1 slot, credit, 1,000 requests/s, ${rounds} x ${seconds} s each`,
+);
+const echo: Record<string, { p50Ns: number; p99Ns: number }[]> = { worker: [], process: [] };
+const CREDIT = new URL("../plugins/credit.ts", import.meta.url).href;
+for (let r = 0; r < rounds; r++) {
+  for (const sandbox of ["worker", "process"] as const) {
+    const vmm = await Vmm.create({ scheduler: { plugin: CREDIT, slots: 1, sandbox } });
+    try {
+      const e = await vmm.createVm({
+        name: "echo",
+        kernel: KERNEL,
+        cmdline: "workload=echo service_us=50",
+      });
+      const hog = await vmm.createVm({
+        name: "hog",
+        kernel: KERNEL,
+        cmdline: "workload=spin seconds=0",
+      });
+      await e.start();
+      await hog.start();
+      for (let i = 0; i < 300 && !e.consoleText().includes("echo: ready"); i++) {
+        await new Promise((res) => setTimeout(res, 10));
+      }
+      const res = await e.echoLoad({ mode: "open", ratePerSec: 1000, seconds });
+      echo[sandbox].push({ p50Ns: res.p50Ns, p99Ns: res.p99Ns });
+      console.log(
+        `  ${sandbox.padEnd(7)} echo p50 ${us(res.p50Ns, 0)} us, p99 ${
+          us(res.p99Ns, 0)
+        } us (${res.completed}/${res.sent})`,
+      );
+    } finally {
+      await vmm.close();
+    }
+  }
+}
+const em = (k: string, f: "p50Ns" | "p99Ns") => median(echo[k].map((x) => x[f]));
+console.log(
+  `  medians: Worker p50 ${us(em("worker", "p50Ns"), 0)} us, p99 ${
+    us(em("worker", "p99Ns"), 0)
+  } us; process p50 ${us(em("process", "p50Ns"), 0)} us, p99 ${us(em("process", "p99Ns"), 0)} us`,
+);
+
 await Deno.mkdir(new URL("./results/", import.meta.url), { recursive: true });
 await Deno.writeTextFile(
   new URL("./results/sandboxes.json", import.meta.url),
-  JSON.stringify({ at: new Date().toISOString(), decisions: dec, handoff: hand }, null, 2) + "\n",
+  JSON.stringify({ at: new Date().toISOString(), decisions: dec, handoff: hand, echo }, null, 2) +
+    "\n",
 );
