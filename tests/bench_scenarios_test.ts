@@ -95,6 +95,9 @@ test("bench:rt's summary: runs with a miss, misses per 10,000 jobs, verdicts, ho
     ],
   });
   match(s, /^rtds: 2 of 3 runs with a miss, 4 misses in 8000 jobs \(5\.0 per 10,000\)$/m);
-  match(s, /^late stretches in the traces: 4 \(scheduler 1, budget 0, host 2, vmm 1, work 0\)$/m);
+  match(
+    s,
+    /^late stretches in the traces: 4 \(scheduler 1, edf 0, budget 0, host 2, vmm 1, work 0\)$/m,
+  );
   match(s, /3 gaps over 1 ms \(longest 3\.4 ms\); then 0 gaps over 1 ms \(longest 0\.4 ms\)/);
 });
