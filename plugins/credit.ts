@@ -71,6 +71,15 @@
  *    never lowers the share of a vCPU that halts but wants more than its share, as the
  *    tick-sampling attacker does: its credit is negative, so its room exceeds its share.
  *
+ * Deciding ahead (`queueNext`): while a slot's vCPU runs, the slot's next vCPU is the head of
+ * its run queue, as `csched_schedule` will pick it when the current one leaves: the current
+ * vCPU is re-inserted behind every vCPU of its priority or higher (`__runq_insert`), so a head
+ * of the same or a higher priority comes first whatever the current one does (slice end,
+ * yield or halt). A head of lower priority is not queued (the current vCPU would go on), nor
+ * one that `csched_schedule` would pass over for load balancing (an OVER head with other slots
+ * to steal from). The core takes the choice back at every wake, tick and parameter change,
+ * the events that reorder the queues; a revoked head goes back in front of its priority.
+ *
  * Parameters. Per VM (`VcpuInfo.params`, `setParams(vm, ...)`): `weight` (1..65535, default
  * 256), `cap` (% of one slot, 0 = no cap). Policy-wide (`ctx.params`, `setParams("*", ...)`):
  * `tslice_ms` (1..1000, default 30), `ratelimit_us` (informative: the core enforces its own),
@@ -147,7 +156,8 @@ interface Unit {
   credit: number;
   /** Sub-credit remainder of burned time, in credit-ns (`residual`). */
   residual: number;
-  state: "runnable" | "running" | "halted";
+  /** `queued`: chosen ahead for its slot (`queueNext`), off the run queue, not running yet. */
+  state: "runnable" | "running" | "halted" | "queued";
   /** The slot it runs on, or whose run queue it is on / last ran on (`sched_unit_master`). */
   slot: SlotId;
   onRunq: boolean;
@@ -169,6 +179,8 @@ interface Unit {
 interface Pcpu {
   runq: Unit[];
   curr: Unit | null;
+  /** The vCPU chosen ahead to run when `curr` leaves (`queueNext`), or null. */
+  next: Unit | null;
   lastLoadBalance: number;
 }
 
@@ -223,6 +235,7 @@ export class CreditScheduler implements SchedulerPlugin {
     this.#pcpus = Array.from({ length: ctx.slots }, () => ({
       runq: [],
       curr: null,
+      next: null,
       lastLoadBalance: 0,
     }));
     this.#units.clear();
@@ -264,6 +277,11 @@ export class CreditScheduler implements SchedulerPlugin {
       u.state = "running";
       u.slot = info.slot;
       this.#pcpus[info.slot].curr = u;
+    } else if (info.state === "running" && info.slot !== undefined) {
+      // Handed the slot by its holder, whose leave is still to come (told after it).
+      u.state = "queued";
+      u.slot = info.slot;
+      this.#pcpus[info.slot].next = u;
     } else if (info.state !== "halted") {
       u.state = "runnable";
       // csched_res_pick: an idle pCPU if there is one, else stay where it is.
@@ -278,7 +296,8 @@ export class CreditScheduler implements SchedulerPlugin {
     if (!u) return;
     if (u.onRunq) this.#runqRemove(u);
     const pc = this.#pcpus[u.slot];
-    if (pc && pc.curr === u) pc.curr = null;
+    if (pc && pc.next === u) pc.next = null;
+    if (pc && pc.curr === u) this.#leave(u.slot, this.#now);
     if (u.active) this.#acctStop(u);
     this.#units.delete(id);
   }
@@ -355,6 +374,41 @@ export class CreditScheduler implements SchedulerPlugin {
     return { vcpu: snext.id, sliceNs: Math.min(this.#tslice, this.#maxSlice()) };
   }
 
+  /**
+   * Deciding ahead: the head of `slot`'s run queue, as `csched_schedule` will take it when
+   * `running` leaves (see the module documentation), or null to decide then.
+   */
+  queueNext(slot: SlotId, running: VcpuId, now: number): PickDecision | null {
+    this.#now = now;
+    const spc = this.#pcpus[slot];
+    const curr = this.#units.get(running);
+    const head = spc.runq[0];
+    if (!head || !curr || spc.curr !== curr || spc.next) return null;
+    // Behind the current one once it is re-inserted: it would go on.
+    if (head.pri < curr.pri) return null;
+    // csched_schedule load-balances for an OVER head: decided then, from the other queues.
+    if (head.pri <= CSCHED_PRI_TS_OVER && this.#pcpus.length > 1) return null;
+    this.#runqRemove(head);
+    head.state = "queued";
+    head.slot = slot;
+    spc.next = head;
+    return { vcpu: head.id, sliceNs: Math.min(this.#tslice, this.#maxSlice()) };
+  }
+
+  /** The vCPU running on `slot` left it: the one chosen ahead, if any, runs there now. */
+  #leave(slot: SlotId, now: number): void {
+    const spc = this.#pcpus[slot];
+    spc.curr = null;
+    const next = spc.next;
+    if (!next) return;
+    spc.next = null;
+    next.state = "running";
+    next.slot = slot;
+    next.grantAt = now;
+    next.chargedNs = 0;
+    spc.curr = next;
+  }
+
   /** `csched_unit_sleep` (and the burn in `csched_schedule` if it was running). */
   onHalt(vcpu: VcpuId, now: number, _ranNs: number, stolenNs = 0): void {
     this.#now = now;
@@ -362,8 +416,11 @@ export class CreditScheduler implements SchedulerPlugin {
     if (!u) return;
     if (u.state === "running") {
       const spc = this.#pcpus[u.slot];
-      if (spc.curr === u) spc.curr = null;
       this.#burnRan(u, this.#held(u, now, stolenNs));
+      if (spc.curr === u) this.#leave(u.slot, now);
+    } else if (u.state === "queued") {
+      const spc = this.#pcpus[u.slot];
+      if (spc.next === u) spc.next = null;
     } else if (u.onRunq) {
       this.#runqRemove(u);
     }
@@ -400,8 +457,16 @@ export class CreditScheduler implements SchedulerPlugin {
     const u = this.#units.get(vcpu);
     if (!u) return;
     const spc = this.#pcpus[slot];
-    if (spc.curr === u) spc.curr = null;
+    if (reason === "revoked") {
+      // Chosen ahead and taken back before it ran: the head of its priority again.
+      if (spc.next === u) spc.next = null;
+      if (spc.curr === u) spc.curr = null; // its hand-off was cancelled after all
+      u.state = "runnable";
+      if (!u.parked && !u.onRunq) this.#runqInsertFirst(u, slot);
+      return;
+    }
     if (u.state === "running") this.#burnRan(u, this.#held(u, now, stolenNs));
+    if (spc.curr === u) this.#leave(slot, now);
     u.state = "runnable";
     u.slot = slot;
     if (reason === "yield") u.yielding = true; // csched_unit_yield
@@ -691,6 +756,16 @@ export class CreditScheduler implements SchedulerPlugin {
     let i = 0;
     while (i < runq.length && u.pri <= runq[i].pri) i++;
     if (u.yielding && i < runq.length && i + 1 < runq.length) i++;
+    runq.splice(i, 0, u);
+    u.onRunq = true;
+    u.slot = cpu;
+  }
+
+  /** Back in front of every vCPU of its priority (a choice made ahead, revoked). */
+  #runqInsertFirst(u: Unit, cpu: SlotId): void {
+    const runq = this.#pcpus[cpu].runq;
+    let i = 0;
+    while (i < runq.length && u.pri < runq[i].pri) i++;
     runq.splice(i, 0, u);
     u.onRunq = true;
     u.slot = cpu;

@@ -32,6 +32,19 @@
  * no load tracking. DEVIATION: the migration resistance (`CSCHED2_MIGRATE_RESIST`) is not
  * applied when the slot would otherwise stay idle, so a free slot never leaves a vCPU waiting.
  *
+ * Deciding ahead (`queueNext`): while a slot's vCPU runs, its next is the head of the queue if
+ * `runq_candidate` would take it when the current vCPU's slice ends (its credit then is what
+ * it has less what it burns until its deadline) and also if it halts (the head is the first
+ * candidate then), so the choice is what `csched2_schedule` will make either way. Not decided
+ * ahead (null): when the current vCPU would stay (its credit at the deadline is still the
+ * highest: Xen runs it another minimum slice), when a credit reset is due, or when a capped VM
+ * is involved (grabbing budget has side effects). DEVIATION: the credit at the deadline assumes
+ * no steal (steal is not burned, so a vCPU robbed of its CPU ends with a little more credit,
+ * and Xen might keep it for one more minimum slice), and the head's slice assumes the current
+ * vCPU goes back into the queue (if it halts instead, the next waiting vCPU may have less
+ * credit and Xen's slice would be longer). The core takes the choice back at every wake, tick
+ * and parameter change; a revoked head goes back in front of its credit.
+ *
  * Parameters. Per VM (`VcpuInfo.params`, `setParams(vm, ...)`): `weight` (default 256), `cap`
  * (% of one slot, 0 = none). Policy-wide (`ctx.params`): `cap_period_ms` (default 10).
  *
@@ -106,7 +119,8 @@ interface Unit {
   /** ns of credit. */
   credit: number;
   residual: number;
-  state: "runnable" | "running" | "halted";
+  /** `queued`: chosen ahead for its slot (`queueNext`), off the run queue, not running yet. */
+  state: "runnable" | "running" | "halted" | "queued";
   /** Slot it runs on or last ran on (`sched_unit_master`). */
   slot: SlotId;
   onRunq: boolean;
@@ -119,11 +133,17 @@ interface Unit {
   budgetQuota: number;
   grantAt: number;
   chargedNs: number;
+  /** When the current slice ends (running), or the slice it was queued with (queued). */
+  deadline: number;
+  /** Credit added when it was queued for another slot (migration compensation). */
+  queuedBonus: number;
 }
 
 /** A slot. */
 interface Pcpu {
   curr: Unit | null;
+  /** The vCPU chosen ahead to run when `curr` leaves (`queueNext`), or null. */
+  next: Unit | null;
   /** The vCPU just descheduled here (credit2.c's `scurr` when it is still runnable). */
   prev: Unit | null;
   /** Time this idle slot was chosen for a waking vCPU (`rqd->tickled`), or -1. */
@@ -144,6 +164,8 @@ export class Credit2Scheduler implements SchedulerPlugin {
   /** `rqd->runq`, ordered by credit (highest first). */
   #runq: Unit[] = [];
   #runqSeq = 0;
+  /** Join numbers of vCPUs put back in front of their equals (decreasing). */
+  #runqFrontSeq = 0;
   /** `rqd->max_weight`. */
   #maxWeight = 1;
   #capPeriod = CSCHED2_DEFAULT_CAP_PERIOD_MS * NS_PER_MS;
@@ -154,6 +176,7 @@ export class Credit2Scheduler implements SchedulerPlugin {
     this.#ctx = ctx;
     this.#pcpus = Array.from({ length: ctx.slots }, () => ({
       curr: null,
+      next: null,
       prev: null,
       tickledAt: -1,
     }));
@@ -199,6 +222,8 @@ export class Credit2Scheduler implements SchedulerPlugin {
       budgetQuota: 0,
       grantAt: this.#now,
       chargedNs: 0,
+      deadline: Infinity,
+      queuedBonus: 0,
     };
     this.#units.set(u.id, u);
     dom.units.push(u);
@@ -210,6 +235,12 @@ export class Credit2Scheduler implements SchedulerPlugin {
       u.slot = info.slot;
       u.grantAt = this.#now;
       this.#pcpus[info.slot].curr = u;
+    } else if (info.state === "running" && info.slot !== undefined) {
+      // Handed the slot by its holder, whose leave is still to come (told after it).
+      u.state = "queued";
+      u.slot = info.slot;
+      u.deadline = CSCHED2_MIN_TIMER;
+      this.#pcpus[info.slot].next = u;
     } else if (info.state !== "halted") {
       u.state = "runnable";
       this.#runqInsert(u);
@@ -223,8 +254,10 @@ export class Credit2Scheduler implements SchedulerPlugin {
     if (u.onRunq) this.#runqRemove(u);
     remove(u.dom.parked, u);
     remove(u.dom.units, u);
-    for (const pc of this.#pcpus) {
-      if (pc.curr === u) pc.curr = null;
+    for (let cpu = 0; cpu < this.#pcpus.length; cpu++) {
+      const pc = this.#pcpus[cpu];
+      if (pc.next === u) pc.next = null;
+      if (pc.curr === u) this.#leave(cpu, this.#now);
       if (pc.prev === u) pc.prev = null;
     }
     this.#units.delete(id);
@@ -275,7 +308,68 @@ export class Credit2Scheduler implements SchedulerPlugin {
     snext.grantAt = now;
     snext.chargedNs = 0;
     spc.curr = snext;
-    return { vcpu: snext.id, sliceNs: this.#runtime(snext) };
+    const sliceNs = this.#runtime(snext);
+    snext.deadline = now + sliceNs;
+    return { vcpu: snext.id, sliceNs };
+  }
+
+  /**
+   * Deciding ahead: the head of the queue, if `csched2_schedule` will take it when `running`
+   * leaves `slot` whether its slice ends or it halts (see the module documentation).
+   */
+  queueNext(slot: SlotId, running: VcpuId, now: number): PickDecision | null {
+    this.#now = now;
+    const spc = this.#pcpus[slot];
+    const curr = this.#units.get(running);
+    const head = this.#runq[0];
+    if (!head || !curr || spc.curr !== curr || spc.next || curr.state !== "running") return null;
+    if (this.#hasCap(curr) || this.#hasCap(head)) return null;
+    // The current vCPU's credit when its slice ends: what it burns until its deadline.
+    this.#burnRunning(curr, now);
+    const rest = Math.max(0, curr.deadline - curr.grantAt - curr.chargedNs);
+    const val = rest * this.#maxWeight + curr.residual;
+    const atDeadline = Math.max(CSCHED2_CREDIT_MIN, curr.credit - Math.floor(val / curr.weight));
+    // runq_candidate with it as scurr: the first that beats it (by the migration resistance
+    // if last run elsewhere); it must be the head, which a halt would pick.
+    let snext: Unit | null = null;
+    for (const svc of this.#runq) {
+      if (svc.credit <= atDeadline) break;
+      if (svc.slot !== slot && atDeadline + CSCHED2_MIGRATE_RESIST > svc.credit) continue;
+      snext = svc;
+      break;
+    }
+    if (snext !== head) return null;
+    // A credit reset is decided when it is due (it depends on who runs then).
+    const second = this.#runq[1];
+    const after = second && second.credit > atDeadline ? second.credit : atDeadline;
+    if (Math.max(head.credit, after) <= CSCHED2_CREDIT_RESET) return null;
+    this.#runqRemove(head);
+    head.queuedBonus = head.slot !== slot ? CSCHED2_MIGRATE_COMPENSATION : 0;
+    head.credit += head.queuedBonus;
+    head.state = "queued";
+    head.slot = slot;
+    spc.next = head;
+    // Its slice as csched2_runtime will give it, the current vCPU back in the queue.
+    const sliceNs = this.#runtime(head, after);
+    head.deadline = sliceNs;
+    return { vcpu: head.id, sliceNs };
+  }
+
+  /** The vCPU running on `slot` left it: the one chosen ahead, if any, runs there now. */
+  #leave(slot: SlotId, now: number): boolean {
+    const spc = this.#pcpus[slot];
+    spc.curr = null;
+    const next = spc.next;
+    if (!next) return false;
+    spc.next = null;
+    next.state = "running";
+    next.slot = slot;
+    next.grantAt = now;
+    next.chargedNs = 0;
+    next.queuedBonus = 0;
+    next.deadline = now + next.deadline; // it held the slice length while queued
+    spc.curr = next;
+    return true;
   }
 
   /** `csched2_unit_sleep` (+ `burn_credits` and `csched2_context_saved` if it was running). */
@@ -285,9 +379,14 @@ export class Credit2Scheduler implements SchedulerPlugin {
     if (!u) return;
     if (u.state === "running") {
       const spc = this.#pcpus[u.slot];
-      if (spc.curr === u) spc.curr = null;
       this.#burnRan(u, this.#held(u, now, stolenNs));
       this.#returnBudget(u);
+      if (spc.curr === u) this.#leave(u.slot, now);
+    } else if (u.state === "queued") {
+      const spc = this.#pcpus[u.slot];
+      if (spc.next === u) spc.next = null;
+      u.credit -= u.queuedBonus;
+      u.queuedBonus = 0;
     }
     if (u.onRunq) this.#runqRemove(u);
     if (u.parked) {
@@ -322,14 +421,25 @@ export class Credit2Scheduler implements SchedulerPlugin {
     const u = this.#units.get(vcpu);
     if (!u) return;
     const spc = this.#pcpus[slot];
-    if (spc.curr === u) spc.curr = null;
+    if (reason === "revoked") {
+      // Chosen ahead and taken back before it ran: in front of its credit again.
+      if (spc.next === u) spc.next = null;
+      if (spc.curr === u) spc.curr = null; // its hand-off was cancelled after all
+      u.credit -= u.queuedBonus;
+      u.queuedBonus = 0;
+      u.state = "runnable";
+      if (!u.parked && !u.onRunq) this.#runqInsert(u, true);
+      return;
+    }
     if (u.state === "running") this.#burnRan(u, this.#held(u, now, stolenNs));
+    const handed = spc.curr === u && this.#leave(slot, now);
     u.state = "runnable";
     u.slot = slot;
     if (reason === "yield") u.yielding = true; // csched2_unit_yield
     this.#returnBudget(u);
     if (!u.parked && !u.onRunq) this.#runqInsert(u);
-    spc.prev = u;
+    // `scurr` of the next pickNext here, unless the slot was handed over at once.
+    spc.prev = handed ? null : u;
   }
 
   /**
@@ -360,7 +470,9 @@ export class Credit2Scheduler implements SchedulerPlugin {
     if (this.#hasCap(u)) return null;
     // Nobody else is queued, so its own credit decides the reset (see DEVIATION above).
     if (this.#c2t(u.credit, u) <= this.#minRuntime()) this.#resetCredit(now, u);
-    return this.#runtime(u);
+    const sliceNs = this.#runtime(u);
+    u.deadline = now + sliceNs;
+    return sliceNs;
   }
 
   /**
@@ -456,19 +568,21 @@ export class Credit2Scheduler implements SchedulerPlugin {
   // -------------------------------------------------------------------------------------------
 
   /**
-   * `runq_insert`: before the first vCPU with less credit (FIFO among equals). The queue is
-   * ordered by credit (highest first), then by when each joined, so both ends of a change are a
-   * binary search (credit2.c walks the list: fine for a few vCPUs per run queue, not thousands).
+   * `runq_insert`: before the first vCPU with less credit (FIFO among equals; `first`: before
+   * its equals, for a choice made ahead coming back). The queue is ordered by credit (highest
+   * first), then by when each joined, so both ends of a change are a binary search (credit2.c
+   * walks the list: fine for a few vCPUs per run queue, not thousands).
    */
-  #runqInsert(u: Unit): void {
+  #runqInsert(u: Unit, first = false): void {
     const q = this.#runq;
     let lo = 0, hi = q.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (q[mid].credit >= u.credit) lo = mid + 1;
+      if (first ? q[mid].credit > u.credit : q[mid].credit >= u.credit) lo = mid + 1;
       else hi = mid;
     }
-    u.runqSeq = ++this.#runqSeq;
+    // In front of its equals: a join number below every one given so far.
+    u.runqSeq = first ? --this.#runqFrontSeq : ++this.#runqSeq;
     q.splice(lo, 0, u);
     u.onRunq = true;
   }
@@ -533,11 +647,10 @@ export class Credit2Scheduler implements SchedulerPlugin {
    * `csched2_runtime`: run until our credit falls to the next waiting vCPU's (or to 0), within
    * [max(`CSCHED2_MIN_TIMER`, rate limit), `CSCHED2_MAX_TIMER`], and within the cap budget.
    */
-  #runtime(snext: Unit): number {
+  #runtime(snext: Unit, waitingCredit = this.#runq[0]?.credit ?? 0): number {
     const minTime = this.#minRuntime();
     let rtCredit = snext.credit;
-    const swait = this.#runq[0];
-    const swaitCredit = swait && swait.credit > 0 ? swait.credit : 0;
+    const swaitCredit = waitingCredit > 0 ? waitingCredit : 0;
     if (swaitCredit > 0) rtCredit = snext.credit - swaitCredit;
     let time = rtCredit > 0 ? this.#c2t(rtCredit, snext) : 0;
     if (this.#hasCap(snext)) time = Math.min(time, Math.max(0, snext.budget));

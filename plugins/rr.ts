@@ -14,6 +14,11 @@
  * preempted. (Linux's NO_HZ_FULL does the same for a CPU with one task: no tick until a second
  * one arrives.)
  *
+ * While a slot is busy and vCPUs wait, it names the slot's next vCPU ahead (`queueNext`): the
+ * head of the queue, which is what `pickNext` would take when the slot frees, whatever the
+ * leaving vCPU does (it goes to the back, or leaves the queue). The leaving EMT then hands the
+ * slot over itself. A revoked choice goes back to the head.
+ *
  * It ignores weights, caps and VMs: it is the policy the core falls back to when a plugin is
  * ejected, so it must be obviously correct and starvation-free: with `n` runnable vCPUs and `s`
  * slots, a vCPU waits at most about `ceil(n / s) × slice`.
@@ -34,14 +39,23 @@ let extensionNs = 100_000_000;
 let running: (VcpuId | undefined)[] = [];
 /** Slots whose vCPU runs past its slice (it was extended); any waker may take them. */
 const overtime = new Set<SlotId>();
+/** The vCPU queued ahead on each slot (`queueNext`), or undefined. */
+let next: (VcpuId | undefined)[] = [];
 
-/** `vcpu` left its slot (descheduled, halted or removed). */
+/** `vcpu` left its slot (descheduled, halted or removed): the vCPU queued there takes it. */
 function leave(vcpu: VcpuId): void {
   const slot = running.indexOf(vcpu);
   if (slot >= 0) {
-    running[slot] = undefined;
+    running[slot] = next[slot];
+    next[slot] = undefined;
     overtime.delete(slot);
   }
+}
+
+/** `vcpu`, queued ahead, halted or left before its hand-off: it is no longer queued. */
+function unqueue(vcpu: VcpuId): void {
+  const slot = next.indexOf(vcpu);
+  if (slot >= 0) next[slot] = undefined;
 }
 
 function enqueue(vcpu: VcpuId): void {
@@ -63,6 +77,7 @@ const rr: SchedulerPlugin = {
     sliceNs = Math.min(ctx.maxSliceNs, Math.max(1, Math.round(ms * 1e6)));
     extensionNs = ctx.maxSliceNs;
     running = new Array(ctx.slots).fill(undefined);
+    next = new Array(ctx.slots).fill(undefined);
     overtime.clear();
   },
 
@@ -72,6 +87,7 @@ const rr: SchedulerPlugin = {
 
   removeVcpu(id: VcpuId) {
     dequeue(id);
+    unqueue(id);
     leave(id);
   },
 
@@ -84,7 +100,16 @@ const rr: SchedulerPlugin = {
 
   onHalt(vcpu: VcpuId) {
     dequeue(vcpu);
+    unqueue(vcpu);
     leave(vcpu);
+  },
+
+  /** The next in line, decided while the slot is busy. */
+  queueNext(slot: SlotId) {
+    const vcpu = queue.shift();
+    if (vcpu === undefined) return null;
+    next[slot] = vcpu;
+    return { vcpu, sliceNs };
   },
 
   /** Joins the queue; takes a slot whose vCPU is past its slice, unless one is idle. */
@@ -97,7 +122,15 @@ const rr: SchedulerPlugin = {
     return slot;
   },
 
-  onDeschedule(vcpu: VcpuId) {
+  onDeschedule(vcpu: VcpuId, _slot: SlotId, _ranNs: number, reason) {
+    if (reason === "revoked") {
+      // Queued ahead and taken back before it ran: the head of the line again.
+      unqueue(vcpu);
+      const slot = running.indexOf(vcpu); // its hand-off was cancelled after all
+      if (slot >= 0) running[slot] = undefined;
+      if (!queue.includes(vcpu)) queue.unshift(vcpu);
+      return;
+    }
     leave(vcpu);
     enqueue(vcpu);
   },

@@ -405,6 +405,7 @@ Deno.test("core: extendSlice renews a slice with nobody waiting, and only then",
     policy: new LocalPolicy(rr),
     extendLeadNs: lead,
     maxSliceNs: 10 * MS,
+    decideAhead: false, // here the second vCPU waits for the slice's end, asked by pickNext
   });
   assertEquals(grants(core.addVcpu(vcpu(1), 0)), [1]);
   // Alone on the slot: asked `lead` before its 10 ms deadline, it goes on for another slice.

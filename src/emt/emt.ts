@@ -93,6 +93,8 @@ export class Emt {
   #waitPolicy: WaitPolicy | null = null;
   /** Halt polling before the futex sleep, ns (0 for a real-time waiter). */
   #haltPollNs: number;
+  /** Shim blocks of EMTs this one handed a slot to, by address. */
+  #handOffPeers = new Map<number, Deno.PointerObject>();
   /** What ended the last halt (WAKE_SOURCE), reported with the next `runnable`. */
   #wakeSource: number = WAKE_SOURCE.start;
 
@@ -135,7 +137,12 @@ export class Emt {
       1,
     );
     if (init.sched) {
-      this.#sched = new GrantRecordEmt(init.sched.table, init.vcpu, init.sched.doorbell);
+      this.#sched = new GrantRecordEmt(
+        init.sched.table,
+        init.vcpu,
+        init.sched.doorbell,
+        init.sched.dispatch,
+      );
       this.#waitPolicy = WaitPolicy.forCallingThread(
         REALTIME_PRIORITY.waitingEmt,
         REALTIME_PRIORITY.reservedEmt,
@@ -268,6 +275,7 @@ export class Emt {
     const shim = this.#shim;
     if (this.#grant === null) {
       if (!this.#runnablePosted) {
+        sched.rejoin();
         sched.post(SCHED_EVENT.runnable, this.#wakeSource, shim.shim_now_f64());
         this.#wakeSource = WAKE_SOURCE.unknown;
         this.#runnablePosted = true;
@@ -299,28 +307,54 @@ export class Emt {
     return deadline;
   }
 
-  /** Gives the grant back (if one is held) reporting `type` and the guest ns it used. */
+  /**
+   * Gives the grant back (if one is held) reporting `type` and the guest ns it used. If the
+   * plugin chose the slot's next vCPU ahead (`queueNext`), this EMT hands the slot over itself:
+   * it reports its leave, takes the queued choice from the slot's hand-off word, wakes the
+   * chosen EMT on the slot's CPU, and only then rings the core's doorbell
+   * (`dispatch_table.ts`).
+   */
   #giveBack(type: SchedEventType): void {
     const sched = this.#sched!;
-    const now = this.#shim.shim_now_f64();
+    const shim = this.#shim;
+    const now = shim.shim_now_f64();
     if (this.#grant !== null) {
       // Before posting: the core's wake-up must not preempt this thread short of its wait.
       this.#waitPolicy?.waiting();
       const ran = Number(this.#nsGuest[0]) - this.#grantGuestNs0;
       // The EMT never sleeps while it holds a grant, so wall time it did not spend on a CPU was
       // taken by other threads (V8's helpers, the host): the plugin does not charge it.
-      const stolen = sched.stolenSince(now, this.#shim.shim_thread_cpu_ns());
-      sched.post(type, ran, now, this.#grant.generation, stolen);
+      const stolen = sched.stolenSince(now, shim.shim_thread_cpu_ns());
+      const g = this.#grant;
       this.#grant = null;
+      // The leave is in the ring before the hand-off, so that a core that finds the choice
+      // taken also finds the leave that took it.
+      sched.post(type, ran, now, g.generation, stolen, false);
+      const to = sched.handOff(g.slot, g.generation, now);
+      if (to !== null) shim.shim_wake_on(this.#peerAt(to.emtAddress), to.cpu);
+      sched.ring();
       // After a slice end, preemption or yield the core still counts the vCPU runnable: the
       // next grant comes without asking. After a halt or leaving, it must ask again.
       this.#runnablePosted = type === SCHED_EVENT.sliceEnd || type === SCHED_EVENT.preempted ||
         type === SCHED_EVENT.yield;
     } else if (type === SCHED_EVENT.gone || type === SCHED_EVENT.halt) {
-      // Halting (or leaving) while waiting for a grant: withdraw the runnable request.
-      if (this.#runnablePosted || type === SCHED_EVENT.gone) sched.post(type, 0, now);
+      // Halting (or leaving) while waiting for a grant: withdraw the runnable request, and any
+      // choice queued for this vCPU. One handed over already goes straight back.
+      const handed = sched.withdraw();
+      if (handed !== 0) sched.post(type, 0, now, handed);
+      else if (this.#runnablePosted || type === SCHED_EVENT.gone) sched.post(type, 0, now);
       this.#runnablePosted = false;
     }
+  }
+
+  /** The shim block at `address` (another EMT's, possibly of another VM), cached. */
+  #peerAt(address: number): Deno.PointerObject {
+    let p = this.#handOffPeers.get(address);
+    if (!p) {
+      p = Deno.UnsafePointer.create(BigInt(address))!;
+      this.#handOffPeers.set(address, p);
+    }
+    return p;
   }
 
   #takeMail(): void {

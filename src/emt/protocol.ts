@@ -42,8 +42,15 @@ export interface EmtInit {
   unhandled: UnhandledAccessPolicy;
   /** Halt polling: spin this long before sleeping (0: none). */
   haltPollNs: number;
-  /** Set when a scheduler enforces slots: the VM's grant table and the VMM's doorbell. */
-  sched?: { table: SharedArrayBuffer; doorbell: SharedArrayBuffer };
+  /**
+   * Set when a scheduler enforces slots: the VM's grant table, the VMM's doorbell and its
+   * hand-off table (`dispatch_table.ts`).
+   */
+  sched?: {
+    table: SharedArrayBuffer;
+    doorbell: SharedArrayBuffer;
+    dispatch?: SharedArrayBuffer;
+  };
   /** The echo device's channel, when the guest runs the `echo` workload. */
   echo?: SharedArrayBuffer;
 }

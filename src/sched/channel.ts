@@ -85,8 +85,11 @@ export const OP_QUIT = 21;
 /** `extendSlice(a, b, c, d, e)`, answer: `[0]` (null) or `[1, sliceNs]`. */
 export const OP_EXTEND = 22;
 
+/** `queueNext(a, b, c)`, answer: as `pickNext`'s. */
+export const OP_QUEUE = 23;
+
 /** `onDeschedule` reasons by code. */
-export const REASONS = ["slice", "preempt", "yield"] as const;
+export const REASONS = ["slice", "preempt", "yield", "revoked"] as const;
 
 /** Doubles per op. */
 export const OP_STRIDE = 7;

@@ -63,10 +63,14 @@ export interface VcpuInfo {
   slot?: SlotId;
 }
 
-/** Why a still-runnable vCPU left its slot ({@linkcode SchedulerPlugin.onDeschedule}). */
-export type DescheduleReason = "slice" | "preempt" | "yield";
+/**
+ * Why a still-runnable vCPU left its slot ({@linkcode SchedulerPlugin.onDeschedule}), or, for
+ * `"revoked"`, why a vCPU chosen ahead by {@linkcode SchedulerPlugin.queueNext} comes back
+ * without having run (only plugins that implement `queueNext` ever see it).
+ */
+export type DescheduleReason = "slice" | "preempt" | "yield" | "revoked";
 
-/** What `pickNext` returns: run `vcpu` on the slot for at most `sliceNs`. */
+/** What `pickNext` (and `queueNext`) returns: run `vcpu` on the slot for at most `sliceNs`. */
 export interface PickDecision {
   /** A runnable vCPU that is not running anywhere. */
   vcpu: VcpuId;
@@ -205,6 +209,69 @@ export interface SchedulerPlugin {
    * ```
    */
   onWake(vcpu: VcpuId, now: number): SlotId | void | null;
+  /**
+   * Deciding ahead, as sched_ext's per-CPU local dispatch queues (`scx_bpf_dispatch` to
+   * `SCX_DSQ_LOCAL`): who runs on `slot` when `running`, the vCPU holding it now, leaves it.
+   * Optional; a plugin without it is asked `pickNext` once a slot is free, as always.
+   *
+   * With it, the slot's next vCPU is known before the slot frees, so the EMT leaving guest mode
+   * hands the slot straight to the chosen vCPU's EMT on the same host CPU (a grant record, then
+   * a wake), and only then tells the core: the core's and the sandbox's wake-ups and the
+   * decision leave the hand-off's critical path. The core checks the hand-off after the fact.
+   *
+   * **When the core asks.** For a slot whose vCPU runs (not being preempted) and has nothing
+   * queued, while some runnable vCPU waits that is not queued anywhere and no slot is idle;
+   * a short while after the slot's grant (the KVM runtime waits about 50 µs, so the new vCPU
+   * enters guest mode first), and again after a revocation. At most one choice per slot (a
+   * local queue of depth 1).
+   *
+   * **What to return.** What `pickNext(slot)` would answer at the moment `running` leaves,
+   * given what you know now, or `null` to decide then (the slot is then offered to `pickNext`
+   * as usual). Return `null` when the answer could still change without one of the revoking
+   * events below: e.g. when `running` itself would be the better choice once it is back in
+   * the queue (credit: a head of lower priority than the running vCPU). The choice must be a
+   * runnable vCPU that is neither running nor queued on another slot, with a valid slice, as
+   * for `pickNext`; anything else ejects the plugin (nothing is lost: the fallback is told
+   * every vCPU and its state).
+   *
+   * **What you may assume.** The chosen vCPU is dispatched as if `pickNext` had returned it:
+   * take it off your queues. It takes the slot when `running` leaves it, whatever the reason
+   * (slice end, preemption, yield, halt, its VM stopping), without a `pickNext` call: the
+   * hooks that report the leave (`onDeschedule` or `onHalt` of `running`, or `removeVcpu`) are
+   * your sign that it holds the slot from then on, unless it came back first (`"revoked"`).
+   * Its later `onDeschedule`/`onHalt` report the guest time it ran from the hand-off.
+   *
+   * **Revocation.** The core takes a queued choice back before: any wake (before `onWake`),
+   * `onTick`, `setParams`, a preemption of the slot (from `onWake`, `onTick` or a deferred
+   * one), and before offering an idle slot to `pickNext` (so no slot idles while a vCPU waits
+   * in a queue). The vCPU comes back through `onDeschedule(vcpu, slot, 0, "revoked", now)`:
+   * put it back where it was (it never ran). A queued vCPU that halts or leaves (its VM
+   * stopped) is dropped from the queue and reported by `onHalt` or `removeVcpu` alone. On a
+   * hot-swap or an ejection the old plugin is not told; the new one is told the vCPU as
+   * `runnable`. A revocation can lose the race with the hand-off (the leaving EMT took the
+   * choice a moment before): then there is no `"revoked"`, the hand-off stands, and a new
+   * plugin told of the vCPU at that moment sees it `running` on the slot, told after the
+   * vCPU still holding the slot, whose leave follows.
+   *
+   * **Accounting stays exact.** Run time is what the EMTs report: the leaving vCPU's ends when
+   * it left guest mode and the new one's starts when it enters, so `ranNs` and `stolenNs` mean
+   * what they always do, and a revoked choice is charged nothing (`ranNs` 0).
+   *
+   * @example The head of a FIFO queue, decided while the slot is busy
+   * ```ts
+   * import type { SchedulerPlugin, VcpuId } from "@deno-vmm/deno-vmm/plugin";
+   *
+   * const queue: VcpuId[] = [];
+   * const hooks: Pick<SchedulerPlugin, "queueNext" | "onDeschedule"> = {
+   *   queueNext: () => queue.length ? { vcpu: queue.shift()!, sliceNs: 10e6 } : null,
+   *   onDeschedule(id, _slot, _ran, reason) {
+   *     if (reason === "revoked") queue.unshift(id); // it was the head: back in front
+   *     else queue.push(id);
+   *   },
+   * };
+   * ```
+   */
+  queueNext?(slot: SlotId, running: VcpuId, now: number): PickDecision | null;
   /** Name shown in traces and reports. */
   name?: string;
   /** Called once before anything else. */

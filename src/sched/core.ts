@@ -26,6 +26,15 @@
  *   wait, so a slot a plugin left idle is retried on the next wake, tick or deschedule.
  * - Accounting adds up: a vCPU's run time is what its EMT reports, clamped to the time it held
  *   its slot, so the sum over vCPUs never exceeds `slots × elapsed`.
+ * - Deciding ahead (the plugin's optional `queueNext`, sched_ext's local dispatch queue of depth
+ *   1): while a slot's vCPU runs and others wait, the core asks who runs there next and
+ *   publishes the answer through {@linkcode AheadDispatch}, so that the leaving EMT hands the
+ *   slot over itself. The core checks after the fact: a queued vCPU is runnable and not running
+ *   when queued, is granted only when the holder's leave is reported (one vCPU per slot), and
+ *   its choice is revoked (the vCPU returned with `onDeschedule(..., "revoked")`) before any wake,
+ *   tick, parameter change, preemption of the slot, hot-swap or ejection, and before an idle
+ *   slot is offered. Whether the leaving EMT or the core made the hand-off is decided by one
+ *   atomic word per slot; the core's state is the same either way.
  * - Reserved time (`PickDecision.reserved`, held real-time) is bounded: a slot that held it for
  *   {@linkcode RESERVED_MAX_NS} of the current second gets fair-class grants, and no extension
  *   of a reserved grant, until the next second; Linux's own bound (`sched_rt_runtime_us`, 950 ms
@@ -69,6 +78,13 @@ export interface GrantAction {
   deadline: number;
   /** Reserved time (`PickDecision.reserved`): the EMT holds its CPU at real-time priority. */
   reserved: boolean;
+  /**
+   * How the grant came about: `"pick"` (`pickNext`), `"ahead"` (a `queueNext` choice the core
+   * grants itself) or `"handed"` (a `queueNext` choice the leaving EMT already handed the slot
+   * to: the runtime must not publish or wake again; `deadline` is the hand-off's time plus the
+   * slice, as the EMT computed it).
+   */
+  via: "pick" | "ahead" | "handed";
 }
 
 /**
@@ -111,6 +127,55 @@ export interface ExtendAction {
   deadline: number;
   /** The grant's hold, which an extension keeps (`GrantAction.reserved`). */
   reserved: boolean;
+}
+
+/**
+ * A choice `queueNext` made ahead for a busy slot, as the core publishes it
+ * ({@linkcode AheadDispatch}).
+ */
+export interface QueuedChoice {
+  /** The slot. */
+  slot: SlotId;
+  /** The vCPU holding it now, which hands it over when it leaves. */
+  holder: VcpuId;
+  /** The holder's grant generation: only the EMT holding that grant may hand the slot over. */
+  holderGeneration: number;
+  /** The chosen vCPU. */
+  vcpu: VcpuId;
+  /** The generation its grant will have (allocated when queued). */
+  generation: number;
+  /** Its slice (ns), counted from the hand-off. */
+  sliceNs: number;
+  /** Reserved time (`PickDecision.reserved`), as decided when queued. */
+  reserved: boolean;
+}
+
+/**
+ * Who carried out (or cancelled) a queued choice: `"core"` (the core took it: it revoked it, or
+ * it grants the vCPU itself), `"handed"` (the leaving EMT already handed the slot over) or
+ * `"cancelled"` (the chosen vCPU's EMT withdrew it: it halted or left while waiting).
+ */
+export type QueueOutcome = "core" | "handed" | "cancelled";
+
+/**
+ * How the runtime publishes choices made ahead and settles the race between the core and the
+ * leaving EMT (the KVM runtime: one atomic word per slot, `dispatch_table.ts`; the simulator: its
+ * model of the EMTs). Without one, the core hands over itself when the holder's leave is
+ * reported (every outcome is `"core"`).
+ */
+export interface AheadDispatch {
+  /**
+   * Publishes `choice`; returns false when the chosen vCPU's EMT has withdrawn meanwhile (it
+   * halted or left: its report is on the way), in which case nothing is published.
+   */
+  queue(choice: QueuedChoice): boolean;
+  /** Takes `choice` back: `"core"` if it did, else who was first. */
+  revoke(choice: QueuedChoice): QueueOutcome;
+  /**
+   * The holder's leave was reported (or it was removed): `"core"` if the core takes the choice
+   * (it then grants the vCPU itself), else who was first.
+   */
+  claim(choice: QueuedChoice): QueueOutcome;
 }
 
 /** What an event method asks the runtime to do, in order. */
@@ -166,6 +231,16 @@ export interface SchedCoreOptions {
    * its count restarted from `now`. Default: none (the simulator has no steal).
    */
   stealAtExtend?: (vcpu: VcpuId, now: number) => number;
+  /**
+   * Ask a plugin's `queueNext` this long after a slot's grant or after its choice was revoked
+   * (ns); default 0. The KVM runtime uses `AHEAD_DELAY_NS` (`runtime_protocol.ts`), so that the
+   * new vCPU enters guest mode before the core and the sandbox take the CPU to decide.
+   */
+  aheadDelayNs?: number;
+  /** Publishes choices made ahead; default: the core hands over itself at the leave. */
+  dispatch?: AheadDispatch;
+  /** Ask a plugin's `queueNext` at all (default true; false: as if it had none). */
+  decideAhead?: boolean;
 }
 
 /** A vCPU's scheduling state as the core sees it. */
@@ -199,6 +274,10 @@ export interface VcpuStats {
   grants: number;
   /** Slices extended without leaving guest mode (`extendSlice`). */
   extensions: number;
+  /** Of `grants`, the ones decided ahead (`queueNext`). */
+  aheadGrants: number;
+  /** Of `aheadGrants`, the ones the leaving EMT handed over itself. */
+  handedGrants: number;
   /** Times it was preempted (a `preempt` it acknowledged). */
   preemptions: number;
   /** Wakes (halted → runnable). */
@@ -237,6 +316,10 @@ export interface CoreStats {
   preemptRequests: number;
   /** Preemptions the rate limit deferred. */
   deferredPreemptions: number;
+  /** Choices `queueNext` made. */
+  queued: number;
+  /** Of `queued`, the ones revoked before their hand-off (or cancelled by a withdrawing EMT). */
+  revoked: number;
   /** Ejections so far. */
   ejections: EjectInfo[];
   /** The watchdog's starvation bound in force (ns; `Infinity` when off). */
@@ -270,6 +353,10 @@ class VcpuRec {
   deadline = Infinity;
   extensions = 0;
   generation = 0;
+  /** The slot it is queued on (`queueNext`), or -1. */
+  queuedOn = -1;
+  aheadGrants = 0;
+  handedGrants = 0;
   wokenAt = -1;
   runNs = 0;
   slotNs = 0;
@@ -312,6 +399,16 @@ class SlotRec {
   busyNs = 0;
   idleNs = 0;
   grants = 0;
+  /** The choice queued ahead for it, or null. */
+  queued: QueuedChoice | null = null;
+  /** A revocation found it handed over already: it stands (cannot be revoked again). */
+  committed = false;
+  /** A preemption of the slot lost the race with its hand-off: preempt the new holder. */
+  preemptAfterHandoff = false;
+  /** The queued vCPU halted or left after it was handed the slot: nobody takes the slot. */
+  voided = false;
+  /** When the core may ask `queueNext` for it (Infinity: not until something changes). */
+  aheadAt = Infinity;
   /** Its grant is reserved time; since when it is counted; the second (window) and its sum. */
   reserved = false;
   reservedAt = 0;
@@ -351,6 +448,13 @@ class SlotRec {
 const NO_ACTIONS: SchedAction[] = [];
 Object.freeze(NO_ACTIONS);
 
+/** Without a runtime that hands over: the core grants every queued choice itself. */
+const CORE_DISPATCH: AheadDispatch = {
+  queue: () => true,
+  revoke: () => "core",
+  claim: () => "core",
+};
+
 /**
  * The scheduler core. Every event method takes the current time and returns the actions to carry
  * out, in order (the same frozen empty array when there are none). Time must not go backwards;
@@ -367,7 +471,16 @@ export class SchedCore {
   readonly #onEject?: (info: EjectInfo) => void;
   readonly #onPolicyEvent?: (event: PolicyEvent, at: number) => void;
   readonly #stealAtExtend?: (vcpu: VcpuId, now: number) => number;
+  readonly #aheadDelayNs: number;
+  readonly #decideAhead: boolean;
+  readonly #dispatch: AheadDispatch;
   readonly #ejections: EjectInfo[] = [];
+  /** vCPUs queued ahead on a slot (they are runnable and counted in `#waiting`). */
+  #queuedCount = 0;
+  #queuedTotal = 0;
+  #revokedTotal = 0;
+  /** Something the plugin's choices depend on changed: slots without a choice may ask again. */
+  #changed = false;
   #port: PolicyPort;
   #isFallback = false;
   #portEpoch = 0;
@@ -406,6 +519,9 @@ export class SchedCore {
     this.#onEject = options.onEject;
     this.#onPolicyEvent = options.onPolicyEvent;
     this.#stealAtExtend = options.stealAtExtend;
+    this.#aheadDelayNs = Math.max(0, options.aheadDelayNs ?? 0);
+    this.#decideAhead = options.decideAhead !== false;
+    this.#dispatch = options.dispatch ?? CORE_DISPATCH;
     this.#port = options.policy;
     this.#adopt(options.policy, now, false);
     this.#events();
@@ -501,6 +617,11 @@ export class SchedCore {
         if (at < t) t = at;
       }
     }
+    if (this.#aheadOpen()) {
+      for (const s of this.#slots) {
+        if (s.aheadAt < t && this.#aheadSlot(s)) t = s.aheadAt;
+      }
+    }
     const w = this.#watchdog.nextCheckAt();
     return w < t ? w : t;
   }
@@ -535,6 +656,8 @@ export class SchedCore {
         haltedNs: v.haltedNs + (v.state === HALTED ? d : 0),
         grants: v.grants,
         extensions: v.extensions,
+        aheadGrants: v.aheadGrants,
+        handedGrants: v.handedGrants,
         preemptions: v.preemptions,
         wakes: v.wakes,
         wakeLatency: wl,
@@ -558,6 +681,8 @@ export class SchedCore {
       decisions: this.#decisions,
       preemptRequests: this.#preemptRequests,
       deferredPreemptions: this.#deferredPreemptions,
+      queued: this.#queuedTotal,
+      revoked: this.#revokedTotal,
       ejections: [...this.#ejections],
       starvationBoundNs: this.#watchdog.starvationNs,
       vcpus,
@@ -577,6 +702,7 @@ export class SchedCore {
       this.#waiting++;
     }
     this.#vcpus.set(info.id, v);
+    this.#changed = true;
     try {
       this.#port.addVcpu(this.#infoOf(v));
     } catch (e) {
@@ -594,8 +720,13 @@ export class SchedCore {
     const v = this.#vcpus.get(id);
     if (!v) return NO_ACTIONS;
     this.#begin(now);
+    this.#changed = true;
+    const slot = v.slot;
     if (v.state === RUNNING) this.#release(v, 0);
-    else if (v.state === RUNNABLE) this.#waiting--;
+    else if (v.state === RUNNABLE) {
+      if (v.queuedOn >= 0) this.#dropQueued(v);
+      this.#waiting--;
+    }
     v.account(this.#now);
     this.#vcpus.delete(id);
     try {
@@ -603,6 +734,7 @@ export class SchedCore {
     } catch (e) {
       this.#fault(e);
     }
+    if (slot >= 0) this.#takeQueued(this.#slots[slot], this.#now);
     this.#fill();
     return this.#end();
   }
@@ -621,12 +753,17 @@ export class SchedCore {
     v.wokenAt = this.#now;
     v.wakes++;
     this.#waiting++;
+    this.#changed = true;
     let slot = -1;
     const epoch = this.#portEpoch;
-    try {
-      slot = this.#port.onWake(id, this.#now);
-    } catch (e) {
-      this.#fault(e);
+    // The waker may be a better next choice than any queued one: they come back first.
+    this.#revokeAll(true);
+    if (epoch === this.#portEpoch) {
+      try {
+        slot = this.#port.onWake(id, this.#now);
+      } catch (e) {
+        this.#fault(e);
+      }
     }
     if (epoch === this.#portEpoch) {
       if (slot >= this.#slots.length || slot < -1) {
@@ -646,15 +783,20 @@ export class SchedCore {
    * The running (or runnable) vCPU halted after running `ranNs` since its grant, of which other
    * host threads held its EMT's CPU for `stolenNs`.
    */
-  halt(id: VcpuId, now: number, ranNs: number, stolenNs = 0): SchedAction[] {
+  halt(id: VcpuId, now: number, ranNs: number, stolenNs = 0, leftAt = now): SchedAction[] {
     const v = this.#vcpus.get(id);
     if (!v || v.state === HALTED) return NO_ACTIONS;
     this.#begin(now);
+    this.#changed = true;
     let ran = 0, stolen = 0;
+    const slot = v.slot;
     if (v.state === RUNNING) {
       stolen = this.#stolen(v, stolenNs);
       ran = this.#release(v, ranNs);
-    } else this.#waiting--;
+    } else {
+      if (v.queuedOn >= 0) this.#dropQueued(v);
+      this.#waiting--;
+    }
     v.account(this.#now);
     v.state = HALTED;
     v.wokenAt = -1;
@@ -663,23 +805,28 @@ export class SchedCore {
     } catch (e) {
       this.#fault(e);
     }
+    if (slot >= 0) this.#takeQueued(this.#slots[slot], leftAt);
     this.#fill();
     return this.#end();
   }
 
-  /** The running vCPU's slice ended (its EMT left guest mode at the deadline). */
-  sliceEnd(id: VcpuId, now: number, ranNs: number, stolenNs = 0): SchedAction[] {
-    return this.#deschedule(id, now, ranNs, stolenNs, "slice");
+  /**
+   * The running vCPU's slice ended (its EMT left guest mode at the deadline). `leftAt`: when
+   * the EMT left (its report's time, default `now`): a vCPU queued ahead for the slot was handed
+   * it then.
+   */
+  sliceEnd(id: VcpuId, now: number, ranNs: number, stolenNs = 0, leftAt = now): SchedAction[] {
+    return this.#deschedule(id, now, ranNs, stolenNs, "slice", leftAt);
   }
 
-  /** The EMT acknowledged a `preempt`: it left guest mode after `ranNs`. */
-  preempted(id: VcpuId, now: number, ranNs: number, stolenNs = 0): SchedAction[] {
-    return this.#deschedule(id, now, ranNs, stolenNs, "preempt");
+  /** The EMT acknowledged a `preempt`: it left guest mode after `ranNs` (`leftAt`: see `sliceEnd`). */
+  preempted(id: VcpuId, now: number, ranNs: number, stolenNs = 0, leftAt = now): SchedAction[] {
+    return this.#deschedule(id, now, ranNs, stolenNs, "preempt", leftAt);
   }
 
-  /** The running vCPU gave up its slot voluntarily (e.g. a pause-loop exit). */
-  yield(id: VcpuId, now: number, ranNs: number, stolenNs = 0): SchedAction[] {
-    return this.#deschedule(id, now, ranNs, stolenNs, "yield");
+  /** The running vCPU gave up its slot voluntarily, e.g. a pause-loop exit (`leftAt`: see `sliceEnd`). */
+  yield(id: VcpuId, now: number, ranNs: number, stolenNs = 0, leftAt = now): SchedAction[] {
+    return this.#deschedule(id, now, ranNs, stolenNs, "yield", leftAt);
   }
 
   /** Timers: the plugin's tick, deferred preemptions, the watchdog's starvation check. */
@@ -691,8 +838,11 @@ export class SchedCore {
       if (this.#tickAt <= t) this.#tickAt = t + this.#tickNs;
       let slots: SlotId[] = [];
       const epoch = this.#portEpoch;
+      this.#changed = true;
+      // Accounting may reorder the plugin's queues: choices made ahead come back first.
+      this.#revokeAll(true);
       try {
-        slots = this.#port.onTick(t);
+        if (epoch === this.#portEpoch) slots = this.#port.onTick(t);
       } catch (e) {
         this.#fault(e);
       }
@@ -716,6 +866,7 @@ export class SchedCore {
           s.deferredAt = Infinity;
           this.#deferred--;
           if (s.vcpu !== -1 && s.deferredGen === s.generation && !s.preempting) {
+            this.#revokeChoice(s, true);
             this.#issuePreempt(s);
           }
         }
@@ -743,6 +894,7 @@ export class SchedCore {
       }
     }
     this.#fill();
+    this.#askAhead(t);
     return this.#end();
   }
 
@@ -775,8 +927,12 @@ export class SchedCore {
         if (v.info.vm === target) Object.assign(v.info.params, params);
       }
     }
+    this.#changed = true;
+    const epoch = this.#portEpoch;
+    // New weights or caps may change what runs next: choices made ahead come back first.
+    this.#revokeAll(true);
     try {
-      this.#port.setParams(target, params);
+      if (epoch === this.#portEpoch) this.#port.setParams(target, params);
     } catch (e) {
       this.#fault(e);
     }
@@ -799,6 +955,11 @@ export class SchedCore {
   }
 
   #end(): SchedAction[] {
+    if (this.#changed) {
+      this.#changed = false;
+      const at = this.#now + this.#aheadDelayNs;
+      for (const s of this.#slots) if (s.queued === null && s.aheadAt === Infinity) s.aheadAt = at;
+    }
     this.#events();
     const out = this.#out;
     this.#out = null;
@@ -820,6 +981,11 @@ export class SchedCore {
       state: STATE_NAMES[v.state] as VcpuInfo["state"],
     };
     if (v.state === RUNNING) info.slot = v.slot;
+    else if (v.queuedOn >= 0 && this.#slots[v.queuedOn].committed) {
+      // Its hand-off already happened (a revocation lost the race): it holds the slot.
+      info.state = "running";
+      info.slot = v.queuedOn;
+    }
     return info;
   }
 
@@ -880,10 +1046,12 @@ export class SchedCore {
     ranNs: number,
     stolenNs: number,
     reason: DescheduleReason,
+    leftAt: number,
   ): SchedAction[] {
     const v = this.#vcpus.get(id);
     if (!v || v.state !== RUNNING) return NO_ACTIONS;
     this.#begin(now);
+    this.#changed = true;
     const slot = v.slot;
     const stolen = this.#stolen(v, stolenNs);
     const ran = this.#release(v, ranNs);
@@ -897,14 +1065,16 @@ export class SchedCore {
     } catch (e) {
       this.#fault(e);
     }
-    if (epoch === this.#portEpoch) this.#offer(slot);
+    // A choice made ahead takes the slot (an ejection above does not undo a hand-off made).
+    this.#takeQueued(this.#slots[slot], leftAt);
+    if (epoch === this.#portEpoch && this.#slots[slot].vcpu === -1) this.#offer(slot);
     this.#fill();
     return this.#end();
   }
 
   /** Asks the plugin who runs on the free `slot`; validates and grants. */
   #offer(slot: number): void {
-    if (this.#waiting === 0) return;
+    if (this.#waiting - this.#queuedCount <= 0) return;
     const epoch = this.#portEpoch;
     let d: { vcpu: number; sliceNs: number; reserved?: boolean } | null = null;
     try {
@@ -916,16 +1086,7 @@ export class SchedCore {
     if (epoch !== this.#portEpoch) return;
     if (d === null) return;
     const v = this.#vcpus.get(d.vcpu);
-    let bad: string | null = null;
-    if (!v) bad = `chose vCPU ${d.vcpu}, which does not exist`;
-    else if (v.state === HALTED) bad = `chose vCPU ${d.vcpu}, which is halted`;
-    else if (v.state === RUNNING) {
-      bad = `chose vCPU ${d.vcpu}, which is already running on slot ${v.slot}`;
-    } else if (!(d.sliceNs > 0)) {
-      bad = `gave vCPU ${d.vcpu} a slice of ${d.sliceNs} ns (must be > 0)`;
-    } else if (d.sliceNs > this.#maxSliceNs) {
-      bad = `gave vCPU ${d.vcpu} a slice of ${d.sliceNs} ns (max ${this.#maxSliceNs})`;
-    }
+    const bad = this.#invalid(v, d);
     if (bad !== null) {
       this.#eject("invalid", `pickNext(slot ${slot}) ${bad}`);
       return;
@@ -933,29 +1094,66 @@ export class SchedCore {
     this.#grant(v!, slot, d.sliceNs, d.reserved === true);
   }
 
-  #grant(v: VcpuRec, slot: number, sliceNs: number, reserved = false): void {
+  /** What is wrong with choosing `v` (the vCPU `d.vcpu`) for `d.sliceNs`, or null. */
+  #invalid(v: VcpuRec | undefined, d: { vcpu: number; sliceNs: number }): string | null {
+    if (!v) return `chose vCPU ${d.vcpu}, which does not exist`;
+    if (v.state === HALTED) return `chose vCPU ${d.vcpu}, which is halted`;
+    if (v.state === RUNNING) {
+      return `chose vCPU ${d.vcpu}, which is already running on slot ${v.slot}`;
+    }
+    if (v.queuedOn >= 0) {
+      return `chose vCPU ${d.vcpu}, which is already queued on slot ${v.queuedOn}`;
+    }
+    if (!(d.sliceNs > 0)) return `gave vCPU ${d.vcpu} a slice of ${d.sliceNs} ns (must be > 0)`;
+    if (d.sliceNs > this.#maxSliceNs) {
+      return `gave vCPU ${d.vcpu} a slice of ${d.sliceNs} ns (max ${this.#maxSliceNs})`;
+    }
+    return null;
+  }
+
+  /**
+   * Grants `slot` to `v`. `ahead`: a choice made ahead, with the generation allocated when it
+   * was queued; handed over by the leaving EMT at `at` (its run starts then, its deadline is
+   * `at + sliceNs`, its hold as queued) or by the core now.
+   */
+  #grant(
+    v: VcpuRec,
+    slot: number,
+    sliceNs: number,
+    reserved = false,
+    ahead?: { generation: number; handed: boolean; at: number },
+  ): void {
     const s = this.#slots[slot];
     const now = this.#now;
+    const handed = ahead?.handed === true;
     // Over the slot's reserved time for this second: a fair-class grant (see RESERVED_MAX_NS).
-    if (reserved && s.reservedUsed(now) >= RESERVED_MAX_NS) reserved = false;
+    // A hand-off already made keeps the hold it was queued with.
+    if (!handed && reserved && s.reservedUsed(now) >= RESERVED_MAX_NS) reserved = false;
     s.holdReserved(now, reserved);
+    // Its run began at the hand-off (never before the core's last event for it).
+    const at = handed ? Math.min(now, Math.max(ahead!.at, v.since)) : now;
     v.account(now);
     this.#waiting--;
     v.state = RUNNING;
     v.slot = slot;
-    v.grantAt = now;
-    v.runningSince = now;
-    v.deadline = now + sliceNs;
+    v.grantAt = at;
+    v.runningSince = at;
+    v.deadline = at + sliceNs;
     v.grants++;
+    if (ahead) {
+      v.aheadGrants++;
+      if (handed) v.handedGrants++;
+    }
     if (v.wokenAt >= 0) {
-      v.wakeLatency.record(now - v.wokenAt);
+      v.wakeLatency.record(Math.max(0, at - v.wokenAt));
       v.wokenAt = -1;
     }
     s.account(now);
     s.vcpu = v.info.id;
     s.grants++;
     s.preempting = false;
-    const generation = ++this.#generation;
+    s.aheadAt = now + this.#aheadDelayNs;
+    const generation = ahead ? ahead.generation : ++this.#generation;
     s.generation = generation;
     v.generation = generation;
     this.#idle--;
@@ -968,9 +1166,169 @@ export class SchedCore {
       slot,
       generation,
       sliceNs,
-      deadline: now + sliceNs,
+      // A hand-off's deadline is exactly the EMT's (`at + sliceNs`, the same double).
+      deadline: handed ? ahead!.at + sliceNs : now + sliceNs,
       reserved,
+      via: !ahead ? "pick" : handed ? "handed" : "ahead",
     });
+  }
+
+  // ------------------------------------------------------------ deciding ahead
+
+  /** Whether a slot may be asked `queueNext` at all now (the plugin has it; vCPUs wait; no slot idles). */
+  #aheadOpen(): boolean {
+    return this.#decideAhead && this.#port.canQueue && this.#idle === 0 &&
+      this.#waiting - this.#queuedCount > 0;
+  }
+
+  /** Whether `s` may be asked (busy, not being preempted, nothing queued). */
+  #aheadSlot(s: SlotRec): boolean {
+    return s.vcpu !== -1 && s.queued === null && !s.preempting && s.deferredAt === Infinity;
+  }
+
+  /** Asks `queueNext` for every slot that is due; validates and publishes the answers. */
+  #askAhead(now: number): void {
+    for (const s of this.#slots) {
+      if (!this.#aheadOpen()) return;
+      if (s.aheadAt > now || !this.#aheadSlot(s)) continue;
+      s.aheadAt = Infinity; // until something changes, or its choice is taken or revoked
+      const epoch = this.#portEpoch;
+      let d: { vcpu: number; sliceNs: number; reserved?: boolean } | null = null;
+      try {
+        d = this.#port.queueNext(s.id, s.vcpu, now);
+      } catch (e) {
+        this.#fault(e);
+        return;
+      }
+      if (epoch !== this.#portEpoch) return;
+      if (d === null) continue;
+      const v = this.#vcpus.get(d.vcpu);
+      let bad = this.#invalid(v, d);
+      if (bad === null && !this.#aheadSlot(s)) bad = `answered for a slot that changed meanwhile`;
+      if (bad !== null) {
+        this.#eject("invalid", `queueNext(slot ${s.id}) ${bad}`);
+        return;
+      }
+      let reserved = d.reserved === true;
+      if (reserved && s.reservedUsed(now) >= RESERVED_MAX_NS) reserved = false;
+      const choice: QueuedChoice = {
+        slot: s.id,
+        holder: s.vcpu,
+        holderGeneration: s.generation,
+        vcpu: d.vcpu,
+        generation: ++this.#generation,
+        sliceNs: d.sliceNs,
+        reserved,
+      };
+      this.#queuedTotal++;
+      if (!this.#dispatch.queue(choice)) {
+        // Its EMT withdrew meanwhile (its halt is on the way): the plugin gets it back.
+        this.#revokedTotal++;
+        this.#tellRevoked(choice);
+        if (epoch !== this.#portEpoch) return;
+        continue;
+      }
+      s.queued = choice;
+      s.committed = false;
+      s.voided = false;
+      v!.queuedOn = s.id;
+      this.#queuedCount++;
+    }
+  }
+
+  /** Forgets `s`'s choice (its vCPU is no longer queued). */
+  #unqueue(s: SlotRec): void {
+    const c = s.queued;
+    if (!c) return;
+    const v = this.#vcpus.get(c.vcpu);
+    if (v && v.queuedOn === s.id) {
+      v.queuedOn = -1;
+      this.#queuedCount--;
+    }
+    s.queued = null;
+    s.committed = false;
+    s.voided = false;
+    s.preemptAfterHandoff = false;
+  }
+
+  #tellRevoked(c: QueuedChoice): void {
+    try {
+      this.#port.onDeschedule(c.vcpu, c.slot, 0, "revoked", this.#now, 0);
+    } catch (e) {
+      this.#fault(e);
+    }
+  }
+
+  /**
+   * Takes `s`'s choice back (`tell`: the plugin gets it through `onDeschedule(..., "revoked")`).
+   * Returns false when the hand-off already happened (the choice stands).
+   */
+  #revokeChoice(s: SlotRec, tell: boolean): boolean {
+    const c = s.queued;
+    if (!c) return true;
+    if (s.committed) return false;
+    if (this.#dispatch.revoke(c) === "handed") {
+      s.committed = true;
+      return false;
+    }
+    this.#unqueue(s);
+    this.#revokedTotal++;
+    s.aheadAt = this.#now + this.#aheadDelayNs;
+    if (tell) this.#tellRevoked(c);
+    return true;
+  }
+
+  /** Takes every choice back (those whose hand-off happened stand). */
+  #revokeAll(tell: boolean): void {
+    if (this.#queuedCount === 0) return;
+    const epoch = this.#portEpoch;
+    for (const s of this.#slots) {
+      if (s.queued !== null) this.#revokeChoice(s, tell && epoch === this.#portEpoch);
+    }
+  }
+
+  /** The queued `v` halts or leaves: its choice is dropped (the plugin hears `onHalt`/`removeVcpu`). */
+  #dropQueued(v: VcpuRec): void {
+    const s = this.#slots[v.queuedOn];
+    v.queuedOn = -1;
+    this.#queuedCount--;
+    if (!s.committed && this.#dispatch.revoke(s.queued!) !== "handed") {
+      s.queued = null;
+      s.aheadAt = this.#now + this.#aheadDelayNs;
+      this.#revokedTotal++;
+      return;
+    }
+    // Handed over already: its EMT gives the slot back with this report (or is gone); the
+    // holder's leave settles the slot, which nobody takes then.
+    s.committed = true;
+    s.voided = true;
+  }
+
+  /**
+   * The holder of `s` left it (reported at `leftAt`, or removed): its choice, if any, takes the
+   * slot, granted by the core or already handed over by the leaving EMT.
+   */
+  #takeQueued(s: SlotRec, leftAt: number): void {
+    const c = s.queued;
+    if (!c || s.vcpu !== -1) return;
+    const outcome = this.#dispatch.claim(c);
+    const voided = s.voided;
+    const repreempt = s.preemptAfterHandoff;
+    this.#unqueue(s);
+    const v = this.#vcpus.get(c.vcpu);
+    if (voided || !v || v.state !== RUNNABLE) return; // nobody takes it: the slot is free
+    if (outcome === "cancelled") {
+      // Its EMT withdrew it (its halt is on the way): back to the plugin, the slot is offered.
+      this.#revokedTotal++;
+      this.#tellRevoked(c);
+      return;
+    }
+    this.#grant(v, s.id, c.sliceNs, c.reserved, {
+      generation: c.generation,
+      handed: outcome === "handed",
+      at: leftAt,
+    });
+    if (repreempt) this.#requestPreempt(s.id);
   }
 
   /** Whether slice extension applies now: on, the plugin has the hook, nobody waits. */
@@ -1044,6 +1402,13 @@ export class SchedCore {
       return;
     }
     if (s.preempting) return;
+    // The slot goes to whoever the plugin wants it for: its choice made ahead comes back. If
+    // the hand-off won the race, the vCPU it brings is preempted in turn once it holds the slot.
+    if (!this.#revokeChoice(s, true)) {
+      s.preemptAfterHandoff = true;
+      return;
+    }
+    if (s.vcpu === -1) return; // an ejection while telling the plugin: the slot was refilled
     const v = this.#vcpus.get(s.vcpu)!;
     const ranFor = this.#now - v.runningSince;
     if (ranFor < this.#ratelimitNs) {
@@ -1072,6 +1437,8 @@ export class SchedCore {
 
   /** Offers every idle slot once while some vCPU waits; restarts after an ejection. */
   #fill(): void {
+    // No slot idles while a vCPU waits in another slot's queue: choices come back first.
+    if (this.#idle > 0 && this.#queuedCount > 0) this.#revokeAll(true);
     let restarts = 0;
     for (let i = 0; i < this.#slots.length; i++) {
       if (this.#waiting === 0 || this.#idle === 0) return;
@@ -1103,10 +1470,13 @@ export class SchedCore {
 
   /** Puts `port` in charge: init, then every vCPU with its state. */
   #adopt(port: PolicyPort, now: number, isFallback: boolean): void {
+    // Choices the old plugin made ahead are void (it is not told); hand-offs made stand.
+    this.#revokeAll(false);
     this.#port = port;
     this.#isFallback = isFallback;
     this.#portEpoch++;
     this.#adoptedAt = now;
+    this.#changed = true;
     for (const s of this.#slots) {
       if (s.deferredAt !== Infinity) {
         s.deferredAt = Infinity;
@@ -1122,7 +1492,13 @@ export class SchedCore {
         maxSliceNs: this.#maxSliceNs,
         ratelimitNs: this.#ratelimitNs,
       });
-      for (const v of this.#vcpus.values()) port.addVcpu(this.#infoOf(v));
+      // A vCPU whose hand-off is under way comes after the slot's holder (both `running`).
+      const handedLater: VcpuRec[] = [];
+      for (const v of this.#vcpus.values()) {
+        if (v.queuedOn >= 0) handedLater.push(v);
+        else port.addVcpu(this.#infoOf(v));
+      }
+      for (const v of handedLater) port.addVcpu(this.#infoOf(v));
     } catch (e) {
       if (isFallback) throw e;
       this.#fault(e);

@@ -13,6 +13,13 @@
  * - A preemption revokes the grant's generation and pokes the EMT out of KVM_RUN; the slot is
  *   free only when the EMT reports `preempted` (invariant 1: never more EMTs in guest mode
  *   than slots).
+ * - A choice made ahead (the plugin's `queueNext`, asked `AHEAD_DELAY_NS` after a grant while
+ *   vCPUs wait) is published in the slot's hand-off word (`dispatch_table.ts`): the EMT leaving
+ *   the slot reports its leave, takes the choice, wakes the chosen EMT on the slot's CPU and
+ *   only then rings the doorbell. The core, processing that leave, finds the choice taken (or
+ *   takes it itself and grants as above): either way the chosen vCPU holds the slot from the
+ *   leave on. An event of a vCPU handed a slot is never processed before the leave that handed
+ *   it (the leaving EMT's ring is read first).
  * - A slice extension (the plugin's `extendSlice`, asked `extendLeadNs` before the deadline
  *   while nobody waits) writes the new deadline into the live grant and moves the EMT's run
  *   timer with the shim's `extend`: the vCPU never leaves guest mode. If the EMT reached the
@@ -23,12 +30,19 @@
  */
 import { openShim, type ShimLibrary } from "../../ffi/shim.ts";
 import { EMT_BLOCK_SIZE } from "../emt/shim_layout.ts";
-import { type SchedAction, SchedCore } from "./core.ts";
+import { type QueuedChoice, type SchedAction, SchedCore } from "./core.ts";
+import { DispatchTableCore } from "./dispatch_table.ts";
 import { DOORBELL, GrantTableCore, SCHED_EVENT } from "./grant_table.ts";
 import { LocalPolicy, type PolicyPort } from "./policy_port.ts";
 import { SandboxPolicy } from "./sandbox.ts";
 import { ProcessSandboxPolicy } from "./sandbox_process.ts";
-import type { CoreInit, CoreReply, CoreRequest, PolicySpec } from "./runtime_protocol.ts";
+import {
+  AHEAD_DELAY_NS,
+  type CoreInit,
+  type CoreReply,
+  type CoreRequest,
+  type PolicySpec,
+} from "./runtime_protocol.ts";
 import { RUN_END_REASON, TRACE, TraceRecorder } from "../trace/events.ts";
 import { colocate } from "./affinity.ts";
 import { releaseThread } from "./host_threads.ts";
@@ -44,7 +58,14 @@ interface VcpuSlotRef {
   lastGeneration: number;
   /** When its slice was last extended (its trace records after it are not dated earlier). */
   extendedAt: number;
+  /** Its EMT's shim block address (a leaving EMT hands it a slot through it). */
+  emtAddress: number;
+  /** The grant queued ahead for it and the vCPU whose leave hands it over, until granted. */
+  queued: { generation: number; holder: number } | null;
 }
+
+/** Trace `grant` reason: how the grant came about (`GrantAction.via`). */
+const GRANT_VIA = { pick: 0, handed: 1, ahead: 2 } as const;
 
 const post = (m: CoreReply) => self.postMessage(m);
 
@@ -79,11 +100,18 @@ class CoreThread {
   /** Ends the loop's sleep in the event loop early, once a control message is handled. */
   controlWake: (() => void) | null = null;
   #trace: TraceRecorder;
+  #dispatch: DispatchTableCore;
+  /**
+   * Every VM's EMT blocks, kept for the core's lifetime: a leaving EMT may still wake a queued
+   * EMT of a VM being removed through its address, which must stay valid memory.
+   */
+  #retained: SharedArrayBuffer[] = [];
 
   constructor(init: CoreInit, shim: ShimLibrary, policy: PolicyPort) {
     this.#init = init;
     this.#shim = shim.symbols;
     this.#bell = new Int32Array(init.doorbell);
+    this.#dispatch = new DispatchTableCore(init.dispatch);
     this.#trace = new TraceRecorder(Math.max(1, init.traceCapacity), init.traceCapacity > 0);
     const trace = this.#trace;
     this.#core = new SchedCore({
@@ -103,6 +131,20 @@ class CoreThread {
         );
       },
       watchdog: { starvationNs: init.starvationNs, budgetNs: init.budgetNs },
+      aheadDelayNs: AHEAD_DELAY_NS,
+      decideAhead: init.decideAhead,
+      dispatch: {
+        queue: (c) => this.#queue(c),
+        revoke: (c) => {
+          const r = this.#dispatch.revoke(c.slot, c.holderGeneration, c.generation);
+          if (r !== "handed") this.#unqueued(c);
+          return r;
+        },
+        claim: (c) => {
+          this.#unqueued(c);
+          return this.#dispatch.claim(c.slot, c.holderGeneration, c.generation);
+        },
+      },
       now: shim.symbols.shim_now_f64(),
       onEject: (info) => {
         trace.record(
@@ -131,6 +173,29 @@ class CoreThread {
     return this.#lastNow;
   }
 
+  /** Publishes a choice made ahead; false when its EMT has withdrawn. */
+  #queue(c: QueuedChoice): boolean {
+    const to = this.#vcpus.get(c.vcpu);
+    if (!to) return false;
+    to.table.setQueued(to.index, c.generation, c.slot, c.reserved);
+    const pin = this.#init.pinCpus;
+    const ok = this.#dispatch.publish({
+      slot: c.slot,
+      holderGeneration: c.holderGeneration,
+      generation: c.generation,
+      sliceNs: c.sliceNs,
+      emtAddress: to.emtAddress,
+      cpu: pin.length ? pin[c.slot] : -1,
+    }, () => to.table.withdrawn(to.index));
+    if (ok) to.queued = { generation: c.generation, holder: c.holder };
+    return ok;
+  }
+
+  #unqueued(c: QueuedChoice): void {
+    const to = this.#vcpus.get(c.vcpu);
+    if (to?.queued?.generation === c.generation) to.queued = null;
+  }
+
   /** Carries out the core's decisions on the EMTs. */
   #apply(actions: SchedAction[]): void {
     const pin = this.#init.pinCpus;
@@ -139,9 +204,14 @@ class CoreThread {
       if (!v) continue;
       if (a.type === "grant") {
         // aux 1: reserved time (the EMT holds its CPU real-time); an extension keeps it.
+        // reason: GRANT_VIA (a hand-off is dated when the leaving EMT made it).
         const aux = a.reserved ? 1 : 0;
-        this.#trace.record(TRACE.grant, this.#lastNow, a.vcpu, a.slot, a.sliceNs, 0, aux);
+        const at = a.via === "handed" ? a.deadline - a.sliceNs : this.#lastNow;
+        this.#trace.record(TRACE.grant, at, a.vcpu, a.slot, a.sliceNs, GRANT_VIA[a.via], aux);
         v.lastGeneration = a.generation;
+        v.queued = null;
+        // The leaving EMT published nothing for it and woke it already.
+        if (a.via === "handed") continue;
         v.table.grant(v.index, {
           generation: a.generation,
           slot: a.slot,
@@ -169,68 +239,79 @@ class CoreThread {
 
   /** Reads every ring and feeds the events to the core. */
   #drain(): void {
+    for (const { ids } of this.#vms.values()) {
+      for (let i = 0; i < ids.length; i++) this.#drainVcpu(ids[i]);
+    }
+  }
+
+  /** Feeds the events in one vCPU's ring to the core, in order. */
+  #drainVcpu(id: number): void {
     const core = this.#core;
-    for (const { table, ids } of this.#vms.values()) {
-      for (let i = 0; i < ids.length; i++) {
-        for (let ev = table.next(i); ev !== null; ev = table.next(i)) {
-          const now = this.#now();
-          const id = ids[i];
-          const ref = this.#vcpus.get(id);
-          if (
-            (ev.type === SCHED_EVENT.sliceEnd || ev.type === SCHED_EVENT.preempted ||
-              ev.type === SCHED_EVENT.yield) && ev.generation !== ref?.lastGeneration
-          ) {
-            // Gives back a grant the core already took back (a stale one). The vCPU's newer
-            // grant is live: it must not be revoked below.
-            continue;
-          }
-          if (ev.type !== SCHED_EVENT.runnable && ref?.lastGeneration) {
-            // Whatever the vCPU gives back, its last grant is dead: an EMT that halted while a
-            // grant was on its way must not take that grant later (pause, INIT).
-            table.revoke(i, ref.lastGeneration);
-          }
-          const t0 = performance.now();
-          const before = core.vcpuState(id);
-          const trace = this.#trace;
-          if (ev.type === SCHED_EVENT.runnable) {
-            trace.record(TRACE.wake, ev.at, id, -1, 0, ev.ranNs); // reason: what woke it
-          } else if (before?.state === "running") {
-            // As the core accounts it: at most the time since its grant or last extension.
-            // An EMT that left guest mode just before the core extended its slice (and
-            // reported it just after) is dated at the extension: runs never overlap.
-            const held = core.heldNs(id, now);
-            const ran = Math.min(ev.ranNs, held);
-            const at = Math.max(ev.at, ref?.extendedAt ?? 0);
-            // Steal before an extension was charged with it: only the part after it counts.
-            const stolenUs = Math.round(Math.min(ev.stolenNs, held) / 1e3);
-            trace.record(TRACE.runEnd, at, id, before.slot, ran, RUN_END[ev.type], stolenUs);
-          } else if (ev.type === SCHED_EVENT.halt) {
-            trace.record(TRACE.halt, ev.at, id);
-          }
-          switch (ev.type) {
-            case SCHED_EVENT.runnable: // ranNs carries the wake source here
-              this.#apply(core.wake(id, now));
-              break;
-            case SCHED_EVENT.halt:
-              this.#apply(core.halt(id, now, ev.ranNs, ev.stolenNs));
-              break;
-            case SCHED_EVENT.sliceEnd:
-              this.#apply(core.sliceEnd(id, now, ev.ranNs, ev.stolenNs));
-              break;
-            case SCHED_EVENT.preempted:
-              this.#apply(core.preempted(id, now, ev.ranNs, ev.stolenNs));
-              break;
-            case SCHED_EVENT.yield:
-              this.#apply(core.yield(id, now, ev.ranNs, ev.stolenNs));
-              break;
-            case SCHED_EVENT.gone:
-              this.#apply(core.removeVcpu(id, now));
-              trace.record(TRACE.vcpuRemove, now, id);
-              break;
-          }
-          trace.record(TRACE.decision, now, id, -1, (performance.now() - t0) * 1e6, ev.type - 1);
-        }
+    const ref = this.#vcpus.get(id);
+    if (!ref) return;
+    const table = ref.table, i = ref.index;
+    for (let ev = table.next(i); ev !== null; ev = table.next(i)) {
+      // A slot handed to this vCPU by a leaving EMT: that leave is in the leaver's ring (it is
+      // posted before the hand-off); it must reach the core first.
+      if (ref.queued !== null && ev.generation === ref.queued.generation) {
+        this.#drainVcpu(ref.queued.holder);
       }
+      const now = this.#now();
+      if (
+        (ev.type === SCHED_EVENT.sliceEnd || ev.type === SCHED_EVENT.preempted ||
+          ev.type === SCHED_EVENT.yield) && ev.generation !== ref.lastGeneration
+      ) {
+        // Gives back a grant the core already took back (a stale one). The vCPU's newer
+        // grant is live: it must not be revoked below.
+        continue;
+      }
+      if (ev.type !== SCHED_EVENT.runnable && ref.lastGeneration) {
+        // Whatever the vCPU gives back, its last grant is dead: an EMT that halted while a
+        // grant was on its way must not take that grant later (pause, INIT).
+        table.revoke(i, ref.lastGeneration);
+      }
+      const t0 = performance.now();
+      const before = core.vcpuState(id);
+      const trace = this.#trace;
+      if (ev.type === SCHED_EVENT.runnable) {
+        trace.record(TRACE.wake, ev.at, id, -1, 0, ev.ranNs); // reason: what woke it
+      } else if (before?.state === "running") {
+        // As the core accounts it: at most the time since its grant or last extension.
+        // An EMT that left guest mode just before the core extended its slice (and
+        // reported it just after) is dated at the extension: runs never overlap.
+        const held = core.heldNs(id, now);
+        const ran = Math.min(ev.ranNs, held);
+        const at = Math.max(ev.at, ref.extendedAt);
+        // Steal before an extension was charged with it: only the part after it counts.
+        const stolenUs = Math.round(Math.min(ev.stolenNs, held) / 1e3);
+        trace.record(TRACE.runEnd, at, id, before.slot, ran, RUN_END[ev.type], stolenUs);
+      } else if (ev.type === SCHED_EVENT.halt) {
+        trace.record(TRACE.halt, ev.at, id);
+      }
+      // When the EMT left guest mode: a vCPU queued ahead for its slot was handed it then.
+      const left = Math.min(ev.at, now);
+      switch (ev.type) {
+        case SCHED_EVENT.runnable: // ranNs carries the wake source here
+          this.#apply(core.wake(id, now));
+          break;
+        case SCHED_EVENT.halt:
+          this.#apply(core.halt(id, now, ev.ranNs, ev.stolenNs, left));
+          break;
+        case SCHED_EVENT.sliceEnd:
+          this.#apply(core.sliceEnd(id, now, ev.ranNs, ev.stolenNs, left));
+          break;
+        case SCHED_EVENT.preempted:
+          this.#apply(core.preempted(id, now, ev.ranNs, ev.stolenNs, left));
+          break;
+        case SCHED_EVENT.yield:
+          this.#apply(core.yield(id, now, ev.ranNs, ev.stolenNs, left));
+          break;
+        case SCHED_EVENT.gone:
+          this.#apply(core.removeVcpu(id, now));
+          trace.record(TRACE.vcpuRemove, now, id);
+          break;
+      }
+      trace.record(TRACE.decision, now, id, -1, (performance.now() - t0) * 1e6, ev.type - 1);
     }
   }
 
@@ -278,18 +359,22 @@ class CoreThread {
     if (this.#vms.has(vm)) throw new Error(`vm ${vm} is already scheduled`);
     const t = new GrantTableCore(table);
     const base = Deno.UnsafePointer.of(emtBlocks)!;
+    this.#retained.push(emtBlocks);
     const ids: number[] = [];
     const now = this.#now();
     for (let i = 0; i < vcpus; i++) {
       const id = this.#nextId++;
       ids.push(id);
+      const emt = Deno.UnsafePointer.offset(base, i * EMT_BLOCK_SIZE)!;
       this.#vcpus.set(id, {
         vm,
         index: i,
         table: t,
-        emt: Deno.UnsafePointer.offset(base, i * EMT_BLOCK_SIZE)!,
+        emt,
         lastGeneration: 0,
         extendedAt: 0,
+        emtAddress: Number(Deno.UnsafePointer.value(emt)),
+        queued: null,
       });
       this.#trace.nameVcpu({ id, vm, index: i, params: { ...params } });
       this.#trace.record(TRACE.vcpuAdd, now, id, -1, i, 0, this.#trace.intern(vm));
@@ -352,6 +437,8 @@ class CoreThread {
           stolenNs: x.stolenNs,
           waitNs: x.waitNs,
           grants: x.grants,
+          aheadGrants: x.aheadGrants,
+          handedGrants: x.handedGrants,
           extensions: x.extensions,
           preemptions: x.preemptions,
           wakes: x.wakes,

@@ -25,10 +25,19 @@
  * | f64 3 | slice deadline, CLOCK_MONOTONIC ns         |
  * | 32.. | ring entries: f64 type, ranNs, at, generation, stolenNs |
  * | f64 60, 61 | steal base: CLOCK_MONOTONIC ns and the EMT's thread CPU ns, set when it takes a grant and at each extension |
+ * | i32 100 | generation queued ahead for it (`queueNext`; 0: none) |
+ * | i32 101 | the slot it is queued on |
+ * | i32 102 | 1: the queued grant is reserved time |
+ * | i32 103 | 1: the EMT has withdrawn (it reported a halt or its end while waiting), else 0 |
  * | i32 124 | 1: the grant is reserved time (the EMT holds its CPU real-time), else 0 |
+ *
+ * A grant queued ahead is taken once the EMT leaving its slot hands it over
+ * (`dispatch_table.ts`): its generation and slot are here, its deadline in the slot's record.
  *
  * @module
  */
+
+import { DispatchTableEmt, type HandOff } from "./dispatch_table.ts";
 
 /** Bytes per vCPU record. */
 export const RECORD_BYTES = 512;
@@ -44,6 +53,10 @@ const W = {
   head: 3,
   tail: 4,
   baseGen: 5,
+  queuedGen: 100,
+  queuedSlot: 101,
+  queuedReserved: 102,
+  withdrawn: 103,
   reserved: 124,
 } as const;
 const F_DEADLINE = 3;
@@ -136,34 +149,92 @@ export class GrantRecordEmt {
   #i32: Int32Array;
   #f64: Float64Array;
   #doorbell: Int32Array;
+  #dispatch: DispatchTableEmt | null;
   #consumed = 0;
 
   /**
    * @param table the VM's grant table
    * @param vcpu the vCPU index
    * @param doorbell the VMM's doorbell
+   * @param dispatch the VMM's hand-off table (`dispatch_table.ts`), when choices are made ahead
    */
-  constructor(table: SharedArrayBuffer, vcpu: number, doorbell: SharedArrayBuffer) {
+  constructor(
+    table: SharedArrayBuffer,
+    vcpu: number,
+    doorbell: SharedArrayBuffer,
+    dispatch?: SharedArrayBuffer,
+  ) {
     this.#i32 = new Int32Array(table, vcpu * RECORD_BYTES, RECORD_BYTES / 4);
     this.#f64 = new Float64Array(table, vcpu * RECORD_BYTES, RECORD_BYTES / 8);
     this.#doorbell = new Int32Array(doorbell);
+    this.#dispatch = dispatch ? new DispatchTableEmt(dispatch) : null;
   }
 
   /**
-   * A grant newer than the last one taken, or null. Taking it marks it consumed. It may be
+   * A grant newer than the last one taken, or null: one the core published, or one queued
+   * ahead that the EMT leaving its slot handed over. Taking it marks it consumed. It may be
    * revoked already (the core preempted it before the EMT woke): the EMT then gives it back
    * at once, so the core, which counts the vCPU running, hears of it.
    */
   takeGrant(): Grant | null {
     const gen = Atomics.load(this.#i32, W.grantGen);
-    if (gen === this.#consumed) return null;
-    this.#consumed = gen;
+    // Generations grow core-wide, grants and queued ones alike: only a newer one is taken.
+    if (gen > this.#consumed) {
+      this.#consumed = gen;
+      return {
+        generation: gen,
+        slot: Atomics.load(this.#i32, W.slot),
+        sliceDeadline: this.#f64[F_DEADLINE],
+        reserved: Atomics.load(this.#i32, W.reserved) === 1,
+      };
+    }
+    const q = Atomics.load(this.#i32, W.queuedGen);
+    if (q <= this.#consumed || this.#dispatch === null) return null;
+    const slot = Atomics.load(this.#i32, W.queuedSlot);
+    const deadline = this.#dispatch.handed(slot, q);
+    if (deadline < 0) return null;
+    this.#consumed = q;
+    // The core's later extensions of this grant write the record's deadline: start from it.
+    this.#f64[F_DEADLINE] = deadline;
     return {
-      generation: gen,
-      slot: Atomics.load(this.#i32, W.slot),
-      sliceDeadline: this.#f64[F_DEADLINE],
-      reserved: Atomics.load(this.#i32, W.reserved) === 1,
+      generation: q,
+      slot,
+      sliceDeadline: deadline,
+      reserved: Atomics.load(this.#i32, W.queuedReserved) === 1,
     };
+  }
+
+  /**
+   * Leaving `slot`, held under `gen`, at `leftAt` (already reported, not yet rung): takes the
+   * choice queued ahead there, if any. The caller wakes the returned EMT, then rings.
+   */
+  handOff(slot: number, gen: number, leftAt: number): HandOff | null {
+    return this.#dispatch?.claim(slot, gen, leftAt) ?? null;
+  }
+
+  /**
+   * The EMT halts or stops while waiting for a grant: marks it withdrawn, then cancels a grant
+   * queued ahead for it. Returns the generation of one already handed over (the caller gives
+   * it straight back, reporting that generation), or 0.
+   */
+  withdraw(): number {
+    Atomics.store(this.#i32, W.withdrawn, 1); // first: the core reads it after publishing
+    const q = Atomics.load(this.#i32, W.queuedGen);
+    if (q <= this.#consumed || this.#dispatch === null) return 0;
+    if (!this.#dispatch.withdraw(Atomics.load(this.#i32, W.queuedSlot), q)) return 0;
+    this.#consumed = q;
+    return q;
+  }
+
+  /** The EMT wants a slot again: no longer withdrawn (before it reports `runnable`). */
+  rejoin(): void {
+    Atomics.store(this.#i32, W.withdrawn, 0);
+  }
+
+  /** Rings the doorbell for events posted with `post(..., false)`. */
+  ring(): void {
+    Atomics.add(this.#doorbell, 0, 1);
+    Atomics.notify(this.#doorbell, 0);
   }
 
   /**
@@ -198,7 +269,14 @@ export class GrantRecordEmt {
    * Reports an event (for a grant given back: its generation) and rings the doorbell. Returns
    * false if the ring is full (a bug: an EMT has at most a few events in flight).
    */
-  post(type: SchedEventType, ranNs: number, at: number, generation = 0, stolenNs = 0): boolean {
+  post(
+    type: SchedEventType,
+    ranNs: number,
+    at: number,
+    generation = 0,
+    stolenNs = 0,
+    ring = true,
+  ): boolean {
     const head = Atomics.load(this.#i32, W.head);
     if (head - Atomics.load(this.#i32, W.tail) >= RING_ENTRIES) return false;
     const e = (RING_OFFSET / 8) + (head % RING_ENTRIES) * ENTRY_F64;
@@ -208,8 +286,7 @@ export class GrantRecordEmt {
     this.#f64[e + 3] = generation;
     this.#f64[e + 4] = stolenNs;
     Atomics.store(this.#i32, W.head, head + 1); // publishes the entry (seq-cst store)
-    Atomics.add(this.#doorbell, 0, 1);
-    Atomics.notify(this.#doorbell, 0);
+    if (ring) this.ring();
     return true;
   }
 }
@@ -249,6 +326,19 @@ export class GrantTableCore {
     this.#f64[f + F_BASE_AT] = at;
     this.#f64[f + F_BASE_CPU] = cpuNs;
     return stolen;
+  }
+
+  /** Records the grant queued ahead for `vcpu` (before the choice is published). */
+  setQueued(vcpu: number, generation: number, slot: number, reserved: boolean): void {
+    const b = vcpu * RECORD_BYTES / 4;
+    Atomics.store(this.#i32, b + W.queuedSlot, slot);
+    Atomics.store(this.#i32, b + W.queuedReserved, reserved ? 1 : 0);
+    Atomics.store(this.#i32, b + W.queuedGen, generation);
+  }
+
+  /** Whether `vcpu`'s EMT has withdrawn (it halted or stopped while waiting). */
+  withdrawn(vcpu: number): boolean {
+    return Atomics.load(this.#i32, vcpu * RECORD_BYTES / 4 + W.withdrawn) === 1;
   }
 
   /** Moves the slice deadline of `vcpu`'s live grant (an extension; the generation stays). */

@@ -102,26 +102,26 @@ export function describe(v: unknown): string {
 }
 
 /**
- * Checks the type of what `pickNext` returned: `null` or `{ vcpu: integer, sliceNs: number }`.
- * Returns the decision, `null`, or a message.
+ * Checks the type of what `pickNext` (or `hook`, e.g. `queueNext`) returned: `null` or
+ * `{ vcpu: integer, sliceNs: number }`. Returns the decision, `null`, or a message.
  */
-export function checkPick(r: unknown): PickDecision | null | string {
+export function checkPick(r: unknown, hook = "pickNext"): PickDecision | null | string {
   if (r === null) return null;
   if (typeof (r as { then?: unknown })?.then === "function") {
-    return "pickNext returned a promise; hooks must be synchronous";
+    return `${hook} returned a promise; hooks must be synchronous`;
   }
   if (typeof r !== "object" || r === undefined) {
-    return `pickNext returned ${describe(r)}; expected null or { vcpu, sliceNs }`;
+    return `${hook} returned ${describe(r)}; expected null or { vcpu, sliceNs }`;
   }
   const d = r as { vcpu?: unknown; sliceNs?: unknown; reserved?: unknown };
   if (typeof d.vcpu !== "number" || !Number.isInteger(d.vcpu)) {
-    return `pickNext returned vcpu ${describe(d.vcpu)}; expected an integer vCPU id`;
+    return `${hook} returned vcpu ${describe(d.vcpu)}; expected an integer vCPU id`;
   }
   if (typeof d.sliceNs !== "number" || Number.isNaN(d.sliceNs)) {
-    return `pickNext returned sliceNs ${describe(d.sliceNs)}; expected a number of ns`;
+    return `${hook} returned sliceNs ${describe(d.sliceNs)}; expected a number of ns`;
   }
   if (d.reserved !== undefined && typeof d.reserved !== "boolean") {
-    return `pickNext returned reserved ${describe(d.reserved)}; expected true, false or nothing`;
+    return `${hook} returned reserved ${describe(d.reserved)}; expected true, false or nothing`;
   }
   return d.reserved ? { vcpu: d.vcpu, sliceNs: d.sliceNs, reserved: true } : {
     vcpu: d.vcpu,

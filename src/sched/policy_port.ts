@@ -9,7 +9,7 @@
  *
  * Void hooks (`addVcpu`, `removeVcpu`, `onHalt`, `onDeschedule`, `setParams`) may be queued by
  * a port and delivered with the next call that needs an answer (`init`, `pickNext`, `onWake`,
- * `onTick`, `extendSlice`) or an explicit `flush`: the sandbox does, so that a slot change costs
+ * `onTick`, `extendSlice`, `queueNext`) or an explicit `flush`: the sandbox does, so that a slot change costs
  * one round trip.
  *
  * @module
@@ -80,6 +80,10 @@ export interface PolicyPort {
   onTick(now: number): SlotId[];
   /** Whether the plugin has `extendSlice` (known after `init`). */
   readonly canExtend: boolean;
+  /** Whether the plugin has `queueNext`: it decides ahead (known after `init`). */
+  readonly canQueue: boolean;
+  /** Who runs on the busy `slot` when `running` leaves it: a type-checked decision or null. */
+  queueNext(slot: SlotId, running: VcpuId, now: number): PickDecision | null;
   /** The running vCPU's slice is about to end with nobody waiting: a new slice, or null. */
   extendSlice(
     vcpu: VcpuId,
@@ -261,6 +265,25 @@ export class LocalPolicy implements PolicyPort {
   /** Whether the plugin has `extendSlice`. */
   get canExtend(): boolean {
     return typeof this.#plugin.extendSlice === "function";
+  }
+
+  /** Whether the plugin has `queueNext`. */
+  get canQueue(): boolean {
+    return typeof this.#plugin.queueNext === "function";
+  }
+
+  /** Calls `queueNext` and checks the type of its answer (null when the hook is absent). */
+  queueNext(slot: SlotId, running: VcpuId, now: number): PickDecision | null {
+    if (!this.#plugin.queueNext) return null;
+    let r: unknown;
+    try {
+      r = this.#plugin.queueNext(slot, running, now);
+    } catch (e) {
+      throw this.#fault("queueNext", e);
+    }
+    const d = checkPick(r, "queueNext");
+    if (typeof d === "string") throw new PolicyFault("invalid", "queueNext", d);
+    return d;
   }
 
   /** Calls `extendSlice` and checks the type of its answer (null when the hook is absent). */

@@ -260,25 +260,31 @@ export class ReplyReader {
     this.#checkSent(sent);
   }
 
-  /** `init`'s answer: the tick period and whether the plugin has `extendSlice`. */
-  init(): { tickNs: number; canExtend: boolean } {
-    const tickNs = this.#reply[0], ext = this.#reply[1];
+  /**
+   * `init`'s answer: the tick period and whether the plugin has `extendSlice` and `queueNext`.
+   */
+  init(): { tickNs: number; canExtend: boolean; canQueue: boolean } {
+    const tickNs = this.#reply[0], ext = this.#reply[1], queue = this.#reply[2];
     if (!(tickNs === 0 || (tickNs >= MIN_TICK_NS && tickNs < Infinity))) {
       throw this.#corrupt(`tickNs ${tickNs}`);
     }
     if (ext !== 0 && ext !== 1) throw this.#corrupt(`extendSlice flag ${ext}`);
-    return { tickNs, canExtend: ext === 1 };
+    if (queue !== 0 && queue !== 1) throw this.#corrupt(`queueNext flag ${queue}`);
+    return { tickNs, canExtend: ext === 1, canQueue: queue === 1 };
   }
 
-  /** `pickNext`'s answer: `null`, or an integer vCPU and a slice that is a number. */
-  pick(): PickDecision | null {
+  /**
+   * `pickNext`'s (or `queueNext`'s, `hook`) answer: `null`, or an integer vCPU and a slice that
+   * is a number.
+   */
+  pick(hook = "pickNext"): PickDecision | null {
     const r = this.#reply;
     const code = r[0];
     if (code === 0) return null;
-    if (code !== 1 && code !== 2) throw this.#corrupt(`pickNext answer code ${code}`);
+    if (code !== 1 && code !== 2) throw this.#corrupt(`${hook} answer code ${code}`);
     const vcpu: VcpuId = r[1], sliceNs = r[2];
-    if (!Number.isInteger(vcpu)) throw this.#corrupt(`pickNext vCPU ${vcpu}`);
-    if (Number.isNaN(sliceNs)) throw this.#corrupt("pickNext slice NaN");
+    if (!Number.isInteger(vcpu)) throw this.#corrupt(`${hook} vCPU ${vcpu}`);
+    if (Number.isNaN(sliceNs)) throw this.#corrupt(`${hook} slice NaN`);
     return code === 2 ? { vcpu, sliceNs, reserved: true } : { vcpu, sliceNs };
   }
 

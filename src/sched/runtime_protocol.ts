@@ -28,6 +28,13 @@ export const EXTEND_LEAD_NS = 500_000;
  */
 export const PROCESS_EXTEND_LEAD_NS = 1_500_000;
 
+/**
+ * How long after a slot's grant (or a revocation) the KVM runtime asks `queueNext`: long enough
+ * for the vCPU just handed the slot to enter guest mode first (the core and the sandbox share
+ * slot 0's CPU and run above it), short beside any slice.
+ */
+export const AHEAD_DELAY_NS = 50_000;
+
 export interface PolicySpec {
   /** Path or URL of the plugin module, or `"builtin:rr"` for the in-process fallback. */
   plugin: string;
@@ -53,6 +60,10 @@ export interface CoreInit {
   shimPath: string;
   /** The VMM's doorbell. */
   doorbell: SharedArrayBuffer;
+  /** The hand-off table (`dispatch_table.ts`). */
+  dispatch: SharedArrayBuffer;
+  /** Ask `queueNext` of a plugin that has it. */
+  decideAhead: boolean;
   /** Slots handed out. */
   slots: number;
   /** Host CPU of each slot, or empty when slots are not pinned. */
@@ -111,6 +122,10 @@ export interface VcpuSchedStats {
   waitNs: number;
   /** Grants received. */
   grants: number;
+  /** Of `grants`, the ones decided ahead (`queueNext`). */
+  aheadGrants: number;
+  /** Of `aheadGrants`, the ones the leaving EMT handed over itself. */
+  handedGrants: number;
   /** Slices extended without leaving guest mode. */
   extensions: number;
   /** Times it was preempted. */

@@ -20,6 +20,7 @@ import {
   OP_INIT,
   OP_PARAMS,
   OP_PICK,
+  OP_QUEUE,
   OP_QUIT,
   OP_REMOVE,
   OP_STRIDE,
@@ -177,12 +178,29 @@ export function createBatchRunner(
             if (typeof t === "string") throw new HookFault("invalid", "tickNs", t);
             reply[0] = t;
             reply[1] = typeof plugin.extendSlice === "function" ? 1 : 0;
-            words = 2;
+            reply[2] = typeof plugin.queueNext === "function" ? 1 : 0;
+            words = 3;
             break;
           }
           case OP_PICK: {
             const r = checkPick(call("pickNext", () => plugin.pickNext(a, b)));
             if (typeof r === "string") throw new HookFault("invalid", "pickNext", r);
+            if (r === null) {
+              reply[0] = 0;
+              words = 1;
+            } else {
+              reply[0] = r.reserved ? 2 : 1;
+              reply[1] = r.vcpu;
+              reply[2] = r.sliceNs;
+              words = 3;
+            }
+            break;
+          }
+          case OP_QUEUE: {
+            const r = plugin.queueNext
+              ? checkPick(call("queueNext", () => plugin.queueNext!(a, b, c)), "queueNext")
+              : null;
+            if (typeof r === "string") throw new HookFault("invalid", "queueNext", r);
             if (r === null) {
               reply[0] = 0;
               words = 1;

@@ -17,6 +17,7 @@ import {
   OP_INIT,
   OP_PARAMS,
   OP_PICK,
+  OP_QUEUE,
   OP_REMOVE,
   OP_STRIDE,
   OP_SYNC,
@@ -39,7 +40,12 @@ import { nextSeq, ReplyReader, type SentRequest } from "./reply_reader.ts";
 import { PolicyFault } from "./watchdog.ts";
 
 /** `onDeschedule` reasons as the channel codes them (`REASONS` in `channel.ts`). */
-const REASON_CODE: Record<DescheduleReason, number> = { slice: 0, preempt: 1, yield: 2 };
+const REASON_CODE: Record<DescheduleReason, number> = {
+  slice: 0,
+  preempt: 1,
+  yield: 2,
+  revoked: 3,
+};
 
 /**
  * A policy in a sandbox, called synchronously over a channel; see the module documentation.
@@ -64,6 +70,7 @@ export abstract class BatchPolicy implements PolicyPort {
   #bytes = 0;
   #tickNs = 0;
   #canExtend = false;
+  #canQueue = false;
   #initKey = "";
   #lastHook = "";
   #roundTrips = 0;
@@ -192,7 +199,8 @@ export abstract class BatchPolicy implements PolicyPort {
     if (key === this.#initKey) return;
     this.#json(OP_INIT, { ...ctx, params: this.#params }, "init");
     this.#roundTrip("init");
-    const { tickNs, canExtend } = this.#answer(() => this.reader.init());
+    const { tickNs, canExtend, canQueue } = this.#answer(() => this.reader.init());
+    this.#canQueue = canQueue;
     this.#tickNs = tickNs;
     this.#canExtend = canExtend;
     this.#initKey = key;
@@ -243,6 +251,18 @@ export abstract class BatchPolicy implements PolicyPort {
     this.#op(OP_WAKE, vcpu, now);
     this.#roundTrip("onWake");
     return this.#answer(() => this.reader.wake());
+  }
+
+  /** Whether the plugin has `queueNext` (known after `init`). */
+  get canQueue(): boolean {
+    return this.#canQueue;
+  }
+
+  /** `queueNext`, with the queued hooks before it: one round trip. */
+  queueNext(slot: SlotId, running: VcpuId, now: number): PickDecision | null {
+    this.#op(OP_QUEUE, slot, running, now);
+    this.#roundTrip("queueNext");
+    return this.#answer(() => this.reader.pick("queueNext"));
   }
 
   /** Whether the plugin has `extendSlice` (known after `init`). */

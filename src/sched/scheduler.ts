@@ -10,6 +10,7 @@ import type { SchedParams } from "./contract.ts";
 import type { EjectInfo } from "./watchdog.ts";
 import type { TraceData } from "../trace/events.ts";
 import { allocateDoorbell, ringControl } from "./grant_table.ts";
+import { allocateDispatchTable } from "./dispatch_table.ts";
 import { resolvePluginUrl } from "./sandbox.ts";
 import {
   type CoreReply,
@@ -46,6 +47,12 @@ export interface SchedulerOptions {
    * keeps its slot never leaves guest mode (default true; false: every slice ends with an exit).
    */
   extendSlices?: boolean;
+  /**
+   * Let a plugin with `queueNext` choose a slot's next vCPU while the current one runs, so that
+   * the leaving EMT hands the slot over itself (default true; false: every hand-off waits for
+   * `pickNext`, as for a plugin without the hook).
+   */
+  decideAhead?: boolean;
   /** Watchdog: budget for one batch of plugin calls, ms (default 20). */
   budgetMs?: number;
   /**
@@ -178,6 +185,7 @@ export function resolvePlugin(plugin: string): string {
 export class Scheduler {
   #worker: Worker;
   #doorbell: SharedArrayBuffer;
+  #dispatch: SharedArrayBuffer;
   #pending = new Map<number, (r: Extract<CoreReply, { type: "done" }>) => void>();
   #nextId = 1;
   #options: SchedulerOptions;
@@ -191,6 +199,7 @@ export class Scheduler {
   private constructor(worker: Worker, doorbell: SharedArrayBuffer, options: SchedulerOptions) {
     this.#worker = worker;
     this.#doorbell = doorbell;
+    this.#dispatch = allocateDispatchTable(options.slots ?? availableCpus());
     this.#options = options;
     this.#policy = options.plugin;
     this.slots = options.slots ?? availableCpus();
@@ -212,6 +221,8 @@ export class Scheduler {
       type: "init",
       shimPath,
       doorbell,
+      dispatch: s.#dispatch,
+      decideAhead: options.decideAhead !== false,
       slots,
       pinCpus: pin,
       ratelimitNs: (options.ratelimitUs ?? DEFAULT_RATELIMIT_US) * 1e3,
@@ -282,6 +293,11 @@ export class Scheduler {
     const r = await done;
     if (r.error) throw new SchedulerError(r.error);
     return r;
+  }
+
+  /** The hand-off table the EMTs and the core share (`dispatch_table.ts`). */
+  get dispatchTable(): SharedArrayBuffer {
+    return this.#dispatch;
   }
 
   /** The doorbell the EMTs ring. */

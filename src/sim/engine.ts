@@ -8,6 +8,12 @@
  * poke latency (report `preempted`). Reports carry the guest time since the grant (`ranNs`).
  * The engine carries out the core's actions and calls its `advance` at `nextTimerAt`.
  *
+ * Deciding ahead is modelled as on KVM, through the same core: a choice `queueNext` made is
+ * published in a per-slot record; the EMT model leaving that slot (halt, slice end, preemption)
+ * hands it over at once (the chosen vCPU enters guest mode `aheadHandoffNs` later) and only
+ * then reports; the core, on that report, finds the choice taken. A revocation before the leave
+ * takes it back; after it, it finds the hand-off made, as the KVM runtime's atomic word does.
+ *
  * An EMT's reports (wake, halt, slice end, preempted) reach the core `reportDelayNs` after they
  * happen (default 0: at once), in order: on KVM each one crosses from the EMT's thread to the
  * core's, which is what a replayed trace (`src/trace/replay.ts`) needs to model. With a
@@ -20,8 +26,14 @@
  * @module
  */
 import type { PolicyPort } from "../sched/policy_port.ts";
-import { type SchedAction, SchedCore } from "../sched/core.ts";
-import { EXTEND_LEAD_NS } from "../sched/runtime_protocol.ts";
+import {
+  type AheadDispatch,
+  type QueuedChoice,
+  type QueueOutcome,
+  type SchedAction,
+  SchedCore,
+} from "../sched/core.ts";
+import { AHEAD_DELAY_NS, EXTEND_LEAD_NS } from "../sched/runtime_protocol.ts";
 import type { EjectInfo } from "../sched/watchdog.ts";
 import { Histogram } from "../sched/histogram.ts";
 import type { PolicyEvent, SchedParams } from "../sched/contract.ts";
@@ -138,6 +150,8 @@ class SimVcpu {
   rate = 1;
   /** ns stolen from it this grant. */
   stolenNs = 0;
+  /** Its grant's generation. */
+  generation = 0;
   constructor(
     readonly id: number,
     readonly vm: number,
@@ -174,6 +188,10 @@ export interface EngineOptions {
   starvationNs?: number;
   /** Grant → guest latency (ns). */
   handoffNs?: CostNs;
+  /** Leave → guest latency of a hand-off decided ahead (ns); default `handoffNs`. */
+  aheadHandoffNs?: CostNs;
+  /** Let a plugin with `queueNext` decide ahead (default true). */
+  decideAhead?: boolean;
   /** Preempt → out of guest latency (ns). */
   pokeNs?: CostNs;
   /** Per-window shares. */
@@ -196,8 +214,11 @@ export interface EngineOptions {
 const WALL_CHECK_EVENTS = 256;
 
 /** Runs one simulation; see the module documentation. */
-export class Engine implements SimHost {
+export class Engine implements SimHost, AheadDispatch {
   readonly #q = new EventQueue();
+  /** Per slot: the choice made ahead and whether the leaving EMT has handed it over. */
+  readonly #queued: ({ c: QueuedChoice; handed: boolean } | undefined)[] = [];
+  readonly #aheadHandoff: Cost;
   readonly #core: SchedCore;
   readonly #v: SimVcpu[] = [];
   readonly #behaviours: Behaviour[] = [];
@@ -235,6 +256,9 @@ export class Engine implements SimHost {
     this.#end = Math.round(o.endNs);
     const costRng = new Prng((o.seed ^ 0x9e3779b9) >>> 0);
     this.#handoff = new Cost(o.handoffNs, costRng);
+    this.#aheadHandoff = o.aheadHandoffNs === undefined
+      ? this.#handoff
+      : new Cost(o.aheadHandoffNs, costRng);
     this.#poke = new Cost(o.pokeNs, costRng);
     this.#windowNs = o.windowNs && o.windowNs > 0 ? Math.round(o.windowNs) : 0;
     this.#script = [...(o.script ?? [])].sort((a, b) => a.at - b.at);
@@ -252,6 +276,9 @@ export class Engine implements SimHost {
       ratelimitNs: o.ratelimitNs,
       maxSliceNs: o.maxSliceNs,
       extendLeadNs: EXTEND_LEAD_NS,
+      aheadDelayNs: AHEAD_DELAY_NS,
+      decideAhead: o.decideAhead,
+      dispatch: this,
       watchdog: { starvationNs: o.starvationNs },
       fallback: o.fallback,
       onEject: (info) => this.#ejections.push(info),
@@ -307,6 +334,31 @@ export class Engine implements SimHost {
   /** @inheritdoc */
   inGuest(id: number): boolean {
     return this.#v[id].mode === GUEST;
+  }
+
+  // ------------------------------------------------------------------ AheadDispatch
+
+  /** A choice made ahead: the EMT model leaving its slot hands it over. */
+  queue(c: QueuedChoice): boolean {
+    this.#queued[c.slot] = { c, handed: false };
+    return true;
+  }
+
+  /** @inheritdoc */
+  revoke(c: QueuedChoice): QueueOutcome {
+    const q = this.#queued[c.slot];
+    if (q?.c.generation !== c.generation) return "cancelled";
+    if (q.handed) return "handed";
+    this.#queued[c.slot] = undefined;
+    return "core";
+  }
+
+  /** @inheritdoc */
+  claim(c: QueuedChoice): QueueOutcome {
+    const q = this.#queued[c.slot];
+    if (q?.c.generation !== c.generation) return "cancelled";
+    this.#queued[c.slot] = undefined;
+    return q.handed ? "handed" : "core";
   }
 
   // ------------------------------------------------------------------ run
@@ -516,6 +568,7 @@ export class Engine implements SimHost {
       this.#sync(v, t);
       this.#inGuest--;
     }
+    const slot = v.slot;
     const ran = v.grantGuestNs;
     v.mode = why === "halt" ? HALTED : WAITING;
     v.preemptAt = Infinity;
@@ -533,7 +586,39 @@ export class Engine implements SimHost {
       Math.round(stolen / 1e3),
     );
     v.slot = -1;
+    // A choice made ahead for this slot: the leaving EMT hands it over before it reports.
+    const q = slot >= 0 ? this.#queued[slot] : undefined;
+    let to = -1;
+    if (q && !q.handed && q.c.holderGeneration === v.generation) {
+      q.handed = true;
+      to = q.c.vcpu;
+      this.#start(this.#v[to], t, q.c.slot, q.c.generation, t + q.c.sliceNs, this.#aheadHandoff);
+      this.#trace?.record(TRACE.grant, t, to, q.c.slot, q.c.sliceNs, 1, q.c.reserved ? 1 : 0);
+    }
     this.#report({ type: why, vcpu: v.id, ranNs: ran, stolenNs: stolen }, t);
+    // The core hears of the new holder's reports only after the leave that handed it the slot.
+    const left = this.#reportAt[v.id];
+    if (to >= 0 && left !== undefined) {
+      this.#reportAt[to] = Math.max(this.#reportAt[to] ?? 0, left);
+    }
+  }
+
+  /** The EMT model of `v` takes a grant on `slot` at `t` until `deadline`. */
+  #start(v: SimVcpu, t: number, slot: number, generation: number, deadline: number, cost: Cost) {
+    v.mode = GRANTED;
+    v.grantAt = t;
+    const handoff = cost.draw(t, v.id);
+    v.guestStart = t + handoff;
+    v.deadline = deadline;
+    v.preemptAt = Infinity;
+    v.grantGuestNs = 0;
+    v.stolenNs = 0;
+    v.rate = 1 - this.#steal.draw(t, v.id);
+    v.slot = slot;
+    v.generation = generation;
+    v.runMark = v.guestNs;
+    if (handoff === 0) this.#enter(v, t);
+    this.#plan(v);
   }
 
   /** Hands an EMT report to the core, at once or after the report delay. */
@@ -595,20 +680,9 @@ export class Engine implements SimHost {
       const a = actions[k];
       const v = this.#v[a.vcpu];
       if (a.type === "grant") {
-        v.mode = GRANTED;
-        v.grantAt = t;
-        const handoff = this.#handoff.draw(t, a.vcpu);
-        v.guestStart = t + handoff;
-        v.deadline = a.deadline;
-        v.preemptAt = Infinity;
-        v.grantGuestNs = 0;
-        v.stolenNs = 0;
-        v.rate = 1 - this.#steal.draw(t, a.vcpu);
-        v.slot = a.slot;
-        v.runMark = v.guestNs;
-        this.#trace?.record(TRACE.grant, t, a.vcpu, a.slot, a.sliceNs);
-        if (handoff === 0) this.#enter(v, t);
-        this.#plan(v);
+        if (a.via === "handed") continue; // the leaving EMT model started it already
+        this.#start(v, t, a.slot, a.generation, a.deadline, this.#handoff);
+        this.#trace?.record(TRACE.grant, t, a.vcpu, a.slot, a.sliceNs, a.via === "ahead" ? 2 : 0);
       } else if (a.type === "extend") {
         // The slice goes on in guest mode (the core clamps the next report to the new part).
         v.deadline = a.deadline;

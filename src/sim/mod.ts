@@ -134,7 +134,16 @@ export async function simulate(options: SimOptions): Promise<SimResult> {
     o.traceRecords === undefined || (Number.isInteger(o.traceRecords) && o.traceRecords >= 0),
     `traceRecords must be an integer >= 0, got ${o.traceRecords}`,
   );
-  for (const k of ["handoffNs", "pokeNs", "reportDelayNs", "wakeDelayNs", "stealShare"] as const) {
+  for (
+    const k of [
+      "handoffNs",
+      "aheadHandoffNs",
+      "pokeNs",
+      "reportDelayNs",
+      "wakeDelayNs",
+      "stealShare",
+    ] as const
+  ) {
     const c = o[k];
     const all = (xs: unknown) => Array.isArray(xs) && xs.every((x) => typeof x === "number");
     const series = c as { atNs?: unknown; ns?: unknown } | undefined;

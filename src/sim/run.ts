@@ -63,6 +63,8 @@ export async function runSimulation(o: ResolvedSimOptions, c: RunContext): Promi
       maxSliceNs: o.maxSliceNs,
       starvationNs: o.starvationNs,
       handoffNs: o.handoffNs,
+      aheadHandoffNs: o.aheadHandoffNs,
+      decideAhead: o.decideAhead,
       pokeNs: o.pokeNs,
       windowNs: o.windowNs,
       script,

@@ -246,6 +246,13 @@ export interface SimOptions {
    * {@linkcode CostSeries}: each grant takes the sample for its time.
    */
   handoffNs?: number | readonly number[] | CostSeries;
+  /**
+   * Leave → guest mode latency of a hand-off the leaving EMT makes itself, to a vCPU the plugin
+   * chose ahead (`queueNext`), ns; default `handoffNs`. Or samples, as `handoffNs`.
+   */
+  aheadHandoffNs?: number | readonly number[] | CostSeries;
+  /** Let a plugin with `queueNext` decide ahead (default true), as the KVM runtime does. */
+  decideAhead?: boolean;
   /** Preempt → EMT out of guest mode latency (poke), ns; default 0. Or samples, as `handoffNs`. */
   pokeNs?: number | readonly number[] | CostSeries;
   /** The VMs. */

@@ -73,6 +73,11 @@ export class WatchedPolicy implements PolicyPort {
     return this.#port.canExtend;
   }
 
+  /** Whether the plugin has `queueNext`. */
+  get canQueue(): boolean {
+    return this.#port.canQueue;
+  }
+
   /** Marks a call as started; raises a pending asynchronous fault instead. */
   #enter(): void {
     if (this.#faults.pending) {
@@ -179,6 +184,16 @@ export class WatchedPolicy implements PolicyPort {
     this.#enter();
     try {
       return this.#port.onWake(vcpu, now);
+    } finally {
+      this.#leave();
+    }
+  }
+
+  /** @inheritdoc */
+  queueNext(slot: SlotId, running: VcpuId, now: number): PickDecision | null {
+    this.#enter();
+    try {
+      return this.#port.queueNext(slot, running, now);
     } finally {
       this.#leave();
     }

@@ -234,7 +234,13 @@ export class Vm {
         start: i === 0 ? { kind: "pvh" } : { kind: "wait-for-sipi" },
         unhandled: this.config.unhandled,
         haltPollNs: this.config.haltPollNs,
-        sched: scheduler ? { table: this.#grantTable!, doorbell: scheduler.doorbell } : undefined,
+        sched: scheduler
+          ? {
+            table: this.#grantTable!,
+            doorbell: scheduler.doorbell,
+            dispatch: scheduler.dispatchTable,
+          }
+          : undefined,
         echo: this.#echo,
       };
       worker.postMessage(init);
