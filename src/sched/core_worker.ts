@@ -43,7 +43,7 @@ import {
   type CoreRequest,
   type PolicySpec,
 } from "./runtime_protocol.ts";
-import { RUN_END_REASON, TRACE, TraceRecorder } from "../trace/events.ts";
+import { GRANT_VIA, RUN_END_REASON, TRACE, TraceRecorder } from "../trace/events.ts";
 import { colocate } from "./affinity.ts";
 import { releaseThread } from "./host_threads.ts";
 import rr from "../../plugins/rr.ts";
@@ -63,9 +63,6 @@ interface VcpuSlotRef {
   /** The grant queued ahead for it and the vCPU whose leave hands it over, until granted. */
   queued: { generation: number; holder: number } | null;
 }
-
-/** Trace `grant` reason: how the grant came about (`GrantAction.via`). */
-const GRANT_VIA = { pick: 0, handed: 1, ahead: 2 } as const;
 
 const post = (m: CoreReply) => self.postMessage(m);
 
@@ -423,6 +420,8 @@ class CoreThread {
       slots: this.#init.slots,
       slotBusyNs: s.slots.map((x) => x.busyNs),
       decisions: s.decisions,
+      queued: s.queued,
+      revoked: s.revoked,
       ejections: s.ejections,
       at: this.#now(),
       vcpus: s.vcpus.flatMap((x) => {

@@ -148,6 +148,10 @@ export interface SchedStats {
   slotBusyNs: number[];
   /** Plugin decisions made. */
   decisions: number;
+  /** Choices made ahead (`queueNext`). */
+  queued: number;
+  /** Of `queued`, the ones taken back before their hand-off. */
+  revoked: number;
   /** Plugin ejections so far. */
   ejections: EjectInfo[];
   /** Per vCPU. */

@@ -37,7 +37,13 @@ import { AHEAD_DELAY_NS, EXTEND_LEAD_NS } from "../sched/runtime_protocol.ts";
 import type { EjectInfo } from "../sched/watchdog.ts";
 import { Histogram } from "../sched/histogram.ts";
 import type { PolicyEvent, SchedParams } from "../sched/contract.ts";
-import { RUN_END_REASON, TRACE, type TraceRecorder, WAKE_SOURCE_NAME } from "../trace/events.ts";
+import {
+  GRANT_VIA,
+  RUN_END_REASON,
+  TRACE,
+  type TraceRecorder,
+  WAKE_SOURCE_NAME,
+} from "../trace/events.ts";
 import { type Behaviour, createBehaviour, type SimHost, type WakeSource } from "./behaviour.ts";
 import { Prng } from "./prng.ts";
 import { ReplayBehaviour } from "./replay_behaviour.ts";
@@ -593,7 +599,8 @@ export class Engine implements SimHost, AheadDispatch {
       q.handed = true;
       to = q.c.vcpu;
       this.#start(this.#v[to], t, q.c.slot, q.c.generation, t + q.c.sliceNs, this.#aheadHandoff);
-      this.#trace?.record(TRACE.grant, t, to, q.c.slot, q.c.sliceNs, 1, q.c.reserved ? 1 : 0);
+      const aux = q.c.reserved ? 1 : 0;
+      this.#trace?.record(TRACE.grant, t, to, q.c.slot, q.c.sliceNs, GRANT_VIA.handed, aux);
     }
     this.#report({ type: why, vcpu: v.id, ranNs: ran, stolenNs: stolen }, t);
     // The core hears of the new holder's reports only after the leave that handed it the slot.
@@ -682,7 +689,7 @@ export class Engine implements SimHost, AheadDispatch {
       if (a.type === "grant") {
         if (a.via === "handed") continue; // the leaving EMT model started it already
         this.#start(v, t, a.slot, a.generation, a.deadline, this.#handoff);
-        this.#trace?.record(TRACE.grant, t, a.vcpu, a.slot, a.sliceNs, a.via === "ahead" ? 2 : 0);
+        this.#trace?.record(TRACE.grant, t, a.vcpu, a.slot, a.sliceNs, GRANT_VIA[a.via]);
       } else if (a.type === "extend") {
         // The slice goes on in guest mode (the core clamps the next report to the new part).
         v.deadline = a.deadline;

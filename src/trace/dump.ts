@@ -15,6 +15,7 @@
  */
 import {
   DECISION_HOOK,
+  GRANT_VIA,
   RUN_END_REASON,
   TRACE,
   type TraceData,
@@ -78,7 +79,12 @@ function details(r: TraceRecord, data: TraceData, a: TraceAnalysis): string {
   const str = (id: number) => data.strings[id] ?? `#${id}`;
   switch (r.type) {
     case TRACE.grant:
-      return `slice ${ms(r.value)} ms` + (r.aux === 1 ? ", reserved" : "");
+      return `slice ${ms(r.value)} ms` + (r.aux === 1 ? ", reserved" : "") +
+        (r.reason === GRANT_VIA.handed
+          ? ", handed over by the leaving vCPU (decided ahead)"
+          : r.reason === GRANT_VIA.ahead
+          ? ", decided ahead"
+          : "");
     case TRACE.wake:
       return `by ${WAKE_SOURCE_NAME[r.reason] ?? r.reason}`;
     case TRACE.runEnd:

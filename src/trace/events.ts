@@ -27,7 +27,11 @@ export const RECORD_BYTES = 32;
 
 /** Event types. */
 export const TRACE = {
-  /** A vCPU got a slot: value = slice ns. */
+  /**
+   * A vCPU got a slot: value = slice ns, aux = 1 for reserved time, reason =
+   * {@linkcode GRANT_VIA} (decided by `pickNext`, or ahead by `queueNext`, and then handed over
+   * by the leaving EMT itself, dated at that hand-off).
+   */
   grant: 1,
   /**
    * A vCPU left its slot: reason = {@linkcode RUN_END_REASON}, value = guest ns it ran. An
@@ -59,6 +63,9 @@ export type TraceType = typeof TRACE[keyof typeof TRACE];
 
 /** Why a vCPU left its slot (`runEnd.reason`). */
 export const RUN_END_REASON = ["halt", "slice", "preempt", "yield", "gone", "extend"] as const;
+
+/** How a grant came about (`grant.reason`). */
+export const GRANT_VIA = { pick: 0, handed: 1, ahead: 2 } as const;
 
 /** What woke a vCPU (`wake.reason`): `grant_table.ts` WAKE_SOURCE, by index. */
 export const WAKE_SOURCE_NAME = ["unknown", "timer", "ipi", "device", "start"] as const;
