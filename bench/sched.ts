@@ -9,6 +9,9 @@
  *   scheduler's part of it (give-back to grant, from the trace), against a C futex ping-pong's
  *   one-way hand-off with both threads on the slot's CPU, as the slot's threads are
  *   (`bench/baseline/futex_pingpong`), and with them on two CPUs;
+ * - the floor of a hand-off: a lone EMT with no scheduler leaving guest mode at a run deadline
+ *   every 1 ms and entering again at once, its EMT on the slot's CPU; the hand-off with the
+ *   next vCPU decided ahead (`queueNext`) and without, against it;
  * - enforcement cost: spin progress of 1 VM on 1 slot under the scheduler (its threads share
  *   slot 0's CPU) against a free VM spinning at the same time on the other CPU; and of 1 VM on
  *   1 slot and 2 VMs on 2 slots against the same VMs with no scheduler run just before
@@ -140,6 +143,47 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** Result of {@linkcode benchHandoffFloor}. */
+export interface FloorResult {
+  /** Mean time outside guest mode per deadline exit and re-entry, ns. */
+  floorNs: number;
+  /** Deadline exits in the window. */
+  exits: number;
+}
+
+/**
+ * The floor of a slot hand-off: one spinning 1-vCPU VM with no scheduler, its EMT pinned to
+ * the CPU slot 0 would use, leaving guest mode at a run deadline every `sliceUs` and entering
+ * again at once (`VmConfig.runSliceUs`). What a hand-off cannot go below on this host: the
+ * deadline timer's signal, KVM_RUN's return and the next entry.
+ */
+export async function benchHandoffFloor(
+  seconds = 2,
+  pin?: number[],
+  sliceUs = 1000,
+): Promise<FloorResult> {
+  const cpu = pin?.[0] ?? defaultPinMap(1)[0];
+  const vmm = await Vmm.create({});
+  try {
+    const vm = await vmm.createVm({
+      name: "floor",
+      kernel: KERNEL,
+      cmdline: SPIN,
+      runSliceUs: sliceUs,
+    });
+    await vm.start();
+    setThreadCpus(vm.emtThreadIds()[0], [cpu]);
+    await sleep(300);
+    const c0 = vm.counters()[0], t0 = performance.now();
+    await sleep(seconds * 1000);
+    const c1 = vm.counters()[0], t1 = performance.now();
+    const exits = c1.deadlines - c0.deadlines;
+    return { floorNs: ((t1 - t0) * 1e6 - (c1.nsGuest - c0.nsGuest)) / exits, exits };
+  } finally {
+    await vmm.close();
+  }
+}
+
 /** Result of {@linkcode benchHandoff}. */
 export interface HandoffResult {
   /** Mean time per grant outside guest mode, ns: the slice-end exit, the decision, the entry. */
@@ -154,6 +198,8 @@ export interface HandoffResult {
   ratio: number;
   /** Grants in the window. */
   grants: number;
+  /** Of `grants`, the ones the leaving EMT handed over itself (decided ahead). */
+  handed: number;
 }
 
 /** Median one-way hand-off of the C futex ping-pong with its threads on `cpus` (ns). */
@@ -176,14 +222,23 @@ export async function benchHandoff(
   seconds = 2,
   pin?: number[],
   sandbox: "worker" | "process" = "worker",
+  options: { decideAhead?: boolean; futex?: boolean } = {},
 ): Promise<HandoffResult> {
   const cpu = pin?.[0] ?? schedulerCpu();
-  const futexNs = await futexOneWay([cpu, cpu]);
-  const futexCrossNs = await futexOneWay([cpu === 0 ? 1 : 0, cpu]);
+  const futexNs = options.futex === false ? NaN : await futexOneWay([cpu, cpu]);
+  const futexCrossNs = options.futex === false ? NaN : await futexOneWay([cpu === 0 ? 1 : 0, cpu]);
   const vmm = await Vmm.create({
-    scheduler: { plugin: RR, params: { slice_ms: 1 }, slots: 1, ratelimitUs: 0, pin, sandbox },
+    scheduler: {
+      plugin: RR,
+      params: { slice_ms: 1 },
+      slots: 1,
+      ratelimitUs: 0,
+      pin,
+      sandbox,
+      decideAhead: options.decideAhead,
+    },
   });
-  let handoffNs = NaN, grants = 0, decisionNs = NaN;
+  let handoffNs = NaN, grants = 0, decisionNs = NaN, handed = 0;
   try {
     const vms: Vm[] = [];
     for (const name of ["h1", "h2"]) {
@@ -192,19 +247,30 @@ export async function benchHandoff(
     for (const vm of vms) await vm.start();
     await sleep(300);
     const guest = () => vms.reduce((s, vm) => s + vm.counters()[0].nsGuest, 0);
-    const grantCount = async () =>
-      (await vmm.scheduler!.stats()).vcpus.reduce((s, v) => s + v.grants, 0);
+    const grantCount = async () => {
+      const v = (await vmm.scheduler!.stats()).vcpus;
+      return [v.reduce((s, x) => s + x.grants, 0), v.reduce((s, x) => s + x.handedGrants, 0)];
+    };
     await vmm.scheduler!.trace(true);
-    const g0 = guest(), n0 = await grantCount(), t0 = performance.now();
+    const g0 = guest(), [n0, h0] = await grantCount(), t0 = performance.now();
     await sleep(seconds * 1000);
-    const g1 = guest(), n1 = await grantCount(), t1 = performance.now();
+    const g1 = guest(), [n1, h1] = await grantCount(), t1 = performance.now();
     grants = n1 - n0;
+    handed = h1 - h0;
     handoffNs = ((t1 - t0) * 1e6 - (g1 - g0)) / grants;
     decisionNs = median(giveBackToGrant(await vmm.scheduler!.trace()));
   } finally {
     await vmm.close();
   }
-  return { handoffNs, decisionNs, futexNs, futexCrossNs, ratio: handoffNs / futexNs, grants };
+  return {
+    handoffNs,
+    decisionNs,
+    futexNs,
+    futexCrossNs,
+    ratio: handoffNs / futexNs,
+    grants,
+    handed,
+  };
 }
 
 /** Per hand-off in `trace`: ns from a vCPU's run end to the next grant of its slot to another. */

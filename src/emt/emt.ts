@@ -93,6 +93,8 @@ export class Emt {
   #waitPolicy: WaitPolicy | null = null;
   /** Halt polling before the futex sleep, ns (0 for a real-time waiter). */
   #haltPollNs: number;
+  /** Without a scheduler: the end of the current run slice (`EmtInit.runSliceNs`), or 0. */
+  #runSliceEnd = 0;
   /** Shim blocks of EMTs this one handed a slot to, by address. */
   #handOffPeers = new Map<number, Deno.PointerObject>();
   /** What ended the last halt (WAKE_SOURCE), reported with the next `runnable`. */
@@ -219,6 +221,11 @@ export class Emt {
         const slice = this.#holdGrant();
         if (slice < 0) continue;
         if (deadline === 0 || slice < deadline) deadline = slice;
+      } else if (this.#init.runSliceNs) {
+        // A lone vCPU's slice end, without a scheduler: the floor of a hand-off.
+        const now = shim.shim_now_f64();
+        if (now >= this.#runSliceEnd) this.#runSliceEnd = now + this.#init.runSliceNs;
+        if (deadline === 0 || this.#runSliceEnd < deadline) deadline = this.#runSliceEnd;
       }
       this.#injectInterrupt();
       const result = shim.shim_run(self, deadline);

@@ -42,6 +42,8 @@ export interface EmtInit {
   unhandled: UnhandledAccessPolicy;
   /** Halt polling: spin this long before sleeping (0: none). */
   haltPollNs: number;
+  /** Without a scheduler: a run deadline this long after each slice's start (0: none). */
+  runSliceNs?: number;
   /**
    * Set when a scheduler enforces slots: the VM's grant table, the VMM's doorbell and its
    * hand-off table (`dispatch_table.ts`).

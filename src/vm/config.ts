@@ -31,6 +31,13 @@ export interface VmConfig {
   /** Halt polling in microseconds before an EMT sleeps (default 0). */
   haltPollUs?: number;
   /**
+   * Without a scheduler: leave guest mode this often (µs, a run deadline), as a vCPU's slice end
+   * does, and enter again at once (default 0: no such exits). A measurement aid: the exit and
+   * re-entry of a lone EMT is the floor of any slot hand-off (`bench/sched.ts`). Ignored under a
+   * scheduler.
+   */
+  runSliceUs?: number;
+  /**
    * Scheduling parameters of this VM's vCPUs, for the policy plugin: `weight` (credit,
    * credit2; default 256), `cap` (% of one slot), `period_ms` / `budget_ms` / `extratime`
    * (rtds), or any key a user's plugin reads. Numbers, strings or booleans.
@@ -54,6 +61,8 @@ export interface ResolvedVmConfig {
   unhandled: UnhandledAccessPolicy;
   /** Halt polling, ns. */
   haltPollNs: number;
+  /** Run deadline every so many ns without a scheduler (0: none); see {@linkcode VmConfig.runSliceUs}. */
+  runSliceNs: number;
   /** Scheduling parameters (see {@linkcode VmConfig.sched}). */
   sched: Record<string, number | string | boolean>;
 }
@@ -88,6 +97,7 @@ const KNOWN_KEYS = new Set([
   "cmdline",
   "unhandled",
   "haltPollUs",
+  "runSliceUs",
   "sched",
 ]);
 
@@ -237,6 +247,7 @@ function checkVmConfig(
     throw new ConfigError(`${where}.unhandled`, `must be "ignore" or "stop"`);
   }
   const haltPollUs = integer(`${where}.haltPollUs`, c.haltPollUs, 0, 10_000, 0);
+  const runSliceUs = integer(`${where}.runSliceUs`, c.runSliceUs, 0, 1_000_000, 0);
   return {
     name: c.name,
     vcpus,
@@ -245,6 +256,7 @@ function checkVmConfig(
     cmdline: (c.cmdline as string | undefined) ?? "workload=hello",
     unhandled,
     haltPollNs: haltPollUs * 1000,
+    runSliceNs: runSliceUs * 1000,
     sched: schedParams(`${where}.sched`, c.sched),
   };
 }

@@ -234,6 +234,7 @@ export class Vm {
         start: i === 0 ? { kind: "pvh" } : { kind: "wait-for-sipi" },
         unhandled: this.config.unhandled,
         haltPollNs: this.config.haltPollNs,
+        runSliceNs: this.config.runSliceNs,
         sched: scheduler
           ? {
             table: this.#grantTable!,
