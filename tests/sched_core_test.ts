@@ -2,7 +2,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import type { SchedulerPlugin, VcpuInfo } from "../mod.ts";
 import rr from "../plugins/rr.ts";
-import { type NewVcpu, type SchedAction, SchedCore } from "../src/sched/core.ts";
+import { type NewVcpu, type SchedAction, SchedCore, THROTTLE_GRACE_NS } from "../src/sched/core.ts";
 import { LocalPolicy } from "../src/sched/policy_port.ts";
 import type { EjectInfo } from "../src/sched/watchdog.ts";
 import { Prng } from "../src/sim/prng.ts";
@@ -525,4 +525,48 @@ Deno.test("core: reserved time is bounded per slot and second (RESERVED_MAX_NS)"
   assertEquals(RESERVED_MAX_NS, 900 * MS);
   assertEquals(kinds.slice(0, 10), [...Array(9).fill(true), false]);
   assertEquals(kinds.slice(10, 20), [...Array(9).fill(true), false]);
+});
+
+Deno.test("core: a throttled vCPU is not taken for starving, for up to the grace; addVcpu says when", () => {
+  const told: VcpuInfo[] = [];
+  let ctx: { report(e: { kind: string; vcpu?: number; value?: number }): void } | null = null;
+  // Runs vCPU 0 only; vCPU 1 is held back and reported throttled, then released.
+  const holdsBack: SchedulerPlugin = {
+    name: "holds-back",
+    init(c) {
+      ctx = c;
+    },
+    addVcpu(i) {
+      told.push(i);
+    },
+    pickNext: () => ({ vcpu: 0, sliceNs: 10 * MS }),
+    onHalt() {},
+    onWake() {},
+    onTick() {
+      ctx!.report({ kind: "throttle", vcpu: 1, value: 1 });
+    },
+    tickNs: 5 * MS,
+  };
+  const ejections: EjectInfo[] = [];
+  const core = new SchedCore({
+    slots: 1,
+    policy: new LocalPolicy(holdsBack),
+    watchdog: { starvationNs: 100 * MS },
+    onEject: (e) => ejections.push(e),
+    now: 0,
+  });
+  core.addVcpu(vcpu(0), 1 * MS);
+  core.addVcpu(vcpu(1), 2 * MS);
+  assertEquals(told.map((i) => i.now), [1 * MS, 2 * MS]);
+  // Throttled at the first tick: no ejection long past the 100 ms bound.
+  let now = 2 * MS;
+  for (; now < 2_000 * MS; now += 10 * MS) core.sliceEnd(0, now, 10 * MS), core.advance(now);
+  assert(ejections.length === 0, JSON.stringify(ejections));
+  // A plugin that never lifts it is ejected after the grace and the bound.
+  for (; now < THROTTLE_GRACE_NS + 500 * MS && ejections.length === 0; now += 50 * MS) {
+    core.advance(now);
+  }
+  assertEquals(ejections.length, 1);
+  assert(/vCPU 1 \(a#1\) was runnable/.test(ejections[0].detail), ejections[0].detail);
+  assert(now > THROTTLE_GRACE_NS + 100 * MS, `ejected at ${now / MS} ms`);
 });

@@ -61,6 +61,12 @@ export interface VcpuInfo {
   state: "runnable" | "running" | "halted";
   /** The slot it holds when `state` is `running`. */
   slot?: SlotId;
+  /**
+   * The time the plugin is told (the core's clock, as every hook's `now`): when the vCPU joins,
+   * or when a hot-swapped plugin takes over. A plugin that dates a vCPU (credit's grant time,
+   * rtds's period start) starts from it. Absent only in code written before it existed.
+   */
+  now?: number;
 }
 
 /**
@@ -89,7 +95,14 @@ export interface PickDecision {
   reserved?: boolean;
 }
 
-/** A policy event a plugin reports for the trace (boost start/end, priority, credit...). */
+/**
+ * A policy event a plugin reports for the trace (boost start/end, priority, credit...). One kind
+ * also tells the core something: `{ kind: "throttle", vcpu, value: 1 }` (or `"park"`, Xen's word)
+ * says the plugin holds a runnable vCPU back on purpose (a capped vCPU out of budget), and
+ * `value: 0` that it no longer does. The watchdog then does not take its wait for starvation,
+ * for up to the starvation bound's cap (60 s) more; its wait counts again from the moment the
+ * throttle is lifted.
+ */
 export interface PolicyEvent {
   /** Short event name, e.g. `"boost"`, `"credit"`, `"prio"`. */
   kind: string;
@@ -167,10 +180,12 @@ export interface SchedulerPlugin {
   pickNext(slot: SlotId, now: number): PickDecision | null;
   /**
    * The running or runnable vCPU halted (guest HLT with nothing pending): `ranNs` of guest time
-   * since its grant. `stolenNs` (0 when it was not running, and in the simulator) is the part
+   * since its grant (its guest-mode time; the core clamps it to the time it held the slot). `stolenNs` (0 when it was not running, and in the simulator) is the part
    * of the time since its grant during which other host threads held its EMT's CPU: the
    * vCPU's thread was runnable and not running (steal, in virtualisation terms). Xen charges a
-   * vCPU for the time it held its pCPU (`now` minus the grant); on a host, subtract the steal.
+   * vCPU for the time it held its pCPU (`now` minus the grant); on a host, subtract the steal:
+   * that is what the built-in policies charge (Xen's meaning: time held, less steal), while
+   * `ranNs` says how much of it the guest itself ran (the rest is exits and hand-offs).
    *
    * @example Charge the time it ran, and forget it until it wakes
    * ```ts

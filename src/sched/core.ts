@@ -57,6 +57,7 @@ import {
   type EjectInfo,
   type EjectReason,
   PolicyFault,
+  STARVATION_CAP_NS,
   type StarvationBound,
   Watchdog,
   type WatchdogOptions,
@@ -337,6 +338,13 @@ export interface CoreStats {
 export const RESERVED_MAX_NS = 900_000_000;
 const RESERVED_WINDOW_NS = 1_000_000_000;
 
+/**
+ * How much longer the watchdog lets a throttled vCPU wait (a `"throttle"` or `"park"` policy
+ * event with value 1): the scaled bound's cap, so that a plugin cannot hide a forgotten vCPU for
+ * ever by calling it throttled.
+ */
+export const THROTTLE_GRACE_NS: number = STARVATION_CAP_NS;
+
 const HALTED = 0;
 const RUNNABLE = 1;
 const RUNNING = 2;
@@ -355,6 +363,10 @@ class VcpuRec {
   generation = 0;
   /** The slot it is queued on (`queueNext`), or -1. */
   queuedOn = -1;
+  /** The plugin reported it throttled (`"throttle"` / `"park"` event, value not 0). */
+  throttled = false;
+  /** When it was last throttled or its throttle lifted (-Infinity: never). */
+  throttleMark = -Infinity;
   aheadGrants = 0;
   handedGrants = 0;
   wokenAt = -1;
@@ -979,6 +991,7 @@ export class SchedCore {
       vmVcpus: i.vmVcpus,
       params: { ...i.params },
       state: STATE_NAMES[v.state] as VcpuInfo["state"],
+      now: this.#now,
     };
     if (v.state === RUNNING) info.slot = v.slot;
     else if (v.queuedOn >= 0 && this.#slots[v.queuedOn].committed) {
@@ -991,8 +1004,18 @@ export class SchedCore {
 
   #events(): void {
     const evs = this.#port.takeEvents();
-    if (evs.length === 0 || !this.#onPolicyEvent) return;
-    for (const e of evs) this.#onPolicyEvent(e, this.#now);
+    if (evs.length === 0) return;
+    for (const e of evs) {
+      if ((e.kind === "throttle" || e.kind === "park") && e.vcpu !== undefined) {
+        // Parked by policy (a cap): the watchdog gives its wait THROTTLE_GRACE_NS more.
+        const v = this.#vcpus.get(e.vcpu);
+        if (v && v.throttled !== (e.value !== 0)) {
+          v.throttled = e.value !== 0;
+          v.throttleMark = this.#now; // a repeat does not move it
+        }
+      }
+      this.#onPolicyEvent?.(e, this.#now);
+    }
   }
 
   /** Runnable vCPUs: the ones waiting for a slot and the ones holding one. */
@@ -1003,7 +1026,10 @@ export class SchedCore {
   *#waitingVcpus(): Iterable<{ id: number; waitingSince: number }> {
     for (const v of this.#vcpus.values()) {
       if (v.state === RUNNABLE) {
-        yield { id: v.info.id, waitingSince: Math.max(v.since, this.#adoptedAt) };
+        // A vCPU the plugin throttles (parks by policy) is not starving: its wait counts from
+        // THROTTLE_GRACE_NS after the throttle, or from when it was lifted.
+        const mark = v.throttled ? v.throttleMark + THROTTLE_GRACE_NS : v.throttleMark;
+        yield { id: v.info.id, waitingSince: Math.max(v.since, this.#adoptedAt, mark) };
       }
     }
   }
