@@ -18,6 +18,7 @@
 import {
   DECISION_HOOK,
   decodeTrace,
+  GRANT_VIA,
   RUN_END_REASON,
   TRACE,
   type TraceData,
@@ -202,6 +203,8 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
   const names = new Map(data.vcpus.map((v) => [v.id, v]));
   const live = new Map<number, Live>();
   const slotRuns: SlotRun[][] = Array.from({ length: Math.max(0, data.slots) }, () => []);
+  /** Runs whose slot their EMT handed over itself: freed at the hand-off. */
+  const handedOver = new Set<SlotRun>();
   const slotLast: number[] = slotRuns.map(() => -Infinity);
   const decisions: Decision[] = [];
   const ejections: Ejection[] = [];
@@ -298,6 +301,15 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
           l.wokenAt = -1;
         }
         const from = slotOf(r.slot) ? Math.max(r.t, slotLast[r.slot]) : r.t;
+        if (r.reason === GRANT_VIA.handed && slotOf(r.slot)) {
+          // The leaving vCPU handed the slot over itself: it was freed then, not when the core
+          // heard of it (the `decision` record that follows).
+          const prev = slotRuns[r.slot][slotRuns[r.slot].length - 1];
+          if (prev && prev.vcpu !== r.vcpu) {
+            prev.freedAt = Math.min(Math.max(prev.end, prev.freedAt), from);
+            handedOver.add(prev);
+          }
+        }
         l.run = {
           slot: r.slot,
           vcpu: r.vcpu,
@@ -369,7 +381,7 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
         if (r.vcpu >= 0) {
           const l = live.get(r.vcpu);
           if (l?.freeing) {
-            l.freeing.freedAt = Math.max(r.t, l.freeing.end);
+            if (!handedOver.has(l.freeing)) l.freeing.freedAt = Math.max(r.t, l.freeing.end);
             l.freeing = null;
           }
         }
