@@ -72,8 +72,16 @@ for (const policy of ["credit.ts", "credit2.ts"]) {
       await withVmm({ plugin: plugin(policy), slots }, async (vmm) => {
         const t0 = performance.now();
         const vms = await spinners(vmm, ["a", "b", "c"], 2);
-        await sleep(1000);
         for (const vm of vms) await untilAdvanced(vm); // every vCPU ran: the slots went round
+        // The slots never stall: guest time grows in every window of 250 ms (a hand-off to an
+        // EMT that is never woken would hold a slot for ever), and every vCPU moves on again.
+        for (let w = 0; w < 8; w++) {
+          const g0 = vms.reduce((s, vm) => s + guestNs(vm), 0);
+          await sleep(250);
+          const g1 = vms.reduce((s, vm) => s + guestNs(vm), 0);
+          assert(g1 > g0, `no guest time at all in window ${w} (a stalled slot)`);
+        }
+        for (const vm of vms) await untilAdvanced(vm, iterations(vm));
         const wallNs = (performance.now() - t0) * 1e6;
         assert(
           vmm.guestModeHighWater <= slots,

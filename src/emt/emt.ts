@@ -319,7 +319,7 @@ export class Emt {
    * plugin chose the slot's next vCPU ahead (`queueNext`), this EMT hands the slot over itself:
    * it reports its leave, takes the queued choice from the slot's hand-off word, wakes the
    * chosen EMT on the slot's CPU, and only then rings the core's doorbell
-   * (`dispatch_table.ts`).
+   * (`dispatch_table.ts`), or not at all: see below.
    */
   #giveBack(type: SchedEventType): void {
     const sched = this.#sched!;
@@ -339,7 +339,10 @@ export class Emt {
       sched.post(type, ran, now, g.generation, stolen, false);
       const to = sched.handOff(g.slot, g.generation, now);
       if (to !== null) shim.shim_wake_on(this.#peerAt(to.emtAddress), to.cpu);
-      sched.ring();
+      // A hand-off made needs nothing from the core now: it reads the leave at its next wake-up
+      // (at the latest just after this slice's deadline), instead of taking the slot's CPU from
+      // the vCPU about to enter. A preemption's acknowledgement rings: a waker waits for it.
+      if (to === null || type === SCHED_EVENT.preempted) sched.ring();
       // After a slice end, preemption or yield the core still counts the vCPU runnable: the
       // next grant comes without asking. After a halt or leaving, it must ask again.
       this.#runnablePosted = type === SCHED_EVENT.sliceEnd || type === SCHED_EVENT.preempted ||

@@ -345,6 +345,9 @@ const RESERVED_WINDOW_NS = 1_000_000_000;
  */
 export const THROTTLE_GRACE_NS: number = STARVATION_CAP_NS;
 
+/** The longest gap between two looks for a hand-off whose holder is late leaving (ns). */
+const POLL_MAX_NS = 1_000_000;
+
 const HALTED = 0;
 const RUNNABLE = 1;
 const RUNNING = 2;
@@ -421,6 +424,13 @@ class SlotRec {
   voided = false;
   /** When the core may ask `queueNext` for it (Infinity: not until something changes). */
   aheadAt = Infinity;
+  /**
+   * When to look at the rings for its hand-off (just after the holder's deadline, while a choice
+   * is queued): a leaving EMT that handed the slot over does not wake the core.
+   */
+  pollAt = Infinity;
+  /** The current gap between polls (doubles while the hand-off is not seen). */
+  pollStep = 0;
   /** Its grant is reserved time; since when it is counted; the second (window) and its sum. */
   reserved = false;
   reservedAt = 0;
@@ -634,6 +644,7 @@ export class SchedCore {
         if (s.aheadAt < t && this.#aheadSlot(s)) t = s.aheadAt;
       }
     }
+    if (this.#queuedCount > 0) { for (const s of this.#slots) if (s.pollAt < t) t = s.pollAt; }
     const w = this.#watchdog.nextCheckAt();
     return w < t ? w : t;
   }
@@ -845,6 +856,13 @@ export class SchedCore {
   advance(now: number): SchedAction[] {
     this.#begin(now);
     const t = this.#now;
+    // The runtime read the rings before calling. A choice still queued past its poll: the holder
+    // is late leaving (or its EMT late reporting); look again, backing off to POLL_MAX_NS.
+    for (const s of this.#slots) {
+      if (s.pollAt > t) continue;
+      s.pollStep = Math.min(2 * s.pollStep, POLL_MAX_NS);
+      s.pollAt = s.queued ? t + s.pollStep : Infinity;
+    }
     if (t >= this.#tickAt) {
       this.#tickAt += this.#tickNs;
       if (this.#tickAt <= t) this.#tickAt = t + this.#tickNs;
@@ -1257,6 +1275,9 @@ export class SchedCore {
       s.queued = choice;
       s.committed = false;
       s.voided = false;
+      const deadline = this.#vcpus.get(s.vcpu)!.deadline;
+      s.pollStep = Math.max(this.#aheadDelayNs, 1);
+      s.pollAt = Math.max(deadline, now) + s.pollStep;
       v!.queuedOn = s.id;
       this.#queuedCount++;
     }
@@ -1275,6 +1296,7 @@ export class SchedCore {
     s.committed = false;
     s.voided = false;
     s.preemptAfterHandoff = false;
+    s.pollAt = Infinity;
   }
 
   #tellRevoked(c: QueuedChoice): void {
@@ -1320,6 +1342,7 @@ export class SchedCore {
     this.#queuedCount--;
     if (!s.committed && this.#dispatch.revoke(s.queued!) !== "handed") {
       s.queued = null;
+      s.pollAt = Infinity;
       s.aheadAt = this.#now + this.#aheadDelayNs;
       this.#revokedTotal++;
       return;

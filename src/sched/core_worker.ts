@@ -16,7 +16,9 @@
  * - A choice made ahead (the plugin's `queueNext`, asked `AHEAD_DELAY_NS` after a grant while
  *   vCPUs wait) is published in the slot's hand-off word (`dispatch_table.ts`): the EMT leaving
  *   the slot reports its leave, takes the choice, wakes the chosen EMT on the slot's CPU and
- *   only then rings the doorbell. The core, processing that leave, finds the choice taken (or
+ *   does not ring the doorbell (unless it was preempted): the core reads the leave at its next
+ *   wake-up, at the latest just after the leaving vCPU's deadline (the core's poll timer),
+ *   instead of taking slot 0's CPU from the vCPU about to enter. The core, processing that leave, finds the choice taken (or
  *   takes it itself and grants as above): either way the chosen vCPU holds the slot from the
  *   leave on. An event of a vCPU handed a slot is never processed before the leave that handed
  *   it (the leaving EMT's ring is read first).

@@ -159,10 +159,15 @@ export class DispatchTableEmt {
     const low = w & LOW;
     if (Number(w >> 32n) !== holderGen || low === 0n || (low & PENDING) !== 0n) return null;
     const gen = Number(low);
+    // Read the choice before taking it: once the word changes, the core may publish the next
+    // choice for this slot over these fields (it writes them only while nothing is queued, so
+    // a successful swap vouches for what was read).
+    const emtAddress = v.f[b / 8 + 1], sliceNs = v.f[b / 8 + 2];
+    const cpu = Atomics.load(v.i, b / 4 + 8);
     if (Atomics.compareExchange(v.w, b / 8, w, word(gen, 0n)) !== w) return null;
-    v.f[b / 8 + 3] = leftAt + v.f[b / 8 + 2];
+    v.f[b / 8 + 3] = leftAt + sliceNs;
     Atomics.store(v.i, b / 4 + 9, gen); // publishes the deadline
-    return { generation: gen, emtAddress: v.f[b / 8 + 1], cpu: Atomics.load(v.i, b / 4 + 8) };
+    return { generation: gen, emtAddress, cpu };
   }
 
   /**
