@@ -13,7 +13,7 @@
  *   hog's progress, the echo p99), each policy with and without deciding ahead.
  *
  * Options: `--rounds N` (default 3), `--seconds S` per measurement (default 2), `--scenario-seconds
- * S` (default 3), `--skip-scenarios`.
+ * S` (default 3), `--skip-handoff` (the first two parts), `--skip-scenarios`.
  */
 import { parseArgs } from "node:util";
 import { type Vm, Vmm } from "../mod.ts";
@@ -37,6 +37,7 @@ const args = parseArgs({
     seconds: { type: "string", default: "2" },
     "scenario-seconds": { type: "string", default: "3" },
     "skip-scenarios": { type: "boolean", default: false },
+    "skip-handoff": { type: "boolean", default: false },
   },
 });
 const rounds = Number(args.values.rounds);
@@ -56,61 +57,19 @@ for (
 
 const results: Record<string, unknown> = { date: new Date().toISOString() };
 
-// ------------------------------------------------------------------ hand-off against the floor
-console.log(
-  `== hand-off outside guest mode, 2 spinning VMs on 1 slot, rr 1 ms slices, ${rounds} rounds`,
-);
-const floor: number[] = [], off: number[] = [], on: number[] = [], onShare: number[] = [];
-const offDecision: number[] = [], onDecision: number[] = [];
-for (let r = 0; r < rounds; r++) {
-  const f = await benchHandoffFloor(seconds);
-  const a = await benchHandoff(seconds, undefined, "worker", { decideAhead: false, futex: false });
-  const b = await benchHandoff(seconds, undefined, "worker", { decideAhead: true, futex: false });
-  floor.push(f.floorNs);
-  off.push(a.handoffNs);
-  on.push(b.handoffNs);
-  offDecision.push(a.decisionNs);
-  onDecision.push(b.decisionNs);
-  onShare.push(b.handed / b.grants);
-  console.log(
-    `  round ${r + 1}: floor ${fmt(f.floorNs / 1e3)} us (${f.exits} exits); pickNext ${
-      fmt(a.handoffNs / 1e3)
-    } us (${a.grants} grants); ahead ${
-      fmt(b.handoffNs / 1e3)
-    } us (${b.grants} grants, ${b.handed} handed over)`,
-  );
-}
-const handoff = {
-  floorNs: median(floor),
-  pickNs: median(off),
-  aheadNs: median(on),
-  pickOverFloor: median(off.map((x, i) => x / floor[i])),
-  aheadOverFloor: median(on.map((x, i) => x / floor[i])),
-  aheadOverPick: median(on.map((x, i) => x / off[i])),
-  handedShare: median(onShare),
-  pickGiveBackToGrantNs: median(offDecision),
-  aheadGiveBackToGrantNs: median(onDecision),
-  rounds: { floor, off, on },
-};
-results.handoff = handoff;
-console.log(
-  `  median: floor ${fmt(handoff.floorNs / 1e3)} us; pickNext ${fmt(handoff.pickNs / 1e3)} us (${
-    fmt(handoff.pickOverFloor, 2)
-  }x floor); ahead ${fmt(handoff.aheadNs / 1e3)} us (${fmt(handoff.aheadOverFloor, 2)}x floor, ${
-    fmt(handoff.aheadOverPick, 2)
-  }x pickNext; goal <= 1.5x floor); give-back to grant ${
-    fmt(handoff.pickGiveBackToGrantNs / 1e3)
-  } -> ${fmt(handoff.aheadGiveBackToGrantNs / 1e3)} us`,
-);
-
-// ------------------------------------------------------------------ progress lost per hand-off
 /** Spin iterations/s and hand-offs/s of 2 VMs on 1 slot under rr with `sliceMs` slices. */
 async function spinPair(
   sliceMs: number,
   decideAhead: boolean,
 ): Promise<{ rate: number; h: number }> {
   const vmm = await Vmm.create({
-    scheduler: { plugin: RR, params: { slice_ms: sliceMs }, slots: 1, ratelimitUs: 0, decideAhead },
+    scheduler: {
+      plugin: RR,
+      params: { slice_ms: sliceMs },
+      slots: 1,
+      ratelimitUs: 0,
+      decideAhead,
+    },
   });
   try {
     const vms: Vm[] = [];
@@ -132,36 +91,93 @@ async function spinPair(
   }
 }
 
-console.log(`== guest progress lost per hand-off, rr 1 ms against 4 ms slices, ${rounds} rounds`);
-const lost: Record<string, number[]> = { pick: [], ahead: [] };
-for (let r = 0; r < rounds; r++) {
-  for (const ahead of [false, true]) {
-    const a = await spinPair(1, ahead), b = await spinPair(4, ahead);
-    const L = (b.rate - a.rate) / (a.h * b.rate - b.h * a.rate) * 1e9;
-    lost[ahead ? "ahead" : "pick"].push(L);
+// ------------------------------------------------------------------ hand-off against the floor
+if (!args.values["skip-handoff"]) {
+  console.log(
+    `== hand-off outside guest mode, 2 spinning VMs on 1 slot, rr 1 ms slices, ${rounds} rounds`,
+  );
+  const floor: number[] = [], off: number[] = [], on: number[] = [], onShare: number[] = [];
+  const offDecision: number[] = [], onDecision: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const f = await benchHandoffFloor(seconds);
+    const a = await benchHandoff(seconds, undefined, "worker", {
+      decideAhead: false,
+      futex: false,
+    });
+    const b = await benchHandoff(seconds, undefined, "worker", {
+      decideAhead: true,
+      futex: false,
+    });
+    floor.push(f.floorNs);
+    off.push(a.handoffNs);
+    on.push(b.handoffNs);
+    offDecision.push(a.decisionNs);
+    onDecision.push(b.decisionNs);
+    onShare.push(b.handed / b.grants);
     console.log(
-      `  round ${r + 1} ${ahead ? "ahead" : "pickNext"}: 1 ms ${fmt(a.rate / 1e6)} Mit/s at ${
-        fmt(a.h, 0)
-      } hand-offs/s, 4 ms ${fmt(b.rate / 1e6)} Mit/s at ${fmt(b.h, 0)}/s: ${
-        fmt(L / 1e3)
-      } us lost each`,
+      `  round ${r + 1}: floor ${fmt(f.floorNs / 1e3)} us (${f.exits} exits); pickNext ${
+        fmt(a.handoffNs / 1e3)
+      } us (${a.grants} grants); ahead ${
+        fmt(b.handoffNs / 1e3)
+      } us (${b.grants} grants, ${b.handed} handed over)`,
     );
   }
+  const handoff = {
+    floorNs: median(floor),
+    pickNs: median(off),
+    aheadNs: median(on),
+    pickOverFloor: median(off.map((x, i) => x / floor[i])),
+    aheadOverFloor: median(on.map((x, i) => x / floor[i])),
+    aheadOverPick: median(on.map((x, i) => x / off[i])),
+    handedShare: median(onShare),
+    pickGiveBackToGrantNs: median(offDecision),
+    aheadGiveBackToGrantNs: median(onDecision),
+    rounds: { floor, off, on },
+  };
+  results.handoff = handoff;
+  console.log(
+    `  median: floor ${fmt(handoff.floorNs / 1e3)} us; pickNext ${fmt(handoff.pickNs / 1e3)} us (${
+      fmt(handoff.pickOverFloor, 2)
+    }x floor); ahead ${fmt(handoff.aheadNs / 1e3)} us (${fmt(handoff.aheadOverFloor, 2)}x floor, ${
+      fmt(handoff.aheadOverPick, 2)
+    }x pickNext; goal <= 1.5x floor); give-back to grant ${
+      fmt(handoff.pickGiveBackToGrantNs / 1e3)
+    } -> ${fmt(handoff.aheadGiveBackToGrantNs / 1e3)} us`,
+  );
+
+  // ------------------------------------------------------------------ progress lost per hand-off
+
+  console.log(`== guest progress lost per hand-off, rr 1 ms against 4 ms slices, ${rounds} rounds`);
+  const lost: Record<string, number[]> = { pick: [], ahead: [] };
+  for (let r = 0; r < rounds; r++) {
+    for (const ahead of [false, true]) {
+      const a = await spinPair(1, ahead), b = await spinPair(4, ahead);
+      const L = (b.rate - a.rate) / (a.h * b.rate - b.h * a.rate) * 1e9;
+      lost[ahead ? "ahead" : "pick"].push(L);
+      console.log(
+        `  round ${r + 1} ${ahead ? "ahead" : "pickNext"}: 1 ms ${fmt(a.rate / 1e6)} Mit/s at ${
+          fmt(a.h, 0)
+        } hand-offs/s, 4 ms ${fmt(b.rate / 1e6)} Mit/s at ${fmt(b.h, 0)}/s: ${
+          fmt(L / 1e3)
+        } us lost each`,
+      );
+    }
+  }
+  const lostPerHandoff = {
+    pickNs: median(lost.pick),
+    aheadNs: median(lost.ahead),
+    rounds: lost,
+    aheadOverHandoff: median(lost.ahead) / handoff.aheadNs,
+  };
+  results.lostPerHandoff = lostPerHandoff;
+  console.log(
+    `  median: pickNext ${fmt(lostPerHandoff.pickNs / 1e3)} us, ahead ${
+      fmt(lostPerHandoff.aheadNs / 1e3)
+    } us of guest progress per hand-off (${
+      fmt(lostPerHandoff.aheadOverHandoff, 2)
+    }x its time outside guest mode; goal <= 2x)`,
+  );
 }
-const lostPerHandoff = {
-  pickNs: median(lost.pick),
-  aheadNs: median(lost.ahead),
-  rounds: lost,
-  aheadOverHandoff: median(lost.ahead) / handoff.aheadNs,
-};
-results.lostPerHandoff = lostPerHandoff;
-console.log(
-  `  median: pickNext ${fmt(lostPerHandoff.pickNs / 1e3)} us, ahead ${
-    fmt(lostPerHandoff.aheadNs / 1e3)
-  } us of guest progress per hand-off (${
-    fmt(lostPerHandoff.aheadOverHandoff, 2)
-  }x its time outside guest mode; goal <= 2x)`,
-);
 
 // ------------------------------------------------------------------ beside host
 if (!args.values["skip-scenarios"]) {
