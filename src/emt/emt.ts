@@ -318,8 +318,8 @@ export class Emt {
    * Gives the grant back (if one is held) reporting `type` and the guest ns it used. If the
    * plugin chose the slot's next vCPU ahead (`queueNext`), this EMT hands the slot over itself:
    * it reports its leave, takes the queued choice from the slot's hand-off word, wakes the
-   * chosen EMT on the slot's CPU, and only then rings the core's doorbell
-   * (`dispatch_table.ts`), or not at all: see below.
+   * chosen EMT on the slot's CPU (`dispatch_table.ts`), and does not ring the core's doorbell:
+   * the core reads the leave later (see below).
    */
   #giveBack(type: SchedEventType): void {
     const sched = this.#sched!;

@@ -231,8 +231,8 @@ export interface SchedulerPlugin {
    *
    * With it, the slot's next vCPU is known before the slot frees, so the EMT leaving guest mode
    * hands the slot straight to the chosen vCPU's EMT on the same host CPU (a grant record, then
-   * a wake), and only then tells the core: the core's and the sandbox's wake-ups and the
-   * decision leave the hand-off's critical path. The core checks the hand-off after the fact.
+   * a wake), and the core reads of it afterwards: the core's and the sandbox's wake-ups and
+   * the decision leave the hand-off's critical path. The core checks the hand-off after the fact.
    *
    * **When the core asks.** For a slot whose vCPU runs (not being preempted) and has nothing
    * queued, while some runnable vCPU waits that is not queued anywhere and no slot is idle;
