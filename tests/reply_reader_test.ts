@@ -76,8 +76,13 @@ function readAll(reader: ReplyReader, sent: SentRequest, kind: Kind) {
 function checkAnswer(kind: Kind, a: unknown): void {
   if (kind === "void") return assertEquals(a, undefined);
   if (kind === "init") {
-    const { tickNs, canExtend } = a as { tickNs: number; canExtend: boolean };
+    const { tickNs, canExtend, canQueue } = a as {
+      tickNs: number;
+      canExtend: boolean;
+      canQueue: boolean;
+    };
     assert(tickNs === 0 || (tickNs >= MIN_TICK_NS && Number.isFinite(tickNs)), `tickNs ${tickNs}`);
+    assert(typeof canQueue === "boolean");
     return assert(typeof canExtend === "boolean");
   }
   if (kind === "pick") {
@@ -313,6 +318,7 @@ const soundArb = fc.record({
   ),
   tickNs: fc.oneof(fc.constant(0), fc.integer({ min: MIN_TICK_NS, max: 1e9 })),
   canExtend: fc.boolean(),
+  canQueue: fc.boolean(),
   pick: fc.option(
     fc.record({
       vcpu: fc.integer({ min: -5, max: 1e6 }),
@@ -344,7 +350,9 @@ Deno.test("reply reader: what the sandbox writes is read back as written, never 
       const len = json === null ? 0 : writeJson(ch.repBytes, 0, json);
       if (c.fault === null) {
         const r = ch.reply;
-        if (c.kind === "init") [r[0], r[1]] = [c.tickNs, c.canExtend ? 1 : 0];
+        if (c.kind === "init") {
+          [r[0], r[1], r[2]] = [c.tickNs, c.canExtend ? 1 : 0, c.canQueue ? 1 : 0];
+        }
         if (c.kind === "pick") {
           if (c.pick === null) r[0] = 0;
           else [r[0], r[1], r[2]] = [c.pick.reserved ? 2 : 1, c.pick.vcpu, c.pick.sliceNs];
@@ -369,7 +377,7 @@ Deno.test("reply reader: what the sandbox writes is read back as written, never 
       if (c.fault !== null) return assertEquals(r.fault, { ...c.fault });
       const want = {
         void: undefined,
-        init: { tickNs: c.tickNs, canExtend: c.canExtend },
+        init: { tickNs: c.tickNs, canExtend: c.canExtend, canQueue: c.canQueue },
         pick: c.pick === null
           ? null
           : c.pick.reserved
