@@ -347,6 +347,8 @@ export const THROTTLE_GRACE_NS: number = STARVATION_CAP_NS;
 
 /** The longest gap between two looks for a hand-off whose holder is late leaving (ns). */
 const POLL_MAX_NS = 1_000_000;
+/** The first look for a hand-off comes this many `aheadDelayNs` after the holder's deadline. */
+const POLL_AFTER = 4;
 
 const HALTED = 0;
 const RUNNABLE = 1;
@@ -1276,7 +1278,9 @@ export class SchedCore {
       s.committed = false;
       s.voided = false;
       const deadline = this.#vcpus.get(s.vcpu)!.deadline;
-      s.pollStep = Math.max(this.#aheadDelayNs, 1);
+      // The first look comes once the hand-off at the deadline is over (the next vCPU in guest
+      // mode), so that the core, above it on slot 0's CPU, does not land in the middle of it.
+      s.pollStep = Math.max(POLL_AFTER * this.#aheadDelayNs, 1);
       s.pollAt = Math.max(deadline, now) + s.pollStep;
       v!.queuedOn = s.id;
       this.#queuedCount++;
