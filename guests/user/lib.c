@@ -125,12 +125,15 @@ __attribute__((noinline)) void work(u64 iterations) {
 
 /*
  * Iterations of work() that take `us` microseconds on this vCPU when it is not interrupted:
- * the best of 5 timed bursts of 200,000 iterations (about 55 us on these machines; a burst that
- * lost its CPU only looks slower).
+ * after a warm-up of about 1 ms (a vCPU that just booted or woke runs its first loops slower:
+ * once a second's work ran 53 % faster than a calibration without it), the best of 5 timed
+ * bursts of 1,000,000 iterations (about 0.3 ms each on these machines; a burst that lost its CPU
+ * only looks slower).
  */
 u64 calibrate_work(const struct env *e, u64 us) {
-	const u64 probe = 200000;
+	const u64 probe = 1000000;
 	u64 best = ~0UL;
+	work(4 * probe);
 	for (int k = 0; k < 5; k++) {
 		u64 t0 = rdtsc();
 		work(probe);
