@@ -213,7 +213,10 @@ for (
     const server = serve(new URL("../", import.meta.url), served);
     const dir = await Deno.makeTempDir();
     try {
-      const url = `http://127.0.0.1:${server.addr.port}/plugins/rr.ts`;
+      // A URL no run fetched before: a port the OS handed out before may still be in Deno's cache
+      // of remote modules, and the process sandbox's child (--cached-only) would then load the
+      // plugin from there and fetch nothing (it did once, the port of the Worker case before it).
+      const url = `http://127.0.0.1:${server.addr.port}/plugins/rr.ts?run=${crypto.randomUUID()}`;
       const host = `127.0.0.1:${server.addr.port}`;
       // In a subprocess with --no-lock, so that the random port does not end up in deno.lock.
       const script = `${dir}/remote.ts`;
