@@ -17,6 +17,7 @@
 import type { PolicyEvent, SchedParams, SchedulerPlugin } from "../sched/contract.ts";
 import { errorText, pluginFromModule, PluginLoadError } from "../sched/load.ts";
 import { LocalPolicy, type PortInit } from "../sched/policy_port.ts";
+import { macrotask } from "../sched/intrinsics.ts";
 import { freezeRealm, lockGlobals } from "../sched/realm.ts";
 import { runSimulation } from "./run.ts";
 import type { SimStart, SimWorkerReply } from "./sim_protocol.ts";
@@ -56,19 +57,6 @@ const faults = {
     return f;
   },
 };
-
-/** A macrotask turn: lets Deno dispatch `unhandledrejection` and finish async ops. */
-function turn(): Promise<void> {
-  return new Promise((resolve) => {
-    const ch = new MessageChannel();
-    ch.port2.onmessage = () => {
-      ch.port1.close();
-      ch.port2.close();
-      resolve();
-    };
-    ch.port1.postMessage(0);
-  });
-}
 
 let instances = 0;
 
@@ -127,7 +115,7 @@ self.onmessage = async (e: MessageEvent<SimStart>) => {
           if (++loaded === plugins) self.postMessage({ type: "loaded" });
           return port;
         },
-        drive: (engine) => engine.runYielding(turn, TURN_MS),
+        drive: (engine) => engine.runYielding(macrotask, TURN_MS),
       },
     );
     post({ type: "result", result, events });
