@@ -162,10 +162,7 @@ export class Credit2Scheduler implements SchedulerPlugin {
   #units = new Map<VcpuId, Unit>();
   #doms = new Map<string, Dom>();
   /** `rqd->runq`, ordered by credit (highest first). */
-  #runq: Unit[] = [];
-  #runqSeq = 0;
-  /** Join numbers of vCPUs put back in front of their equals (decreasing). */
-  #runqFrontSeq = 0;
+  #runq = new RunQueue();
   /** `rqd->max_weight`. */
   #maxWeight = 1;
   #capPeriod = CSCHED2_DEFAULT_CAP_PERIOD_MS * NS_PER_MS;
@@ -182,7 +179,7 @@ export class Credit2Scheduler implements SchedulerPlugin {
     }));
     this.#units.clear();
     this.#doms.clear();
-    this.#runq = [];
+    this.#runq = new RunQueue();
     this.#maxWeight = 1;
     this.#now = 0;
     const period = num(ctx.params.cap_period_ms, CSCHED2_DEFAULT_CAP_PERIOD_MS);
@@ -298,7 +295,7 @@ export class Credit2Scheduler implements SchedulerPlugin {
     this.#runqRemove(snext);
 
     // The end of an epoch: the best credit around is used up, so everyone is reset.
-    const head = this.#runq[0];
+    const head = this.#runq.head();
     const topCredit = head ? Math.max(snext.credit, head.credit) : snext.credit;
     if (topCredit <= CSCHED2_CREDIT_RESET) this.#resetCredit(now, snext);
 
@@ -321,7 +318,7 @@ export class Credit2Scheduler implements SchedulerPlugin {
     this.#now = now;
     const spc = this.#pcpus[slot];
     const curr = this.#units.get(running);
-    const head = this.#runq[0];
+    const head = this.#runq.head();
     if (!head || !curr || spc.curr !== curr || spc.next || curr.state !== "running") return null;
     if (this.#hasCap(curr) || this.#hasCap(head)) return null;
     // The current vCPU's credit when its slice ends: what it burns until its deadline.
@@ -340,7 +337,7 @@ export class Credit2Scheduler implements SchedulerPlugin {
     }
     if (snext !== head) return null;
     // A credit reset is decided when it is due (it depends on who runs then).
-    const second = this.#runq[1];
+    const second = this.#runq.at(1);
     const after = second && second.credit > atDeadline ? second.credit : atDeadline;
     if (Math.max(head.credit, after) <= CSCHED2_CREDIT_RESET) return null;
     this.#runqRemove(head);
@@ -494,7 +491,7 @@ export class Credit2Scheduler implements SchedulerPlugin {
       dom.budget = Math.min(dom.budget, dom.totBudget);
       this.#unparkAll(dom, now, resched);
     }
-    if (this.#runq.length > 0) {
+    if (this.#runq.size > 0) {
       this.#pcpus.forEach((p, cpu) => {
         if (!p.curr) resched.add(cpu);
       });
@@ -560,44 +557,21 @@ export class Credit2Scheduler implements SchedulerPlugin {
     this.#report("reset", undefined, reset);
     // No need to resort: everyone's order stays the same. Credits clipped to the same value
     // keep their order as queued: renumber them so.
-    for (const u of this.#runq) u.runqSeq = ++this.#runqSeq;
+    this.#runq.renumber();
   }
 
   // -------------------------------------------------------------------------------------------
   // Run queue (credit2.c:1437 runq_insert, 3384 runq_candidate, 3281 csched2_runtime)
   // -------------------------------------------------------------------------------------------
 
-  /**
-   * `runq_insert`: before the first vCPU with less credit (FIFO among equals; `first`: before
-   * its equals, for a choice made ahead coming back). The queue is ordered by credit (highest
-   * first), then by when each joined, so both ends of a change are a binary search (credit2.c
-   * walks the list: fine for a few vCPUs per run queue, not thousands).
-   */
+  /** `runq_insert` (see {@linkcode RunQueue.insert}). */
   #runqInsert(u: Unit, first = false): void {
-    const q = this.#runq;
-    let lo = 0, hi = q.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (first ? q[mid].credit > u.credit : q[mid].credit >= u.credit) lo = mid + 1;
-      else hi = mid;
-    }
-    // In front of its equals: a join number below every one given so far.
-    u.runqSeq = first ? --this.#runqFrontSeq : ++this.#runqSeq;
-    q.splice(lo, 0, u);
+    this.#runq.insert(u, first);
     u.onRunq = true;
   }
 
   #runqRemove(u: Unit): void {
-    const q = this.#runq;
-    let lo = 0, hi = q.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      const v = q[mid];
-      if (v.credit > u.credit || (v.credit === u.credit && v.runqSeq < u.runqSeq)) lo = mid + 1;
-      else hi = mid;
-    }
-    if (q[lo] === u) q.splice(lo, 1);
-    else remove(q, u); // not where its keys say: cannot happen, but never lose track of it
+    this.#runq.remove(u);
     u.onRunq = false;
   }
 
@@ -616,8 +590,8 @@ export class Credit2Scheduler implements SchedulerPlugin {
     // In queue order. Only a vCPU that fails to get budget leaves the queue meanwhile (parked):
     // then the next one has taken its place.
     const q = this.#runq;
-    for (let i = 0; i < q.length; i++) {
-      const svc = q[i];
+    for (let i = 0; i < q.size; i++) {
+      const svc = q.at(i)!;
       if (svc === scurr) continue;
       // Nobody further down has more credit than what we have (unless we yielded).
       if (!(yielded && snext === scurr) && svc.credit <= snextCredit()) break;
@@ -647,7 +621,7 @@ export class Credit2Scheduler implements SchedulerPlugin {
    * `csched2_runtime`: run until our credit falls to the next waiting vCPU's (or to 0), within
    * [max(`CSCHED2_MIN_TIMER`, rate limit), `CSCHED2_MAX_TIMER`], and within the cap budget.
    */
-  #runtime(snext: Unit, waitingCredit = this.#runq[0]?.credit ?? 0): number {
+  #runtime(snext: Unit, waitingCredit = this.#runq.head()?.credit ?? 0): number {
     const minTime = this.#minRuntime();
     let rtCredit = snext.credit;
     const swaitCredit = waitingCredit > 0 ? waitingCredit : 0;
@@ -817,6 +791,76 @@ export class Credit2Scheduler implements SchedulerPlugin {
 function num(v: number | string | boolean | undefined, dflt: number): number {
   const n = typeof v === "string" ? Number(v) : typeof v === "number" ? v : NaN;
   return Number.isFinite(n) ? n : dflt;
+}
+
+/**
+ * `rqd->runq`: runnable vCPUs by credit (highest first), then by when each joined (FIFO among
+ * equals). credit2.c walks a list, fine for a few vCPUs per run queue, not thousands: here both
+ * ends of a change are a binary search. The array is kept in reverse (the head last), so that
+ * what changes most, the head taken and a choice made ahead put back in front, moves nothing.
+ */
+class RunQueue {
+  /** Lowest priority first: `#a[#a.length - 1]` is the head. */
+  #a: Unit[] = [];
+  #seq = 0;
+  /** Join numbers of vCPUs put back in front of their equals (decreasing). */
+  #frontSeq = 0;
+
+  get size(): number {
+    return this.#a.length;
+  }
+
+  /** The `i`-th in queue order (0: the head). */
+  at(i: number): Unit | undefined {
+    return this.#a[this.#a.length - 1 - i];
+  }
+
+  head(): Unit | undefined {
+    return this.#a[this.#a.length - 1];
+  }
+
+  /** In queue order. */
+  *[Symbol.iterator](): IterableIterator<Unit> {
+    for (let i = this.#a.length - 1; i >= 0; i--) yield this.#a[i];
+  }
+
+  /**
+   * `runq_insert`: before the first vCPU with less credit, behind its equals (`first`: in front
+   * of them, for a choice made ahead coming back).
+   */
+  insert(u: Unit, first: boolean): void {
+    u.runqSeq = first ? --this.#frontSeq : ++this.#seq;
+    const i = this.#slot(u);
+    if (i === this.#a.length) this.#a.push(u);
+    else this.#a.splice(i, 0, u);
+  }
+
+  remove(u: Unit): void {
+    const q = this.#a;
+    let i = this.#slot(u);
+    if (q[i] !== u) i = q.indexOf(u); // not where its keys say: cannot happen, but never lose it
+    if (i < 0) return;
+    if (i === q.length - 1) q.pop();
+    else q.splice(i, 1);
+  }
+
+  /** Equal credits keep their order as queued: numbered so again (after a credit reset). */
+  renumber(): void {
+    for (let i = this.#a.length - 1; i >= 0; i--) this.#a[i].runqSeq = ++this.#seq;
+  }
+
+  /** Where `u` goes in the reversed array: after everything that queues behind it. */
+  #slot(u: Unit): number {
+    const q = this.#a;
+    let lo = 0, hi = q.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const v = q[mid];
+      if (v.credit < u.credit || (v.credit === u.credit && v.runqSeq > u.runqSeq)) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
 }
 
 function remove<T>(list: T[], x: T): void {
