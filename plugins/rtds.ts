@@ -134,6 +134,11 @@ export class RtdsScheduler implements SchedulerPlugin {
   readonly name = "rtds";
   /** The replenishment tick (param `tick_us`). */
   tickNs = DEFAULT_TICK_US * NS_PER_US;
+  /**
+   * No rate limit: a wake or replenishment with an earlier deadline preempts at once. rt.c has
+   * none (`sched_ratelimit_us` is credit's and credit2's), and a deadline cannot wait for one.
+   */
+  readonly ratelimit = false;
 
   #ctx: SchedContext | null = null;
   #pcpus: Pcpu[] = [];

@@ -76,11 +76,13 @@ function readAll(reader: ReplyReader, sent: SentRequest, kind: Kind) {
 function checkAnswer(kind: Kind, a: unknown): void {
   if (kind === "void") return assertEquals(a, undefined);
   if (kind === "init") {
-    const { tickNs, canExtend, canQueue } = a as {
+    const { tickNs, canExtend, canQueue, ratelimit } = a as {
       tickNs: number;
       canExtend: boolean;
       canQueue: boolean;
+      ratelimit: boolean;
     };
+    assert(typeof ratelimit === "boolean");
     assert(tickNs === 0 || (tickNs >= MIN_TICK_NS && Number.isFinite(tickNs)), `tickNs ${tickNs}`);
     assert(typeof canQueue === "boolean");
     return assert(typeof canExtend === "boolean");
@@ -319,6 +321,7 @@ const soundArb = fc.record({
   tickNs: fc.oneof(fc.constant(0), fc.integer({ min: MIN_TICK_NS, max: 1e9 })),
   canExtend: fc.boolean(),
   canQueue: fc.boolean(),
+  ratelimit: fc.boolean(),
   pick: fc.option(
     fc.record({
       vcpu: fc.integer({ min: -5, max: 1e6 }),
@@ -351,7 +354,12 @@ Deno.test("reply reader: what the sandbox writes is read back as written, never 
       if (c.fault === null) {
         const r = ch.reply;
         if (c.kind === "init") {
-          [r[0], r[1], r[2]] = [c.tickNs, c.canExtend ? 1 : 0, c.canQueue ? 1 : 0];
+          [r[0], r[1], r[2], r[3]] = [
+            c.tickNs,
+            c.canExtend ? 1 : 0,
+            c.canQueue ? 1 : 0,
+            c.ratelimit ? 1 : 0,
+          ];
         }
         if (c.kind === "pick") {
           if (c.pick === null) r[0] = 0;
@@ -377,7 +385,12 @@ Deno.test("reply reader: what the sandbox writes is read back as written, never 
       if (c.fault !== null) return assertEquals(r.fault, { ...c.fault });
       const want = {
         void: undefined,
-        init: { tickNs: c.tickNs, canExtend: c.canExtend, canQueue: c.canQueue },
+        init: {
+          tickNs: c.tickNs,
+          canExtend: c.canExtend,
+          canQueue: c.canQueue,
+          ratelimit: c.ratelimit,
+        },
         pick: c.pick === null
           ? null
           : c.pick.reserved

@@ -114,6 +114,30 @@ Deno.test("core: ratelimit defers a preemption until the vCPU ran ratelimitNs", 
   assertEquals(core.advance(2_010_000), []); // cancelled: the slot changed hands
 });
 
+Deno.test("core: a plugin with ratelimit false is preempted at once (as Xen's RTDS)", () => {
+  const core = new SchedCore({
+    slots: 1,
+    policy: new LocalPolicy({ ...wakePreempts(0), ratelimit: false }),
+    ratelimitNs: MS,
+  });
+  core.addVcpu(vcpu(0), 0);
+  core.addVcpu(vcpu(1, "halted"), 0);
+  // Ran 0.3 ms < the 1 ms rate limit, and still preempted now.
+  assertEquals(core.wake(1, 0.3 * MS), [{ type: "preempt", vcpu: 0, slot: 0, generation: 1 }]);
+  assertEquals(core.stats().deferredPreemptions, 0);
+  // Anything but a boolean is refused at init.
+  for (const bad of [0, "no", null]) {
+    const p = new LocalPolicy({ ...wakePreempts(0), ratelimit: bad as unknown as boolean });
+    let err: unknown = null;
+    try {
+      p.init({ slots: 1, maxSliceNs: 100 * MS, ratelimitNs: MS });
+    } catch (e) {
+      err = e;
+    }
+    assert(err instanceof Error && /ratelimit must be a boolean/.test(err.message), String(err));
+  }
+});
+
 Deno.test("core: grant generations increase", () => {
   const core = new SchedCore({ slots: 2, policy: new LocalPolicy(rr) });
   const gens: number[] = [];

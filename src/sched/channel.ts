@@ -70,7 +70,7 @@ export const OP_DESCHED = 4;
 export const OP_PARAMS = 5;
 /** First opcode that needs an answer. */
 export const OP_ANSWERED = 16;
-/** `init(ctx)` (ctx JSON), answer: `[tickNs, hasExtendSlice]`. */
+/** `init(ctx)` (ctx JSON), answer: `[tickNs, hasExtendSlice, hasQueueNext, ratelimit]`. */
 export const OP_INIT = 16;
 /** `pickNext(a, b)`, answer: `[0]` (null) or `[1, vcpu, sliceNs]` (`[2, ...]`: reserved). */
 export const OP_PICK = 17;

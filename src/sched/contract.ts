@@ -329,6 +329,15 @@ export interface SchedulerPlugin {
   /** Period of `onTick` in ns (Xen credit: 10 ms); read once after `init`. */
   tickNs?: number;
   /**
+   * Whether the core holds the preemptions this plugin asks for (the slot `onWake` or `onTick`
+   * returns) to the context-switch rate limit (`SchedContext.ratelimitNs`, Xen's
+   * `sched_ratelimit_us`): a vCPU granted less than that ago runs until it has held its slot
+   * that long. `true` when absent, as Xen's credit and credit2 do; `false` preempts at once, as
+   * Xen's RTDS (`rt.c` has no rate limit: a deadline cannot wait for one). Read once after
+   * `init`; anything but a boolean or absent is invalid.
+   */
+  ratelimit?: boolean;
+  /**
    * Periodic accounting; return slots to reschedule (their vCPUs are preempted).
    *
    * @example Every 10 ms, preempt the slots whose vCPU is over its share

@@ -1464,7 +1464,7 @@ export class SchedCore {
     if (s.vcpu === -1) return; // an ejection while telling the plugin: the slot was refilled
     const v = this.#vcpus.get(s.vcpu)!;
     const ranFor = this.#now - v.runningSince;
-    if (ranFor < this.#ratelimitNs) {
+    if (ranFor < this.#ratelimitNs && this.#port.ratelimit) {
       // Xen credit's ratelimit: let it run ratelimitNs since its grant, then preempt.
       const at = v.runningSince + this.#ratelimitNs;
       if (s.deferredAt === Infinity) {

@@ -85,6 +85,14 @@ export function checkTickNs(plugin: SchedulerPlugin): number | string {
   return t;
 }
 
+/** Checks `ratelimit` (read after `init`): true when absent; a message when not a boolean. */
+export function checkRatelimit(plugin: SchedulerPlugin): boolean | string {
+  const r = plugin.ratelimit;
+  if (r === undefined) return true;
+  if (typeof r !== "boolean") return `ratelimit must be a boolean, got ${describe(r)}`;
+  return r;
+}
+
 /** A short description of a value for error messages. */
 export function describe(v: unknown): string {
   if (v === null) return "null";

@@ -28,6 +28,7 @@ import type {
 import {
   checkExtend,
   checkPick,
+  checkRatelimit,
   checkTick,
   checkTickNs,
   checkVoid,
@@ -82,6 +83,8 @@ export interface PolicyPort {
   readonly canExtend: boolean;
   /** Whether the plugin has `queueNext`: it decides ahead (known after `init`). */
   readonly canQueue: boolean;
+  /** Whether its preemptions wait for the rate limit (its `ratelimit`, known after `init`). */
+  readonly ratelimit: boolean;
   /** Who runs on the busy `slot` when `running` leaves it: a type-checked decision or null. */
   queueNext(slot: SlotId, running: VcpuId, now: number): PickDecision | null;
   /** The running vCPU's slice is about to end with nobody waiting: a new slice, or null. */
@@ -124,6 +127,7 @@ export class LocalPolicy implements PolicyPort {
   #plugin: SchedulerPlugin;
   #params: SchedParams;
   #tickNs = 0;
+  #ratelimit = true;
   #events: PolicyEvent[] = NO_EVENTS;
 
   /**
@@ -173,7 +177,10 @@ export class LocalPolicy implements PolicyPort {
     }
     const t = checkTickNs(p);
     if (typeof t === "string") throw new PolicyFault("invalid", "tickNs", t);
+    const r = checkRatelimit(p);
+    if (typeof r === "string") throw new PolicyFault("invalid", "ratelimit", r);
     this.#tickNs = t;
+    this.#ratelimit = r;
   }
 
   /** Calls `addVcpu` with a copy of `info`. */
@@ -270,6 +277,11 @@ export class LocalPolicy implements PolicyPort {
   /** Whether the plugin has `queueNext`. */
   get canQueue(): boolean {
     return typeof this.#plugin.queueNext === "function";
+  }
+
+  /** Whether the plugin's preemptions wait for the rate limit (its `ratelimit`, read at `init`). */
+  get ratelimit(): boolean {
+    return this.#ratelimit;
   }
 
   /** Calls `queueNext` and checks the type of its answer (null when the hook is absent). */

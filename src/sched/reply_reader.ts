@@ -261,16 +261,19 @@ export class ReplyReader {
   }
 
   /**
-   * `init`'s answer: the tick period and whether the plugin has `extendSlice` and `queueNext`.
+   * `init`'s answer: the tick period, whether the plugin has `extendSlice` and `queueNext`, and
+   * whether its preemptions wait for the rate limit.
    */
-  init(): { tickNs: number; canExtend: boolean; canQueue: boolean } {
+  init(): { tickNs: number; canExtend: boolean; canQueue: boolean; ratelimit: boolean } {
     const tickNs = this.#reply[0], ext = this.#reply[1], queue = this.#reply[2];
+    const rl = this.#reply[3];
     if (!(tickNs === 0 || (tickNs >= MIN_TICK_NS && tickNs < Infinity))) {
       throw this.#corrupt(`tickNs ${tickNs}`);
     }
     if (ext !== 0 && ext !== 1) throw this.#corrupt(`extendSlice flag ${ext}`);
     if (queue !== 0 && queue !== 1) throw this.#corrupt(`queueNext flag ${queue}`);
-    return { tickNs, canExtend: ext === 1, canQueue: queue === 1 };
+    if (rl !== 0 && rl !== 1) throw this.#corrupt(`ratelimit flag ${rl}`);
+    return { tickNs, canExtend: ext === 1, canQueue: queue === 1, ratelimit: rl === 1 };
   }
 
   /**

@@ -45,6 +45,7 @@ import type {
 import {
   checkExtend,
   checkPick,
+  checkRatelimit,
   checkTick,
   checkTickNs,
   checkVoid,
@@ -179,7 +180,10 @@ export function createBatchRunner(
             reply[0] = t;
             reply[1] = typeof plugin.extendSlice === "function" ? 1 : 0;
             reply[2] = typeof plugin.queueNext === "function" ? 1 : 0;
-            words = 3;
+            const r = checkRatelimit(plugin);
+            if (typeof r === "string") throw new HookFault("invalid", "ratelimit", r);
+            reply[3] = r ? 1 : 0;
+            words = 4;
             break;
           }
           case OP_PICK: {

@@ -78,6 +78,11 @@ export class WatchedPolicy implements PolicyPort {
     return this.#port.canQueue;
   }
 
+  /** Whether the plugin's preemptions wait for the rate limit. */
+  get ratelimit(): boolean {
+    return this.#port.ratelimit;
+  }
+
   /** Marks a call as started; raises a pending asynchronous fault instead. */
   #enter(): void {
     if (this.#faults.pending) {
