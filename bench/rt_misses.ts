@@ -5,6 +5,8 @@
  * misses and jobs, and each stretch of late jobs the trace shows with what made it late
  * (`src/trace/misses.ts`: waiting for a slot, steal, or the work itself). Prints runs with a
  * miss, misses per 10,000 jobs and every late stretch; writes `bench/results/rt_misses.json`.
+ * With `--traces DIR`, the trace of each run with a late stretch not the host's or the work's
+ * (`scheduler`, `edf`, `budget`, `vmm`) goes to `DIR/run-N.json`, for `mod.ts trace`.
  *
  * @module
  */
@@ -12,6 +14,7 @@ import { parseArgs } from "node:util";
 import { runScenarioKvm } from "../src/scenario/run_kvm.ts";
 import { loadScenario } from "../src/scenario/scenario.ts";
 import { analyzeTrace } from "../src/trace/summary.ts";
+import { writeTraceFile } from "../src/trace/write.ts";
 import { formatLateJobs, type LateJob, lateJobs, scenarioPeriods } from "../src/trace/misses.ts";
 import { type HostNoise, noiseGaps, probeHostNoise } from "./host_noise.ts";
 
@@ -71,6 +74,7 @@ if (import.meta.main) {
       runs: { type: "string" },
       seconds: { type: "string" },
       sched: { type: "string" },
+      traces: { type: "string" },
     },
   });
   const runs = Number(values.runs ?? 10), seconds = Number(values.seconds ?? 10);
@@ -98,7 +102,13 @@ if (import.meta.main) {
       seconds,
       scheduler: { traceRecords: 1 << 20 },
       beforeClose: async (vmm) => {
-        late = lateJobs(analyzeTrace(await vmm.scheduler!.trace()), periods);
+        const trace = await vmm.scheduler!.trace();
+        late = lateJobs(analyzeTrace(trace), periods);
+        const ours = late.some((j) => j.verdict !== "host" && j.verdict !== "work");
+        if (values.traces && ours) {
+          await Deno.mkdir(values.traces, { recursive: true });
+          await writeTraceFile(`${values.traces}/run-${i}.json`, trace);
+        }
       },
     });
     const run: RtRun = {

@@ -69,6 +69,24 @@ test("late jobs: one per cause, with who held the slot while it waited", () => {
   assertEquals(lateJobs(analyzeTrace(recorded()), new Map([["other", 10 * ms]])), []);
 });
 
+test("late jobs: the stretch from a vCPU's start to its first halt is its boot, not a job", () => {
+  const rec = new TraceRecorder(1024);
+  rec.nameVcpu({ id: 1, vm: "rt", index: 0 });
+  const t = (x: number) => T0 + x * ms;
+  const START = 4; // WAKE_SOURCE_NAME index of "start"
+  rec.record(TRACE.wake, t(0), 1, -1, 0, START);
+  rec.record(TRACE.grant, t(0), 1, 0, 20 * ms);
+  rec.record(TRACE.runEnd, t(15), 1, 0, 15 * ms, HALT, 0); // boot and calibration: 15 ms
+  rec.record(TRACE.wake, t(20), 1, -1, 0, TIMER);
+  rec.record(TRACE.grant, t(20), 1, 0, 20 * ms);
+  rec.record(TRACE.runEnd, t(32), 1, 0, 12 * ms, HALT, 0); // a job of 12 ms: late
+  const jobs = lateJobs(
+    analyzeTrace(rec.collect({ slots: 1, policy: "test" })),
+    new Map([["rt", 10 * ms]]),
+  );
+  assertEquals(jobs.map((j) => [j.startNs / ms, j.endNs / ms, j.verdict]), [[20, 32, "work"]]);
+});
+
 /**
  * Two rtds VMs on one slot, deadlines in the trace (`replenish` events): `a` (period 10 ms) waits
  * behind `b` twice, once while `b`'s deadline is earlier (EDF's order: the load's) and once while

@@ -4,7 +4,9 @@
  * A periodic guest job wakes on its timer at its release, runs its work and halts; a job that
  * is not done by the next release is late, and the guest goes on to the next job without
  * halting. So in the trace late jobs are a busy stretch (from a wake to the next halt) longer
- * than the period: about one late job for each release it spans (`jobs`). Within the stretch,
+ * than the period: about one late job for each release it spans (`jobs`). The stretch from a
+ * vCPU's start (its `start` wake) to its first halt is its boot and set-up, not a job, and is
+ * left out (the guest counts no miss for it). Within the stretch,
  * its time is accounted to what the vCPU lacked:
  *
  * - **waiting**: runnable with no slot, the scheduler's part (the policy's choice or the core);
@@ -184,6 +186,7 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
     const period = periods.get(tl.vcpu.vm);
     if (period === undefined) continue;
     const outOfBudget = budgetOut(tl.marks, a.end);
+    const startedAt = tl.marks.find((m) => m.kind === "wake" && m.source === "start")?.t;
     // Busy stretches: maximal runs of non-halted spans.
     let stretch: VcpuSpan[] = [];
     const flush = () => {
@@ -191,6 +194,7 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
       const s0 = stretch[0].start, s1 = stretch[stretch.length - 1].end;
       stretch = [];
       if (s1 - s0 <= period) return;
+      if (startedAt !== undefined && startedAt >= s0 && startedAt < s1) return; // boot
       const runs = slotRuns.filter((r) =>
         r.vcpu === tl.vcpu.id && overlap(r.start, r.end, s0, s1) > 0
       );
