@@ -14,8 +14,8 @@
  *   by its timer every 5 ms: no lost wake-up); the
  *   slots' busy time never exceeds slots x elapsed; no VM faulted.
  * - The report: every error seen, and how fast fds, threads and RSS grow over the run beyond
- *   what the number of live VMs explains (per hour, least squares after the first minute),
- *   which must be flat within noise.
+ *   what the EMT Workers alive explain (per hour, least squares after the first minute, with its
+ *   standard error, and over the second half alone), which must be flat within noise.
  *
  * Run: `deno run -A --unstable-worker-options bench/soak.ts [--minutes N] [--vms N] [--seed N]`
  * (`deno task bench:soak`). Writes `bench/results/soak.json`.
@@ -85,7 +85,10 @@ const dir = await Deno.makeTempDir({ prefix: "deno-vmm-soak-" });
 const api = await startApiServer(vmm, `${dir}/api.sock`);
 const client = new ApiClient(`${dir}/api.sock`);
 
-const live = new Map<string, { vm: Vm; workload: string; paused: boolean; touchedAt: number }>();
+const live = new Map<
+  string,
+  { vm: Vm; workload: string; paused: boolean; touchedAt: number; vcpus: number }
+>();
 let made = 0;
 const counts = { started: 0, stopped: 0, ended: 0, paused: 0, resumed: 0, params: 0, swaps: 0 };
 
@@ -94,14 +97,15 @@ async function churn(): Promise<void> {
   if (live.size < maxVms && (r < 0.35 || live.size < 4)) {
     const name = `s${made++}`;
     const workload = pick(WORKLOADS);
+    const vcpus = 1 + Math.floor(rand() * 4);
     const vm = await vmm.createVm({
       name,
-      vcpus: 1 + Math.floor(rand() * 4),
+      vcpus,
       memoryMiB: 8,
       cmdline: workload,
     });
     await vm.start();
-    live.set(name, { vm, workload, paused: false, touchedAt: performance.now() });
+    live.set(name, { vm, workload, paused: false, touchedAt: performance.now(), vcpus });
     counts.started++;
     return;
   }
@@ -148,6 +152,12 @@ interface Sample {
   threads: number;
   rssMb: number;
   vms: number;
+  /** Live vCPUs. */
+  vcpus: number;
+  /** EMT Workers alive: live vCPUs' and the idle pool's (each a thread, a V8 isolate). */
+  emts: number;
+  /** The main isolate's JavaScript heap in use, MB. */
+  heapMb: number;
 }
 const samples: Sample[] = [];
 const count = (path: string) => [...Deno.readDirSync(path)].length;
@@ -167,6 +177,9 @@ async function sample(): Promise<void> {
     threads: count("/proc/self/task"),
     rssMb: rssMb(),
     vms: live.size,
+    vcpus: [...live.values()].reduce((a, v) => a + v.vcpus, 0),
+    emts: [...live.values()].reduce((a, v) => a + v.vcpus, 0) + vmm.emtWorkers.idle,
+    heapMb: Deno.memoryUsage().heapUsed / 2 ** 20,
   });
   if (vmm.guestModeHighWater > slots) {
     error(`guest-mode high water ${vmm.guestModeHighWater} > ${slots} slots`);
@@ -230,7 +243,9 @@ while (performance.now() < end) {
       await sample();
       const last = samples.at(-1)!;
       console.log(
-        `${last.s.toFixed(0)} s: ${last.vms} VMs, ${last.fds} fds, ${last.threads} threads, ` +
+        `${
+          last.s.toFixed(0)
+        } s: ${last.vms} VMs, ${last.vcpus} vCPUs, ${last.emts} EMTs, ${last.fds} fds, ${last.threads} threads, ` +
           `${last.rssMb.toFixed(0)} MB RSS, ${errors.length} errors, ${ejections.length} ejections`,
       );
     }
@@ -242,38 +257,69 @@ while (performance.now() < end) {
 clearInterval(poller);
 const expectedEjections = Math.floor(swapIndex / 5);
 
+/** A slope per hour with its standard error. */
+interface Slope {
+  /** Growth per hour that the EMT Workers alive do not explain. */
+  perHour: number;
+  /** Its standard error: within noise when |perHour| < 2 x this. */
+  stdErr: number;
+  /** The same fit over the second half of the run only. */
+  secondHalfPerHour: number;
+}
+
 /**
- * The growth of `f` per hour that the number of live VMs does not explain: the time coefficient
- * of a least-squares fit `f = a + b x VMs + c x t` over the samples after the first minute (fds,
- * threads and memory go up and down with the VMs; a leak grows with time alone).
+ * The growth of `f` per hour that the EMT Workers alive do not explain: the time coefficient of
+ * a least-squares fit `f = a + b x EMTs + c x t` over the samples after the first minute (fds,
+ * threads and memory go up and down with the vCPUs and the idle pool; a leak grows with time
+ * alone), with its standard error, and the same over the second half of the run.
  */
-function slopePerHour(f: (s: Sample) => number): number {
+function slopePerHour(f: (s: Sample) => number): Slope {
+  const fit = (xs: Sample[]): { c: number; se: number } => {
+    const n = xs.length;
+    if (n < 5) return { c: NaN, se: NaN };
+    const mean = (g: (s: Sample) => number) => xs.reduce((a, s) => a + g(s), 0) / n;
+    const mt = mean((s) => s.s), mv = mean((s) => s.emts), my = mean(f);
+    let stt = 0, svv = 0, stv = 0, sty = 0, svy = 0;
+    for (const s of xs) {
+      const t = s.s - mt, v = s.emts - mv, y = f(s) - my;
+      stt += t * t;
+      svv += v * v;
+      stv += t * v;
+      sty += t * y;
+      svy += v * y;
+    }
+    const det = stt * svv - stv * stv;
+    const flatV = det === 0;
+    const c = flatV ? sty / stt : (sty * svv - svy * stv) / det;
+    const b = flatV ? 0 : (svy * stt - sty * stv) / det;
+    let sse = 0;
+    for (const s of xs) {
+      const r = (f(s) - my) - b * (s.emts - mv) - c * (s.s - mt);
+      sse += r * r;
+    }
+    const sigma2 = sse / Math.max(1, n - 3);
+    const se = Math.sqrt(sigma2 * (flatV ? 1 / stt : svv / det));
+    return { c, se };
+  };
   const xs = samples.filter((s) => s.s >= 60);
-  if (xs.length < 4) return NaN;
-  const n = xs.length;
-  const mean = (g: (s: Sample) => number) => xs.reduce((a, s) => a + g(s), 0) / n;
-  const mt = mean((s) => s.s), mv = mean((s) => s.vms), my = mean(f);
-  let stt = 0, svv = 0, stv = 0, sty = 0, svy = 0;
-  for (const s of xs) {
-    const t = s.s - mt, v = s.vms - mv, y = f(s) - my;
-    stt += t * t;
-    svv += v * v;
-    stv += t * v;
-    sty += t * y;
-    svy += v * y;
-  }
-  const det = stt * svv - stv * stv;
-  const c = det !== 0 ? (sty * svv - svy * stv) / det : sty / stt; // VMs constant: time alone
-  return c * 3600;
+  const all = fit(xs);
+  const half = fit(xs.filter((s) => s.s >= (minutes * 60) / 2));
+  return { perHour: all.c * 3600, stdErr: all.se * 3600, secondHalfPerHour: half.c * 3600 };
 }
 const slopes = {
-  fdsPerHour: slopePerHour((s) => s.fds),
-  threadsPerHour: slopePerHour((s) => s.threads),
-  rssMbPerHour: slopePerHour((s) => s.rssMb),
+  fds: slopePerHour((s) => s.fds),
+  threads: slopePerHour((s) => s.threads),
+  rssMb: slopePerHour((s) => s.rssMb),
+  heapMb: slopePerHour((s) => s.heapMb),
 };
+const fmtSlope = (x: Slope, unit = "") =>
+  `${x.perHour.toFixed(1)}${unit} +- ${x.stdErr.toFixed(1)} (second half ${
+    x.secondHalfPerHour.toFixed(1)
+  })`;
 if (ejections.length < expectedEjections) {
   error(`${ejections.length} ejections, ${expectedEjections} faulty plugins swapped in`);
 }
+const emtWorkers = vmm.emtWorkers;
 await vmm.close();
 await api.close();
 await Deno.remove(dir, { recursive: true });
@@ -288,7 +334,7 @@ const report = {
   errors,
   slopes,
   samples,
-  emtWorkers: vmm.emtWorkers,
+  emtWorkers,
 };
 await Deno.mkdir(new URL("bench/results/", ROOT), { recursive: true });
 await Deno.writeTextFile(
@@ -297,9 +343,10 @@ await Deno.writeTextFile(
 );
 console.log(
   `soak ${minutes} min: ${JSON.stringify(counts)}, ${polls} API polls, ${ejections.length} ` +
-    `ejections; slopes per hour: fds ${slopes.fdsPerHour.toFixed(1)}, threads ${
-      slopes.threadsPerHour.toFixed(1)
-    }, RSS ${slopes.rssMbPerHour.toFixed(1)} MB; EMT Workers ${JSON.stringify(vmm.emtWorkers)}; ` +
+    `ejections; slopes per hour: fds ${fmtSlope(slopes.fds)}, threads ${
+      fmtSlope(slopes.threads)
+    }, RSS ${fmtSlope(slopes.rssMb, " MB")}, main heap ${fmtSlope(slopes.heapMb, " MB")}; ` +
+    `EMT Workers ${JSON.stringify(emtWorkers)}; ` +
     `${errors.length} errors`,
 );
 for (const e of errors) console.log(`  ${e}`);
