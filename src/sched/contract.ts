@@ -235,7 +235,8 @@ export interface SchedulerPlugin {
    * the decision leave the hand-off's critical path. The core checks the hand-off after the fact.
    *
    * **When the core asks.** For a slot whose vCPU runs (not being preempted) and has nothing
-   * queued, while some runnable vCPU waits that is not queued anywhere and no slot is idle;
+   * queued, while some runnable vCPU waits that is not queued anywhere, no slot is idle and no
+   * slot is being preempted (its waker would otherwise be named for another slot);
    * a short while after the slot's grant (the KVM runtime waits about 50 µs, so the new vCPU
    * enters guest mode first), and again after a revocation. At most one choice per slot (a
    * local queue of depth 1).

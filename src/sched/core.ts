@@ -1232,8 +1232,17 @@ export class SchedCore {
     return s.vcpu !== -1 && s.queued === null && !s.preempting && s.deferredAt === Infinity;
   }
 
-  /** Asks `queueNext` for every slot that is due; validates and publishes the answers. */
+  /**
+   * Asks `queueNext` for every slot that is due; validates and publishes the answers. Not while
+   * a slot is being preempted (or will be, rate-limited): the plugin asked for that slot for a
+   * waiting vCPU, and a choice made for another slot now could take that very vCPU, leaving the
+   * preempted slot to someone else. Asked again once the preempted vCPU has left.
+   */
   #askAhead(now: number): void {
+    if (this.#slots.some((s) => s.preempting || s.deferredAt !== Infinity)) {
+      for (const s of this.#slots) if (s.aheadAt <= now) s.aheadAt = Infinity;
+      return;
+    }
     for (const s of this.#slots) {
       if (!this.#aheadOpen()) return;
       if (s.aheadAt > now || !this.#aheadSlot(s)) continue;
