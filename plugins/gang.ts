@@ -94,6 +94,11 @@ export class GangScheduler implements SchedulerPlugin {
 
   #ctx: SchedContext | null = null;
   #slots: (Unit | null)[] = [];
+  /**
+   * A vCPU handed a slot by its holder before this plugin took over (told `running` on a held
+   * slot, after the holder): it holds the slot once the holder's leave is reported.
+   */
+  #handed: (Unit | null)[] = [];
   #units = new Map<VcpuId, Unit>();
   /**
    * Runnable vCPUs by least recently run (`[lastSeq, id, unit]`), so that a backfill need not
@@ -118,6 +123,7 @@ export class GangScheduler implements SchedulerPlugin {
   init(ctx: SchedContext): void {
     this.#ctx = ctx;
     this.#slots = Array.from({ length: ctx.slots }, () => null);
+    this.#handed = Array.from({ length: ctx.slots }, () => null);
     this.#units.clear();
     this.#waiting = new WaitHeap();
     this.#gangs = [];
@@ -157,6 +163,10 @@ export class GangScheduler implements SchedulerPlugin {
       u.state = "running";
       u.slot = info.slot;
       this.#slots[info.slot] = u;
+    } else if (info.state === "running" && info.slot !== undefined) {
+      u.state = "running"; // handed the slot: never picked, it holds the slot after the holder
+      u.slot = info.slot;
+      this.#handed[info.slot] = u;
     } else if (info.state !== "halted") {
       this.#runnable(u);
     }
@@ -166,7 +176,10 @@ export class GangScheduler implements SchedulerPlugin {
   removeVcpu(id: VcpuId): void {
     const u = this.#units.get(id);
     if (!u) return;
-    this.#slots = this.#slots.map((s) => (s === u ? null : s));
+    this.#slots.forEach((s, slot) => {
+      if (s === u) this.#free(slot);
+    });
+    this.#handed = this.#handed.map((s) => (s === u ? null : s));
     remove(u.gang.units, u);
     if (u.gang.units.length === 0) {
       remove(this.#gangs, u.gang);
@@ -216,8 +229,15 @@ export class GangScheduler implements SchedulerPlugin {
     this.#now = now;
     const u = this.#units.get(vcpu);
     if (!u) return;
-    if (u.state === "running" && this.#slots[u.slot] === u) this.#slots[u.slot] = null;
+    if (u.state === "running" && this.#slots[u.slot] === u) this.#free(u.slot);
+    if (this.#handed[u.slot] === u) this.#handed[u.slot] = null;
     u.state = "halted";
+  }
+
+  /** `slot`'s holder left it: free, or held by the vCPU it was handed to. */
+  #free(slot: SlotId): void {
+    this.#slots[slot] = this.#handed[slot];
+    this.#handed[slot] = null;
   }
 
   /**
@@ -249,7 +269,7 @@ export class GangScheduler implements SchedulerPlugin {
     this.#now = now;
     const u = this.#units.get(vcpu);
     if (!u) return;
-    if (this.#slots[slot] === u) this.#slots[slot] = null;
+    if (this.#slots[slot] === u) this.#free(slot);
     this.#runnable(u);
   }
 

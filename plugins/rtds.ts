@@ -31,6 +31,14 @@
  * on the vCPU's pCPU; on a host V8's helper threads can, for up to a kernel tick). DEVIATION: among equal priorities the vCPU that ran least recently goes
  * first (see `#runqInsert`).
  *
+ * Deciding ahead (`queueNext`, deno-vmm's): while a vCPU runs and others wait, the run queue's
+ * head is named as the slot's next vCPU when `rt_schedule` will surely take it whenever the
+ * running vCPU leaves: the head comes before the running vCPU as it is now (so before it once its
+ * budget is burned too, or once it halts), and no deadline is due before the running vCPU's
+ * slice ends (a replenishment could change the order). The leaving EMT then hands the slot over
+ * itself. A wake, the tick and a parameter change take the choice back first (the core does),
+ * and it goes back to the run queue.
+ *
  * Replenishment: rt.c arms a timer at the earliest deadline (`repl_timer_handler`). Plugins have
  * no timers, so replenishments happen on the tick (`tickNs`, param `tick_us`, default 1000 us;
  * deadlines are multiples of the period from time 0, as in rt.c where the first deadline is
@@ -92,11 +100,16 @@ interface Unit {
   extratime: boolean;
   /** `RTDS_depleted`. */
   depleted: boolean;
-  state: "runnable" | "running" | "halted";
+  state: "runnable" | "running" | "queued" | "halted";
   slot: SlotId;
   /** On the run queue (`runq`) or the depleted queue. */
   queue: "runq" | "depletedq" | null;
   grantAt: number;
+  /** When its current slice ends (running), ns. */
+  sliceEnd: number;
+  /** Chosen ahead: the slice and reserved flag it was given, taken up at its hand-off. */
+  queuedSlice: number;
+  queuedReserved: boolean;
   /** When it was last granted a slot (-1: never): the tie-break among equal priorities. */
   lastRan: number;
   /** Run time of the current grant already accounted (burned, or forgiven by a replenishment). */
@@ -114,6 +127,8 @@ interface Unit {
 /** A slot. */
 interface Pcpu {
   curr: Unit | null;
+  /** The vCPU chosen ahead to take the slot when `curr` leaves it (`queueNext`). */
+  next: Unit | null;
   /** Time this slot was last tickled (`prv->tickled`), -1 if not. */
   tickledAt: number;
 }
@@ -166,7 +181,10 @@ export class RtdsScheduler implements SchedulerPlugin {
   /** `rt_init`. */
   init(ctx: SchedContext): void {
     this.#ctx = ctx;
-    this.#pcpus = Array.from({ length: ctx.slots }, () => ({ curr: null, tickledAt: -1 }));
+    this.#pcpus = Array.from(
+      { length: ctx.slots },
+      () => ({ curr: null, next: null, tickledAt: -1 }),
+    );
     this.#units.clear();
     this.#runq = new RunQueue();
     this.#depletedq = new Set();
@@ -193,6 +211,9 @@ export class RtdsScheduler implements SchedulerPlugin {
       slot: info.index % this.#pcpus.length,
       queue: null,
       grantAt: this.#now,
+      sliceEnd: 0,
+      queuedSlice: 0,
+      queuedReserved: false,
       lastRan: -1,
       chargedNs: 0,
       reserved: false,
@@ -208,6 +229,13 @@ export class RtdsScheduler implements SchedulerPlugin {
       u.state = "running";
       u.slot = info.slot;
       this.#pcpus[info.slot].curr = u;
+    } else if (info.state === "running" && info.slot !== undefined) {
+      // Handed the slot by its holder, whose leave is still to come (told after it).
+      u.state = "queued";
+      u.slot = info.slot;
+      u.queuedReserved = false;
+      u.queuedSlice = this.#slice(u);
+      this.#pcpus[info.slot].next = u;
     } else if (info.state !== "halted") {
       u.state = "runnable";
       this.#runqInsert(u);
@@ -220,7 +248,10 @@ export class RtdsScheduler implements SchedulerPlugin {
     const u = this.#units.get(id);
     if (!u) return;
     this.#qRemove(u);
-    for (const p of this.#pcpus) if (p.curr === u) p.curr = null;
+    for (const p of this.#pcpus) {
+      if (p.curr === u) this.#leave(p, this.#now);
+      if (p.next === u) p.next = null;
+    }
     this.#units.delete(id);
   }
 
@@ -253,6 +284,7 @@ export class RtdsScheduler implements SchedulerPlugin {
     const spc = this.#pcpus[slot];
     spc.tickledAt = -1;
     if (spc.curr) this.#desync(spc.curr, slot, now);
+    if (spc.next) this.#unqueue(spc.next); // the core takes choices back first; never lose one
     this.#replenish(now, new Set()); // a late timer: nothing to tickle, we are picking anyway
 
     const snext = this.#runq.head(); // runq_pick: every vCPU on the runq is runnable with budget
@@ -267,7 +299,58 @@ export class RtdsScheduler implements SchedulerPlugin {
     // Within its budget the vCPU runs on reserved time, which its EMT holds against the host's
     // other threads; extratime is best effort (DEVIATION: Xen's pCPU has no other threads).
     snext.reserved = this.#onReservedTime(snext);
-    return { vcpu: snext.id, sliceNs: this.#slice(snext), reserved: snext.reserved };
+    const sliceNs = this.#slice(snext);
+    snext.sliceEnd = now + sliceNs;
+    return { vcpu: snext.id, sliceNs, reserved: snext.reserved };
+  }
+
+  /**
+   * Deciding ahead: the run queue's head, if `rt_schedule` will take it whenever `running`
+   * leaves `slot` (see the module documentation).
+   */
+  queueNext(slot: SlotId, running: VcpuId, now: number): PickDecision | null {
+    this.#now = now;
+    const spc = this.#pcpus[slot];
+    const curr = this.#units.get(running);
+    const head = this.#runq.head();
+    if (!head || !curr || spc.curr !== curr || spc.next || curr.state !== "running") return null;
+    // A replenishment before the slot frees could reorder the queue: decide then.
+    if (this.#replq.size > 0 && this.#replq.minKey() <= Math.max(now, curr.sliceEnd)) return null;
+    // The head must beat the running vCPU as it is now: then also once its budget is burned
+    // (a lower level, or depleted), and if it halts the head is the pick anyway.
+    if (!before(head, curr)) return null;
+    this.#qRemove(head);
+    head.state = "queued";
+    head.slot = slot;
+    spc.next = head;
+    head.queuedReserved = this.#onReservedTime(head);
+    head.queuedSlice = this.#slice(head);
+    return { vcpu: head.id, sliceNs: head.queuedSlice, reserved: head.queuedReserved };
+  }
+
+  /** The vCPU running on `p` left it: the one chosen ahead, if any, runs there from `now`. */
+  #leave(p: Pcpu, now: number): void {
+    p.curr = null;
+    const next = p.next;
+    if (!next) return;
+    p.next = null;
+    next.state = "running";
+    next.grantAt = now;
+    next.lastRan = now;
+    next.chargedNs = 0;
+    next.reserved = next.queuedReserved;
+    next.sliceEnd = now + next.queuedSlice;
+    p.curr = next;
+  }
+
+  /** A choice made ahead comes back (revoked): into the run queue again, as it was. */
+  #unqueue(u: Unit): void {
+    for (const p of this.#pcpus) {
+      if (p.next === u) p.next = null;
+      if (p.curr === u) p.curr = null; // its hand-off was cancelled after all
+    }
+    u.state = "runnable";
+    if (!u.queue) this.#runqInsert(u);
   }
 
   /** `rt_unit_sleep` (+ the burn of `rt_schedule`): the budget is kept for later. */
@@ -277,8 +360,10 @@ export class RtdsScheduler implements SchedulerPlugin {
     if (!u) return;
     if (u.state === "running") {
       const p = this.#pcpus[u.slot];
-      if (p.curr === u) p.curr = null;
       this.#burnRan(u, this.#held(u, now, stolenNs));
+      if (p.curr === u) this.#leave(p, now);
+    } else if (u.state === "queued") {
+      for (const p of this.#pcpus) if (p.next === u) p.next = null;
     }
     this.#qRemove(u);
     u.state = "halted";
@@ -306,16 +391,17 @@ export class RtdsScheduler implements SchedulerPlugin {
     vcpu: VcpuId,
     slot: SlotId,
     _ranNs: number,
-    _reason: DescheduleReason,
+    reason: DescheduleReason,
     now: number,
     stolenNs = 0,
   ): void {
     this.#now = now;
     const u = this.#units.get(vcpu);
     if (!u) return;
+    if (reason === "revoked") return this.#unqueue(u); // chosen ahead, it never ran
     const p = this.#pcpus[slot];
-    if (p.curr === u) p.curr = null;
     if (u.state === "running") this.#burnRan(u, this.#held(u, now, stolenNs));
+    if (p.curr === u) this.#leave(p, now);
     u.state = "runnable";
     u.slot = slot;
     if (!u.queue) this.#runqInsert(u);
@@ -346,7 +432,9 @@ export class RtdsScheduler implements SchedulerPlugin {
     // From reserved time into extratime or back: a new grant, so that its EMT holds the CPU as
     // the time it runs on now allows (an extension keeps the grant's hold).
     if (u.reserved !== this.#onReservedTime(u)) return null;
-    return this.#slice(u);
+    const sliceNs = this.#slice(u);
+    u.sliceEnd = now + sliceNs;
+    return sliceNs;
   }
 
   /** Whether `u` runs on reserved time now: within its budget (level 0), `reserve` on. */
