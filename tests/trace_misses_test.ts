@@ -87,6 +87,45 @@ test("late jobs: the stretch from a vCPU's start to its first halt is its boot, 
   assertEquals(jobs.map((j) => [j.startNs / ms, j.endNs / ms, j.verdict]), [[20, 32, "work"]]);
 });
 
+test("late jobs: waiting while the core, woken by an event, was held off its CPU is the host's", () => {
+  const rec = new TraceRecorder(1024);
+  rec.nameVcpu({ id: 1, vm: "rt", index: 0 });
+  rec.nameVcpu({ id: 2, vm: "hog", index: 0 });
+  const t = (x: number) => T0 + x * ms;
+  rec.record(TRACE.wake, t(0), 2, -1, 0, TIMER);
+  rec.record(TRACE.grant, t(0), 2, 0, 30 * ms);
+  rec.record(TRACE.wake, t(10), 1, -1, 0, TIMER);
+  // The core handled rt's wake 12 ms late, 11 of them asleep (its thread held off its CPU).
+  rec.record(TRACE.coreLate, t(22), 1, -1, 12 * ms, 0, 11_000);
+  rec.record(TRACE.runEnd, t(25), 2, 0, 25 * ms, SLICE, 0);
+  rec.record(TRACE.grant, t(25), 1, 0, 10 * ms);
+  rec.record(TRACE.runEnd, t(27), 1, 0, 2 * ms, HALT, 0);
+  const a = analyzeTrace(rec.collect({ slots: 1, policy: "test" }));
+  assertEquals(a.coreLate, [{ at: t(10), vcpu: 1, lagNs: 12 * ms, asleepNs: 11 * ms }]);
+  const [job] = lateJobs(a, new Map([["rt", 10 * ms]]));
+  assertEquals([job.waitingNs, job.hostWaitNs, job.verdict], [15 * ms, 11 * ms, "host"]);
+  match(formatLateJobs([job]), /waited 15\.00 \(host held off 11\.00\)/);
+});
+
+test("late jobs: waiting behind a holder past its slice while its EMT's CPU was taken is the host's", () => {
+  const rec = new TraceRecorder(1024);
+  rec.nameVcpu({ id: 1, vm: "rt", index: 0 });
+  rec.nameVcpu({ id: 2, vm: "hog", index: 0 });
+  const t = (x: number) => T0 + x * ms;
+  rec.record(TRACE.wake, t(0), 2, -1, 0, TIMER);
+  rec.record(TRACE.grant, t(0), 2, 0, 1 * ms); // a 1 ms slice...
+  rec.record(TRACE.wake, t(2), 1, -1, 0, TIMER);
+  rec.record(TRACE.runEnd, t(12), 2, 0, 1 * ms, SLICE, 10_000); // ...left at 12, 10 ms stolen
+  rec.record(TRACE.grant, t(12), 1, 0, 10 * ms);
+  rec.record(TRACE.runEnd, t(14), 1, 0, 2 * ms, HALT, 0);
+  const [job] = lateJobs(
+    analyzeTrace(rec.collect({ slots: 1, policy: "test" })),
+    new Map([["rt", 10 * ms]]),
+  );
+  // Held off from the slice's end (1 ms) for its 10 ms of steal: 9 of rt's 10 ms of waiting.
+  assertEquals([job.waitingNs, job.hostWaitNs, job.verdict], [10 * ms, 9 * ms, "host"]);
+});
+
 /**
  * Two rtds VMs on one slot, deadlines in the trace (`replenish` events): `a` (period 10 ms) waits
  * behind `b` twice, once while `b`'s deadline is earlier (EDF's order: the load's) and once while

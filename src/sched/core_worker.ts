@@ -45,7 +45,7 @@ import {
   type CoreRequest,
   type PolicySpec,
 } from "./runtime_protocol.ts";
-import { GRANT_VIA, RUN_END_REASON, TRACE, TraceRecorder } from "../trace/events.ts";
+import { CORE_LATE_NS, GRANT_VIA, RUN_END_REASON, TRACE, TraceRecorder } from "../trace/events.ts";
 import { colocate } from "./affinity.ts";
 import { releaseThread } from "./host_threads.ts";
 import rr from "../../plugins/rr.ts";
@@ -166,6 +166,10 @@ class CoreThread {
     return this.#core.policyName;
   }
 
+  /** The loop's last sleep in `Atomics.wait` (from, to; ns): an event that came in it woke the core. */
+  #sleptFrom = -Infinity;
+  #sleptTo = -Infinity;
+
   #now(): number {
     const t = this.#shim.shim_now_f64();
     if (t > this.#lastNow) this.#lastNow = t;
@@ -272,6 +276,12 @@ class CoreThread {
       const t0 = performance.now();
       const before = core.vcpuState(id);
       const trace = this.#trace;
+      if (now - ev.at > CORE_LATE_NS) {
+        // Late: the part after the event came while the core slept is its wake-up (the host's);
+        // the rest the core was busy with earlier events or the plugin.
+        const asleep = ev.at >= this.#sleptFrom ? Math.max(0, this.#sleptTo - ev.at) : 0;
+        trace.record(TRACE.coreLate, now, id, -1, now - ev.at, 0, Math.round(asleep / 1e3));
+      }
       if (ev.type === SCHED_EVENT.runnable) {
         trace.record(TRACE.wake, ev.at, id, -1, 0, ev.ranNs); // reason: what woke it
       } else if (before?.state === "running") {
@@ -344,7 +354,11 @@ class CoreThread {
       }
       const next = this.#core.nextTimerAt();
       const waitMs = next === Infinity ? 1000 : (next - this.#now()) / 1e6;
-      if (waitMs > 0) Atomics.wait(this.#bell, DOORBELL.events, seen, waitMs);
+      if (waitMs > 0) {
+        this.#sleptFrom = this.#now();
+        Atomics.wait(this.#bell, DOORBELL.events, seen, waitMs);
+        this.#sleptTo = this.#now();
+      }
     }
   }
 

@@ -46,6 +46,7 @@ export const EVENT_NAMES: Record<number, string> = {
   [TRACE.policy]: "policy",
   [TRACE.vcpuAdd]: "vcpu-add",
   [TRACE.vcpuRemove]: "vcpu-remove",
+  [TRACE.coreLate]: "core-late",
 };
 
 const ms = (ns: number) => (ns / 1e6).toFixed(3);
@@ -102,6 +103,10 @@ function details(r: TraceRecord, data: TraceData, a: TraceAnalysis): string {
       return `${str(r.aux)} = ${r.value}`;
     case TRACE.vcpuAdd:
       return `vm ${str(r.aux) || a.vcpus.get(r.vcpu)?.vcpu.vm}, index ${r.value}`;
+    case TRACE.coreLate:
+      return `its event handled ${ms(r.value)} ms late, ${
+        ms(r.aux * 1e3)
+      } ms of it the core asleep`;
     default:
       return "";
   }

@@ -56,7 +56,17 @@ export const TRACE = {
   vcpuAdd: 9,
   /** A vCPU left. */
   vcpuRemove: 10,
+  /**
+   * The core handled an EMT's event (`vcpu`'s) more than {@linkcode CORE_LATE_NS} after it
+   * came: value = that lag, ns; aux = µs of it the core's thread spent asleep, woken by the event
+   * and not yet running (the host's part: nothing of deno-vmm runs above the core on its CPU);
+   * the rest it was busy with earlier work (deno-vmm's part).
+   */
+  coreLate: 11,
 } as const;
+
+/** The least lag of the core behind an EMT's event that the trace records (`coreLate`), ns. */
+export const CORE_LATE_NS = 200_000;
 
 /** A trace event type. */
 export type TraceType = typeof TRACE[keyof typeof TRACE];

@@ -12,13 +12,19 @@
  * - **waiting**: runnable with no slot, the scheduler's part (the policy's choice or the core);
  *   the slot runs of other vCPUs meanwhile say who had the slots;
  * - **steal**: other host threads took its EMT's CPU while it held a slot (the EMT's own count,
- *   `runEnd` records), the host's part;
+ *   `runEnd` records), the host's part; so is the waiting while the host held deno-vmm off a
+ *   CPU: the core's thread, woken by an EMT's event, not yet running (`coreLate` records:
+ *   nothing of deno-vmm runs above the core on its CPU, so only the kernel or the hypervisor
+ *   below can hold it off), or a slot's holder past its slice's end while its EMT's CPU was
+ *   taken (the run's steal, counted from the slice's end: its EMT could not leave);
  * - **vmm**: it held its slot, outside guest mode and not counted as steal: its EMT waking up
  *   after the grant, handling exits and devices, and V8's garbage collection or compiling on
  *   that thread (the trace cannot tell these apart);
  * - **work**: the guest itself ran longer than the period in guest mode (more work than fits).
  *
- * The verdict names the largest of waiting (`scheduler`), steal (`host`) and VMM time (`vmm`),
+ * The verdict names the largest of waiting (`scheduler`), steal and the waiting the host held off
+ * (`host`)
+ * and VMM time (`vmm`),
  * or `work` when the three together are under a tenth of the stretch (the guest had the CPU
  * nearly all along). Waiting is `budget` instead when most of it came after the vCPU's
  * reservation was used up: between a `depleted` or `extratime` policy event (rtds reports them)
@@ -55,6 +61,11 @@ export interface LateJob {
   lateNs: number;
   /** Runnable without a slot, ns, within the stretch. */
   waitingNs: number;
+  /**
+   * Of the waiting, while the host held deno-vmm off a CPU: the core's thread after an event woke
+   * it, or a slot's holder past its slice's end (its steal), ns.
+   */
+  hostWaitNs: number;
   /** Of the waiting, what came after its budget was used up (until its next replenishment). */
   budgetWaitNs: number;
   /**
@@ -160,6 +171,28 @@ function budgetOut(marks: VcpuMark[], end: number): [number, number][] {
   return out;
 }
 
+/**
+ * When the host held deno-vmm off a CPU, merged, in order: the core after an event woke it
+ * (`coreLate`), and each slot run past its slice's end for as long as its steal lasts.
+ */
+function hostWindows(a: TraceAnalysis): [number, number][] {
+  const ws: [number, number][] = [];
+  for (const c of a.coreLate) if (c.asleepNs > 0) ws.push([c.at, c.at + c.asleepNs]);
+  for (const r of a.slotRuns.flat()) {
+    const due = r.start + r.sliceNs;
+    if (!(r.end > due) || !(r.stolenNs > 0)) continue;
+    ws.push([due, Math.min(r.end, due + r.stolenNs)]);
+  }
+  ws.sort((x, y) => x[0] - y[0]);
+  const out: [number, number][] = [];
+  for (const [w0, w1] of ws) {
+    const last = out[out.length - 1];
+    if (last && w0 <= last[1]) last[1] = Math.max(last[1], w1);
+    else out.push([w0, w1]);
+  }
+  return out;
+}
+
 function overlap(a0: number, a1: number, b0: number, b1: number): number {
   return Math.max(0, Math.min(a1, b1) - Math.max(a0, b0));
 }
@@ -182,6 +215,7 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
   const labels = new Map([...a.vcpus.values()].map((t) => [t.vcpu.id, t.label]));
   const slotRuns = a.slotRuns.flat();
   const edf = new Map([...a.vcpus.values()].map((t) => [t.vcpu.id, new EdfOrder(t.marks, a.end)]));
+  const hostHeld = hostWindows(a);
   for (const tl of a.vcpus.values()) {
     const period = periods.get(tl.vcpu.vm);
     if (period === undefined) continue;
@@ -198,7 +232,7 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
       const runs = slotRuns.filter((r) =>
         r.vcpu === tl.vcpu.id && overlap(r.start, r.end, s0, s1) > 0
       );
-      let waitingNs = 0, heldNs = 0, budgetWaitNs = 0, inversionNs = 0;
+      let waitingNs = 0, heldNs = 0, budgetWaitNs = 0, inversionNs = 0, hostWaitNs = 0;
       const mine = edf.get(tl.vcpu.id)!;
       const heldBy: Record<string, number> = {};
       for (const sp of tl.spans) {
@@ -209,6 +243,7 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
         waitingNs += o;
         const w0 = Math.max(sp.start, s0), w1 = Math.min(sp.end, s1);
         for (const [b0, b1] of outOfBudget) budgetWaitNs += overlap(w0, w1, b0, b1);
+        for (const [c0, c1] of hostHeld) hostWaitNs += overlap(w0, w1, c0, c1);
         for (const r of slotRuns) {
           const ro = overlap(r.start, r.end, w0, w1);
           if (ro > 0 && r.vcpu !== tl.vcpu.id) {
@@ -229,13 +264,15 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
       const guestNs = runs.reduce((s, r) => s + r.ranNs * part(r), 0);
       const lateNs = s1 - s0 - period;
       const vmmNs = Math.max(0, heldNs - guestNs - stolenNs);
-      // A holder later in EDF's order on one slot while the waiter waited: at most the wait.
-      inversionNs = Math.min(inversionNs, waitingNs - budgetWaitNs);
+      // The core held off is the host's part of the wait; the scheduler's is the rest. A holder
+      // later in EDF's order on one slot while the waiter waited: at most that rest.
+      const schedWait = waitingNs - hostWaitNs;
+      inversionNs = Math.max(0, Math.min(inversionNs, schedWait - budgetWaitNs));
       const verdict = verdictOf(
-        waitingNs,
-        budgetWaitNs,
+        schedWait,
+        Math.min(budgetWaitNs, schedWait),
         mine.known ? inversionNs : null,
-        stolenNs,
+        stolenNs + hostWaitNs,
         vmmNs,
         s1 - s0,
       );
@@ -248,6 +285,7 @@ export function lateJobs(a: TraceAnalysis, periods: Map<string, number>): LateJo
         jobs: Math.floor((s1 - s0) / period),
         lateNs,
         waitingNs,
+        hostWaitNs,
         budgetWaitNs,
         inversionNs,
         heldNs,
@@ -277,10 +315,10 @@ export function formatLateJobs(jobs: LateJob[]): string {
     return `${(j.startNs / 1e9).toFixed(3)} s  ${j.vcpu}  ${j.jobs} late, busy ${
       ms(j.endNs - j.startNs)
     } ms (period ${ms(j.periodNs)}): waited ${ms(j.waitingNs)}${
-      j.budgetWaitNs > 0 ? ` (out of budget ${ms(j.budgetWaitNs)})` : ""
-    }${j.inversionNs > 0 ? ` (behind later deadlines ${ms(j.inversionNs)})` : ""}${
-      who ? ` [slots: ${who}]` : ""
-    }, held ${ms(j.heldNs)} of which ` +
+      j.hostWaitNs > 0 ? ` (host held off ${ms(j.hostWaitNs)})` : ""
+    }${j.budgetWaitNs > 0 ? ` (out of budget ${ms(j.budgetWaitNs)})` : ""}${
+      j.inversionNs > 0 ? ` (behind later deadlines ${ms(j.inversionNs)})` : ""
+    }${who ? ` [slots: ${who}]` : ""}, held ${ms(j.heldNs)} of which ` +
       `stolen ${ms(j.stolenNs)}, vmm ${ms(j.vmmNs)}, guest ${ms(j.guestNs)}  -> ${j.verdict}`;
   }).join("\n");
 }

@@ -110,6 +110,18 @@ export interface Ejection {
   reason: string;
 }
 
+/** The core handled an EMT's event late (`coreLate`). */
+export interface CoreLate {
+  /** When the event came (the EMT's time), ns. */
+  at: number;
+  /** The event's vCPU. */
+  vcpu: number;
+  /** How long after it the core handled it, ns. */
+  lagNs: number;
+  /** Of the lag, what the core's thread spent asleep after the event woke it, ns. */
+  asleepNs: number;
+}
+
 /** A policy event with no vCPU. */
 export interface PolicyEventMark {
   /** Time, ns. */
@@ -170,6 +182,8 @@ export interface TraceAnalysis {
   ejections: Ejection[];
   /** Policy events not tied to a vCPU. */
   policyEvents: PolicyEventMark[];
+  /** Events the core handled late, by when they came. */
+  coreLate: CoreLate[];
   /** The records sorted by time (stable). */
   sorted: TraceRecord[];
 }
@@ -209,6 +223,7 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
   const decisions: Decision[] = [];
   const ejections: Ejection[] = [];
   const policyEvents: PolicyEventMark[] = [];
+  const coreLate: CoreLate[] = [];
   const str = (id: number) => data.strings[id] ?? `#${id}`;
 
   const get = (id: number, t: number): Live => {
@@ -395,6 +410,14 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
       case TRACE.eject:
         ejections.push({ t: r.t, reason: str(r.aux) });
         break;
+      case TRACE.coreLate:
+        coreLate.push({
+          at: r.t - r.value,
+          vcpu: r.vcpu,
+          lagNs: r.value,
+          asleepNs: Math.min(r.value, r.aux * 1e3),
+        });
+        break;
       case TRACE.policy:
         if (r.vcpu >= 0) {
           get(r.vcpu, r.t).tl.marks.push({
@@ -448,6 +471,7 @@ export function analyzeTrace(data: TraceData): TraceAnalysis {
     decisions,
     ejections,
     policyEvents,
+    coreLate: coreLate.sort((x, y) => x.at - y.at),
     sorted,
   };
 }
