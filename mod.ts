@@ -68,7 +68,19 @@ export {
   type ReplayVmComparison,
 } from "./src/trace/replay.ts";
 export type { DemandNotes, HostCosts, TraceDemand, VmDemand } from "./src/trace/demand.ts";
-export type { CostSeries, ReplayBurst, ReplayWake } from "./src/sim/types.ts";
+export type {
+  AttackerWorkload,
+  CostSeries,
+  EchoWorkload,
+  IpiWorkload,
+  LockWorkload,
+  PeriodicWorkload,
+  ReplayBurst,
+  ReplayWake,
+  ReplayWorkload,
+  SpinWorkload,
+  Workload,
+} from "./src/sim/types.ts";
 export { type ApiServer, ApiSocketError, startApiServer } from "./src/api/server.ts";
 export {
   ApiClient,
@@ -98,6 +110,8 @@ export { type CompareReport, compareReport } from "./src/compare/report.ts";
 export type { GoalCheck, PluginVerdict, ScenarioVerdict } from "./src/compare/verdict.ts";
 export type { Cdf } from "./src/compare/cdf.ts";
 export type { ScenarioGoal } from "./src/scenario/goal.ts";
+export type { Scenario, ScenarioVm, ScenarioWorkload } from "./src/scenario/scenario.ts";
+export type { ScenarioResult, VmOutcome } from "./src/scenario/result.ts";
 export type { SchedStats, VcpuSchedStats } from "./src/sched/runtime_protocol.ts";
 export type { EjectInfo, EjectReason } from "./src/sched/watchdog.ts";
 
