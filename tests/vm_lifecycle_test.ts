@@ -128,18 +128,22 @@ test("a VM's EMT Workers run the next VM's vCPUs: reused, on their same threads,
   await requireKernel();
   const vmm = await Vmm.create();
   try {
-    const first = await vmm.createVm({ name: "first", vcpus: 2, kernel: KERNEL });
+    // Every vCPU spins for 1 s, so its EMT is still bound (its thread id published) when read:
+    // a hello VM can end, and its EMTs unbind, before start() returns on a loaded host.
+    const SPIN = "workload=spin seconds=1";
+    const first = await vmm.createVm({ name: "first", vcpus: 2, kernel: KERNEL, cmdline: SPIN });
     await first.start();
     const firstTids = first.emtThreadIds();
+    assertEquals(firstTids.filter((t) => t > 0).length, 2, `bound: ${firstTids}`);
     assertEquals(await first.wait(), { kind: "exit", status: 0 });
     await vmm.closeVm("first");
     assertEquals(vmm.emtWorkers, { created: 2, reused: 0, idle: 2 });
     // The next VM, with more vCPUs than are idle: two reused, one new; every vCPU comes up.
-    const next = await vmm.createVm({ name: "next", vcpus: 3, kernel: KERNEL });
+    const next = await vmm.createVm({ name: "next", vcpus: 3, kernel: KERNEL, cmdline: SPIN });
     await next.start();
     const nextTids = next.emtThreadIds();
     assertEquals(await next.wait(), { kind: "exit", status: 0 });
-    assert(next.consoleText().includes("hello from vcpu 2 of 3"), next.consoleText());
+    assert(next.consoleText().includes("on 3 vcpus"), next.consoleText());
     assertEquals(vmm.emtWorkers, { created: 3, reused: 2, idle: 3 });
     assertEquals(nextTids.filter((t) => firstTids.includes(t)).length, 2, "same threads");
     // A VM that faults gives its Workers back too, and they run a VM after it.
