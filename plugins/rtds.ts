@@ -34,8 +34,9 @@
  * Deciding ahead (`queueNext`, deno-vmm's): while a vCPU runs and others wait, the run queue's
  * head is named as the slot's next vCPU when `rt_schedule` will surely take it whenever the
  * running vCPU leaves: the head comes before the running vCPU as it is now (so before it once its
- * budget is burned too, or once it halts), and no deadline is due before the running vCPU's
- * slice ends (a replenishment could change the order). The leaving EMT then hands the slot over
+ * budget is burned too, or once it halts), no deadline is due before the running vCPU's slice
+ * ends (a replenishment could change the order), and no other slot's slice ends sooner (that
+ * slot would take the head first). The leaving EMT then hands the slot over
  * itself. A wake, the tick and a parameter change take the choice back first (the core does),
  * and it goes back to the run queue.
  *
@@ -316,6 +317,13 @@ export class RtdsScheduler implements SchedulerPlugin {
     if (!head || !curr || spc.curr !== curr || spc.next || curr.state !== "running") return null;
     // A replenishment before the slot frees could reorder the queue: decide then.
     if (this.#replq.size > 0 && this.#replq.minKey() <= Math.max(now, curr.sliceEnd)) return null;
+    // Another slot whose slice ends first would take the head then: never bind it to a slot
+    // held longer (it would wait behind that holder while the other slot changed hands).
+    for (const p of this.#pcpus) {
+      if (p !== spc && p.curr && p.curr.state === "running" && p.curr.sliceEnd < curr.sliceEnd) {
+        return null;
+      }
+    }
     // The head must beat the running vCPU as it is now: then also once its budget is burned
     // (a lower level, or depleted), and if it halts the head is the pick anyway.
     if (!before(head, curr)) return null;

@@ -573,3 +573,25 @@ function randomRun(
   const busy = s.slots.reduce((a, x) => a + x.busyNs, 0);
   assertEquals(busy, s.vcpus.reduce((a, v) => a + v.slotNs, 0));
 }
+
+Deno.test("ahead: rtds names the head only for the slot whose slice ends first", () => {
+  const p = new RtdsScheduler();
+  p.init({ slots: 2, params: {}, maxSliceNs: 100 * MS, ratelimitNs: 0, report: () => {} });
+  const info = (id: number, budget: number): VcpuInfo => ({
+    id,
+    vm: `v${id}`,
+    index: 0,
+    vmVcpus: 1,
+    params: { period_ms: 50, budget_ms: budget },
+    state: "runnable",
+  });
+  // vCPU 0 gets a 7 ms slice on slot 0, vCPU 1 a 1 ms slice on slot 1; vCPU 2 waits.
+  p.addVcpu(info(0, 7));
+  p.addVcpu(info(1, 1));
+  p.addVcpu(info(2, 3));
+  assertEquals(p.pickNext(0, 0)?.vcpu, 0);
+  assertEquals(p.pickNext(1, 0)?.vcpu, 1);
+  // Bound to slot 0, vCPU 2 would wait 7 ms while slot 1 frees after 1 ms.
+  assertEquals(p.queueNext(0, 0, 100 * US), null);
+  assertEquals(p.queueNext(1, 1, 100 * US)?.vcpu, 2);
+});
