@@ -68,6 +68,24 @@ class HookFault {
   }
 }
 
+/**
+ * Writes a `pickNext` or `queueNext` answer into the reply (`[0]` for null, `[1, vcpu, sliceNs]`,
+ * `[2, ...]` for reserved time); returns the reply words used.
+ */
+function writePick(
+  reply: Float64Array,
+  r: { vcpu: number; sliceNs: number; reserved?: boolean } | null,
+): number {
+  if (r === null) {
+    reply[0] = 0;
+    return 1;
+  }
+  reply[0] = r.reserved ? 2 : 1;
+  reply[1] = r.vcpu;
+  reply[2] = r.sliceNs;
+  return 3;
+}
+
 /** Where a sandbox keeps an asynchronous fault (an unhandled rejection, an uncaught error). */
 export interface AsyncFaults {
   /** The first one since the last batch, or null. */
@@ -189,15 +207,7 @@ export function createBatchRunner(
           case OP_PICK: {
             const r = checkPick(call("pickNext", () => plugin.pickNext(a, b)));
             if (typeof r === "string") throw new HookFault("invalid", "pickNext", r);
-            if (r === null) {
-              reply[0] = 0;
-              words = 1;
-            } else {
-              reply[0] = r.reserved ? 2 : 1;
-              reply[1] = r.vcpu;
-              reply[2] = r.sliceNs;
-              words = 3;
-            }
+            words = writePick(reply, r);
             break;
           }
           case OP_QUEUE: {
@@ -205,15 +215,7 @@ export function createBatchRunner(
               ? checkPick(call("queueNext", () => plugin.queueNext!(a, b, c)), "queueNext")
               : null;
             if (typeof r === "string") throw new HookFault("invalid", "queueNext", r);
-            if (r === null) {
-              reply[0] = 0;
-              words = 1;
-            } else {
-              reply[0] = r.reserved ? 2 : 1;
-              reply[1] = r.vcpu;
-              reply[2] = r.sliceNs;
-              words = 3;
-            }
+            words = writePick(reply, r);
             break;
           }
           case OP_WAKE: {
