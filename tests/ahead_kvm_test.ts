@@ -6,27 +6,14 @@
  * vCPU, and a plugin that lies in `queueNext` is ejected while the VMs run on.
  */
 import { ok as assert } from "node:assert/strict";
-import { iterations, KERNEL, requireKernel, sleep, until, untilAdvanced } from "./helpers/vmm.ts";
-import { type SchedulerOptions, type Vm, Vmm } from "../mod.ts";
+import { iterations, KERNEL, sleep, until, untilAdvanced, withVmm } from "./helpers/vmm.ts";
+import type { Vm, Vmm } from "../mod.ts";
 import { GRANT_VIA, RECORD_BYTES, TRACE, type TraceData } from "../src/trace/events.ts";
 import { test } from "./helpers/deadline.ts";
 
 const PLUGINS = new URL("../plugins/", import.meta.url);
 const plugin = (name: string) => new URL(name, PLUGINS).href;
 const LIAR = new URL("./fixtures/kvm_plugins/lies_ahead.ts", import.meta.url).href;
-
-async function withVmm(
-  scheduler: SchedulerOptions,
-  body: (vmm: Vmm) => Promise<void>,
-): Promise<void> {
-  await requireKernel();
-  const vmm = await Vmm.create({ scheduler });
-  try {
-    await body(vmm);
-  } finally {
-    await vmm.close();
-  }
-}
 
 /** Grants in a trace, by how they came about (`GRANT_VIA`). */
 function grantsByVia(trace: TraceData): number[] {

@@ -4,8 +4,8 @@
  * can be swapped at run time, and an ejected plugin leaves every VM running.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { iterations, KERNEL, requireKernel, sleep, until, untilAdvanced } from "./helpers/vmm.ts";
-import { type SchedulerOptions, type Vm, Vmm } from "../mod.ts";
+import { iterations, KERNEL, sleep, until, untilAdvanced, withVmm } from "./helpers/vmm.ts";
+import type { Vm, Vmm } from "../mod.ts";
 import { threadPolicy, threadRunNs, threadWaitNs } from "../src/sched/host_threads.ts";
 import { REALTIME_PRIORITY } from "../src/sched/affinity.ts";
 import { test } from "./helpers/deadline.ts";
@@ -13,19 +13,6 @@ import { childPids, processExists } from "./helpers/processes.ts";
 
 const PLUGINS = new URL("../plugins/", import.meta.url);
 const plugin = (name: string) => new URL(name, PLUGINS).href;
-
-async function withVmm(
-  scheduler: SchedulerOptions,
-  body: (vmm: Vmm) => Promise<void>,
-): Promise<void> {
-  await requireKernel();
-  const vmm = await Vmm.create({ scheduler });
-  try {
-    await body(vmm);
-  } finally {
-    await vmm.close();
-  }
-}
 
 /** Guest ns of each VM's vCPUs (the shim's clock) between two samples. */
 function guestNs(vm: Vm): number {

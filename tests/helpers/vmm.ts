@@ -1,5 +1,5 @@
 /** Test helpers for booting our guest kernel. */
-import { type VmConfig, Vmm } from "../../mod.ts";
+import { type SchedulerOptions, type VmConfig, Vmm } from "../../mod.ts";
 import type { GuestStats, Vm, VmExit } from "../../mod.ts";
 import { guestKernel } from "../../src/vm/guest_kernel.ts";
 
@@ -13,6 +13,20 @@ export const KERNEL: string = await guestKernel();
 /** The built-in guest kernel's path (built when this module loaded; kept for the tests' calls). */
 export function requireKernel(): Promise<string> {
   return Promise.resolve(KERNEL);
+}
+
+/** Runs `body` with a VMM under `scheduler`, and closes the VMM whatever happens. */
+export async function withVmm(
+  scheduler: SchedulerOptions,
+  body: (vmm: Vmm) => Promise<void>,
+): Promise<void> {
+  await requireKernel();
+  const vmm = await Vmm.create({ scheduler });
+  try {
+    await body(vmm);
+  } finally {
+    await vmm.close();
+  }
 }
 
 /** Boots one VM to its end, with a safety timeout; returns the VM (closed VMM) and its exit. */
