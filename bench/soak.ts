@@ -171,14 +171,15 @@ async function sample(): Promise<void> {
   const windowStart = lastSampleAt;
   lastSampleAt = performance.now();
   const s = (performance.now() - t0) / 1000;
+  const vcpus = [...live.values()].reduce((a, v) => a + v.vcpus, 0);
   samples.push({
     s,
     fds: count("/proc/self/fd"),
     threads: count("/proc/self/task"),
     rssMb: rssMb(),
     vms: live.size,
-    vcpus: [...live.values()].reduce((a, v) => a + v.vcpus, 0),
-    emts: [...live.values()].reduce((a, v) => a + v.vcpus, 0) + vmm.emtWorkers.idle,
+    vcpus,
+    emts: vcpus + vmm.emtWorkers.idle,
     heapMb: Deno.memoryUsage().heapUsed / 2 ** 20,
   });
   if (vmm.guestModeHighWater > slots) {
